@@ -1,0 +1,65 @@
+"""Ingest: load source files into `<dataset>_raw`, one batch per file, whole or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from retrain import source, store
+from retrain.store import DatasetTables
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading one file did."""
+
+    path: str
+    batch_id: str
+    rows: int
+    already_loaded: bool
+
+    def describe(self) -> str:
+        if self.already_loaded:
+            return f"{self.path}: already loaded as batch {self.batch_id}; nothing added"
+        return f"{self.path}: loaded {self.rows} rows as batch {self.batch_id}"
+
+
+def _raw_rows(src: source.SourceFile, columns: list[str]) -> Iterator[tuple]:
+    loaded_at = store.now_utc()
+    for record in source.iter_records(src, columns):
+        yield (*record, src.batch_id, loaded_at)
+
+
+def load_file(
+    engine: Engine, tables: DatasetTables, path: Path, encoding: str, chunk_rows: int = 100_000
+) -> LoadReport:
+    """Load one CSV file as one batch, in one transaction; a file loaded before adds nothing."""
+    src = source.open_source(path, encoding, tables.columns)
+    with store.reporting_errors(engine), engine.begin() as conn:
+        store.create_tables(conn, tables)
+        if store.is_batch_loaded(conn, tables, src.batch_id):
+            return LoadReport(str(path), src.batch_id, 0, already_loaded=True)
+        columns = [
+            *tables.columns,
+            "line_no",
+            "row_hash",
+            "n_fields",
+            "extra_fields",
+            "batch_id",
+            "loaded_at",
+        ]
+        rows = store.bulk_insert(
+            conn, tables.raw, columns, _raw_rows(src, tables.columns), chunk_rows
+        )
+        conn.execute(
+            tables.batches.insert().values(
+                batch_id=src.batch_id,
+                source=str(path)[-1024:],
+                n_rows=rows,
+                loaded_at=store.now_utc(),
+            )
+        )
+    return LoadReport(str(path), src.batch_id, rows, already_loaded=False)

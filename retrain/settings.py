@@ -1,0 +1,64 @@
+"""The one typed settings object, read from the environment when asked for (never at import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_SCHEMAS = Path(__file__).parent / "schemas"
+
+
+class Settings(BaseSettings):
+    """Every tunable of retrain; each field is the env variable RETRAIN_<NAME> unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="RETRAIN_", extra="ignore")
+
+    home: Path = Field(Path("~/.retrain"), description="state folder: stores, artifacts, serving")
+    db_url: str | None = Field(None, description="SQLAlchemy URL of the data store")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "RETRAIN_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking URI (MLflow's own variable)",
+    )
+    dataset: str = Field("iris", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
+    schema_path: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("RETRAIN_SCHEMA", "RETRAIN_SCHEMA_PATH"),
+        description="pandera YAML schema of the dataset; default: the bundled iris schema",
+    )
+    target: str = Field("target", description="label column of the dataset")
+    model_name: str = "iris_model"
+    experiment: str = "iris_classification_experiment"
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(1234, ge=1, le=65535)
+    alert_url: str | None = None
+    encoding: str = Field("utf-8", description="text encoding of source CSV files")
+    max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    chunk_rows: int = Field(100_000, ge=1, description="rows per bulk-load chunk")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        """RETRAIN_DB_URL, or the embedded SQLite warehouse under RETRAIN_HOME."""
+        return self.db_url or f"sqlite:///{self.home / 'warehouse.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI, or the embedded SQLite tracking store under RETRAIN_HOME."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def schema_file(self) -> Path:
+        """The dataset's pandera schema: RETRAIN_SCHEMA, or the bundled one for the dataset."""
+        return self.schema_path or BUNDLED_SCHEMAS / f"{self.dataset}.yaml"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment now; explicit, non-None overrides win over it."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

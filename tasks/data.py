@@ -1,0 +1,55 @@
+"""Prefect tasks of the data path: ingest and clean, each a thin call into the core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from retrain import clean, ingest, source, store
+from retrain.clean import BatchReport
+from retrain.datasets import write_bundled_iris
+from retrain.ingest import LoadReport
+from retrain.settings import Settings
+from retrain.validation import load_schema
+from tasks.policies import IO_TASK
+
+
+def open_dataset(settings: Settings) -> tuple[store.Engine, store.DatasetTables]:
+    """The store engine and the dataset's tables, as the settings say."""
+    schema = load_schema(settings.schema_file)
+    return store.make_engine(settings.database_url), store.dataset_tables(settings.dataset, schema)
+
+
+@task
+def find_source_files(settings: Settings, source_path: str | None) -> list[Path]:
+    """The CSV files to load: the given file or folder, or the bundled iris data."""
+    if source_path is None:
+        return [write_bundled_iris(settings.home / "sources")]
+    return source.list_csv_files(Path(source_path).expanduser())
+
+
+@task(**IO_TASK)
+def load_source_file(settings: Settings, path: Path) -> LoadReport:
+    """Load one file as one batch (whole or not at all)."""
+    engine, tables = open_dataset(settings)
+    return ingest.load_file(engine, tables, path, settings.encoding, settings.chunk_rows)
+
+
+@task(**IO_TASK)
+def find_pending_batches(settings: Settings, readmit: str | None) -> list[str]:
+    """The batches to clean: every batch not cleaned yet, or the one to readmit."""
+    engine, tables = open_dataset(settings)
+    with store.reporting_errors(engine), engine.begin() as conn:
+        store.create_tables(conn, tables)
+        if readmit:
+            return [store.find_batch(conn, tables, readmit)]
+        return store.pending_batches(conn, tables)
+
+
+@task(**IO_TASK)
+def clean_one_batch(settings: Settings, batch_id: str, threshold: float | None) -> BatchReport:
+    """Split one batch into cleaned and rejected rows in one transaction."""
+    engine, tables = open_dataset(settings)
+    schema = load_schema(settings.schema_file)
+    return clean.clean_batch(engine, tables, schema, batch_id, threshold, settings.chunk_rows)

@@ -1,0 +1,83 @@
+"""Fixtures: real services (MariaDB, Prefect server) and per-test isolated datasets.
+
+Under CI=true a missing service fails the test; elsewhere it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import services
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_service(reason: str) -> None:
+    """Fail under CI (a service we need is missing), skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing service is a failure)")
+    pytest.skip(f"{reason}; install it or set the URL (under CI=true this fails)")
+
+
+@pytest.fixture(scope="session")
+def mysql_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real MySQL-compatible server: RETRAIN_TEST_MYSQL_URL, or a MariaDB we start."""
+    given = os.environ.get("RETRAIN_TEST_MYSQL_URL")
+    if given:
+        yield given
+        return
+    if services.find_mysql_server() is None:
+        need_service("no mariadbd/mysqld binary found")
+    with services.mariadb_server(tmp_path_factory.mktemp("mariadb")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server for this test session; flows run in-process report to it."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        server = services.prefect_server(tmp_path_factory.mktemp("prefect"))
+        api = server.__enter__()
+    except RuntimeError as err:
+        need_service(f"prefect server did not start: {err}")
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            yield api
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each data-path test runs on the embedded SQLite store and on real MariaDB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    return request.getfixturevalue("mysql_url")
+
+
+@pytest.fixture
+def dataset() -> str:
+    """A dataset name (table prefix) no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, dataset: str) -> dict:
+    """Settings environment for one isolated test: own home, store URL and dataset."""
+    values = {
+        "RETRAIN_HOME": str(tmp_path / "home"),
+        "RETRAIN_DB_URL": db_url,
+        "RETRAIN_DATASET": dataset,
+        "RETRAIN_SCHEMA": str(Path(__file__).parents[1] / "retrain/schemas/iris.yaml"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values

@@ -1,0 +1,158 @@
+"""Real services for tests and benchmarks, each started in a temp dir and stopped by its pid."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pymysql
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_mysql_server() -> str | None:
+    """The mariadbd/mysqld binary, on PATH or in Debian's /usr/sbin."""
+    for name in ("mariadbd", "mysqld"):
+        found = shutil.which(name) or (
+            f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
+        )
+        if found:
+            return found
+    return None
+
+
+def stop_pid(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a process we started (its session too), by pid: TERM, then KILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _wait(check, what: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            check()
+            return
+        except Exception:
+            time.sleep(0.25)
+    raise RuntimeError(f"{what} did not answer within {timeout:.0f}s: {log.read_text()[-2000:]}")
+
+
+@contextmanager
+def mariadb_server(workdir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """A throwaway MariaDB/MySQL server on a free loopback port; yields a mysql+pymysql URL."""
+    binary = find_mysql_server()
+    if binary is None:
+        raise FileNotFoundError("no mariadbd/mysqld binary: apt-get install mariadb-server")
+    datadir, sock, log = workdir / "data", workdir / "mysql.sock", workdir / "mysqld.log"
+    user = ["--user=root"] if os.geteuid() == 0 else []
+    install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+    subprocess.run(
+        [
+            install,
+            "--no-defaults",
+            f"--datadir={datadir}",
+            "--skip-test-db",
+            "--auth-root-authentication-method=normal",
+            *user,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    args = [
+        binary,
+        "--no-defaults",
+        f"--datadir={datadir}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={sock}",
+        f"--pid-file={workdir / 'pid'}",
+        "--local-infile=1",
+        "--skip-name-resolve",
+        "--max-allowed-packet=64M",
+        "--innodb-buffer-pool-size=512M",
+        "--innodb-log-file-size=256M",
+        *user,
+        *extra_args,
+    ]
+    proc = subprocess.Popen(
+        args, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        _wait(
+            lambda: pymysql.connect(unix_socket=str(sock), user="root").close(),
+            "mariadbd",
+            proc,
+            log,
+            60,
+        )
+        password = secrets.token_hex(8)
+        root = pymysql.connect(unix_socket=str(sock), user="root", autocommit=True)
+        with root.cursor() as cur:
+            cur.execute("CREATE DATABASE retrain CHARACTER SET utf8mb4")
+            cur.execute("CREATE USER 'retrain'@'127.0.0.1' IDENTIFIED BY %s", (password,))
+            cur.execute("GRANT ALL ON *.* TO 'retrain'@'127.0.0.1'")
+        root.close()
+        yield f"mysql+pymysql://retrain:{password}@127.0.0.1:{port}/retrain"
+    finally:
+        stop_pid(proc)
+
+
+def _http_ok(url: str) -> None:
+    with urllib.request.urlopen(url, timeout=2) as answer:
+        if answer.status != 200:
+            raise RuntimeError(answer.status)
+
+
+@contextmanager
+def prefect_server(workdir: Path) -> Iterator[str]:
+    """A real `prefect server start` on a free loopback port; yields its API URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(workdir / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{workdir / 'prefect.db'}",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = workdir / "prefect-server.log"
+    prefect = str(Path(sys.executable).parent / "prefect")
+    proc = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait(lambda: _http_ok(f"{api}/health"), "prefect server", proc, log, 120)
+        yield api
+    finally:
+        stop_pid(proc)

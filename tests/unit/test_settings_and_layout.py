@@ -1,0 +1,55 @@
+"""Settings come from the environment; the core package never imports Prefect."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retrain.settings import load_settings
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_defaults_are_embedded_under_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in ("RETRAIN_DB_URL", "MLFLOW_TRACKING_URI", "RETRAIN_DATASET"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "h"))
+    settings = load_settings()
+    assert settings.database_url == f"sqlite:///{tmp_path / 'h' / 'warehouse.db'}"
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
+    assert (settings.dataset, settings.model_name, settings.serve_port) == (
+        "iris",
+        "iris_model",
+        1234,
+    )
+
+
+def test_environment_and_explicit_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRAIN_MAX_REJECT_FRACTION", "0.35")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert load_settings().max_reject_fraction == 0.35
+    assert load_settings(max_reject_fraction=0.5).max_reject_fraction == 0.5
+    assert load_settings(max_reject_fraction=None).max_reject_fraction == 0.35
+    assert load_settings().tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRAIN_DATASET", "iris; drop table")
+    with pytest.raises(ValueError, match="dataset"):
+        load_settings()
+
+
+def test_core_package_does_not_import_prefect() -> None:
+    modules = sorted(p.stem for p in (ROOT / "retrain").glob("*.py") if p.stem != "__init__")
+    code = (
+        "import sys\n"
+        + "".join(f"import retrain.{m}\n" for m in modules)
+        + "print('prefect' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
