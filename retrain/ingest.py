@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from retrain import source, store
+from retrain.chunkfiles import source_chunks
 from retrain.store import DatasetTables
 
 
@@ -27,12 +28,6 @@ class LoadReport:
         return f"{self.path}: loaded {self.rows} rows as batch {self.batch_id}"
 
 
-def _raw_rows(src: source.SourceFile, columns: list[str]) -> Iterator[tuple]:
-    loaded_at = store.now_utc()
-    for record in source.iter_records(src, columns):
-        yield (*record, src.batch_id, loaded_at)
-
-
 def load_file(
     engine: Engine, tables: DatasetTables, path: Path, encoding: str, chunk_rows: int = 100_000
 ) -> LoadReport:
@@ -42,18 +37,15 @@ def load_file(
         store.create_tables(conn, tables)
         if store.is_batch_loaded(conn, tables, src.batch_id):
             return LoadReport(str(path), src.batch_id, 0, already_loaded=True)
-        columns = [
-            *tables.columns,
-            "line_no",
-            "row_hash",
-            "n_fields",
-            "extra_fields",
-            "batch_id",
-            "loaded_at",
-        ]
-        rows = store.bulk_insert(
-            conn, tables.raw, columns, _raw_rows(src, tables.columns), chunk_rows
-        )
+        columns = [*tables.columns, "line_no", "row_hash", "n_fields", "extra_fields"]
+        constants = {"batch_id": src.batch_id, "loaded_at": store.now_utc()}
+        if store.is_mysql(conn):
+            with tempfile.TemporaryDirectory(prefix="retrain-load-") as tmp:
+                chunks = source_chunks(src, tables.columns, chunk_rows, Path(tmp))
+                rows = store.load_chunks(conn, tables.raw, columns, chunks, constants)
+        else:
+            records = source.iter_records(src, tables.columns)
+            rows = store.bulk_insert(conn, tables.raw, columns, records, chunk_rows, constants)
         conn.execute(
             tables.batches.insert().values(
                 batch_id=src.batch_id,

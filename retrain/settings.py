@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     alert_url: str | None = None
     encoding: str = Field("utf-8", description="text encoding of source CSV files")
     max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
-    chunk_rows: int = Field(100_000, ge=1, description="rows per bulk-load chunk")
+    chunk_rows: int = Field(25_000, ge=1, description="rows per bulk-load chunk")
 
     @field_validator("home")
     @classmethod

@@ -7,8 +7,6 @@ Core inserts with bound parameters. Identifiers are always quoted by SQLAlchemy.
 
 from __future__ import annotations
 
-import csv
-import itertools
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -38,6 +36,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from retrain.chunkfiles import chunked, write_chunks
 from retrain.errors import BadInput, StoreUnreachable
 
 LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
@@ -127,7 +126,7 @@ def _keys() -> list[Column]:
     return [
         Column("batch_id", String(16), primary_key=True),
         Column("line_no", Integer, primary_key=True, autoincrement=False),
-        Column("row_hash", String(32), nullable=False),
+        Column("row_hash", String(16), nullable=False),
     ]
 
 
@@ -187,51 +186,64 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
-def _chunks(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
-    iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
 def bulk_insert(
     conn: Connection,
     table: Table,
     columns: list[str],
     rows: Iterable[tuple],
     chunk_rows: int = 100_000,
+    constants: dict[str, object] | None = None,
 ) -> int:
-    """Insert tuples (in `columns` order) inside the caller's transaction; returns the count."""
+    """Insert tuples (in `columns` order) inside the caller's transaction; returns the count.
+
+    `constants` are columns whose value is the same for every row (sent once, not per row).
+    """
+    constants = constants or {}
     if is_mysql(conn):
-        return _load_data_local(conn, table, columns, rows, chunk_rows)
+        with tempfile.TemporaryDirectory(prefix="retrain-load-") as tmp:
+            chunks = write_chunks(rows, chunk_rows, Path(tmp))
+            return load_chunks(conn, table, columns, chunks, constants)
     total = 0
     insert = table.insert()
-    for chunk in _chunks(rows, min(chunk_rows, 20_000)):
-        conn.execute(insert, [dict(zip(columns, row, strict=True)) for row in chunk])
+    for chunk in chunked(rows, min(chunk_rows, 20_000)):
+        conn.execute(insert, [dict(zip(columns, row, strict=True)) | constants for row in chunk])
         total += len(chunk)
     return total
 
 
-def _load_data_local(
-    conn: Connection, table: Table, columns: list[str], rows: Iterable[tuple], chunk_rows: int
-) -> int:
-    """MySQL's bulk path: each chunk is written to a CSV file and sent with LOAD DATA LOCAL."""
+def _load_statement(
+    conn: Connection, table: Table, columns: list[str], constants: dict[str, object]
+) -> str:
+    """LOAD DATA for chunk files; constants are bound once into session variables, so that
+    no value ever appears in SQL text."""
     quote = conn.dialect.identifier_preparer
+    if constants:
+        assign = ", ".join(f"@retrain_c{i} = %s" for i in range(len(constants)))
+        conn.exec_driver_sql(f"SET {assign}", tuple(constants.values()))
     target = ", ".join(quote.quote(c) for c in columns)
-    statement = (
+    fixed = ", ".join(f"{quote.quote(n)} = @retrain_c{i}" for i, n in enumerate(constants))
+    return (
         f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote.format_table(table)} CHARACTER SET utf8mb4 "
-        "FIELDS TERMINATED BY ',' ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n' "
-        f"({target})"
+        "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+        f"LINES TERMINATED BY '\\n' ({target})" + (f" SET {fixed}" if fixed else "")
     )
+
+
+def load_chunks(
+    conn: Connection,
+    table: Table,
+    columns: list[str],
+    chunks: Iterator[tuple[Path, int]],
+    constants: dict[str, object],
+) -> int:
+    """LOAD DATA each chunk file as it comes, inside the caller's transaction."""
+    statement = _load_statement(conn, table, columns, constants)
     total = 0
-    with tempfile.TemporaryDirectory(prefix="retrain-load-") as tmp:
-        path = Path(tmp) / "chunk.csv"
-        for chunk in _chunks(rows, chunk_rows):
-            with path.open("w", encoding="utf-8", newline="") as handle:
-                csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(chunk)
-            result = conn.exec_driver_sql(statement, (str(path),))
-            if result.rowcount != len(chunk):
-                raise RuntimeError(f"LOAD DATA stored {result.rowcount} of {len(chunk)} rows")
-            total += len(chunk)
+    for path, expected in chunks:
+        result = conn.exec_driver_sql(statement, (str(path),))
+        if result.rowcount != expected:
+            raise RuntimeError(f"LOAD DATA stored {result.rowcount} of {expected} rows")
+        total += expected
     return total
 
 

@@ -1,0 +1,170 @@
+"""Ingest and clean against real stores: the embedded SQLite file and a real MariaDB server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from retrain import clean, ingest
+from retrain.errors import BadInput
+from retrain.settings import load_settings
+from retrain.validation import load_schema
+from tests.integration.helpers import GOOD_ROWS, count, open_store, row_keys, write_csv
+
+pytestmark = pytest.mark.integration
+
+
+def load(path: Path, chunk_rows: int = 2):
+    """Load a file with tiny chunks, so that even small files cross chunk boundaries."""
+    engine, tables = open_store()
+    return ingest.load_file(engine, tables, path, "utf-8", chunk_rows=chunk_rows)
+
+
+def clean_pending(threshold: float | None = 0.2):
+    engine, tables = open_store()
+    schema = load_schema(load_settings().schema_file)
+    from retrain import store
+
+    with engine.connect() as conn:
+        batches = store.pending_batches(conn, tables)
+    return [clean.clean_batch(engine, tables, schema, b, threshold) for b in batches]
+
+
+def test_load_twice_adds_nothing_and_rows_keep_their_text(env: dict, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "in", "a.csv", [*GOOD_ROWS, '"5,1",3.5,1.4,0.2,"set\nosa"'])
+    first, second = load(path), load(path)
+    assert (first.rows, first.already_loaded) == (4, False)
+    assert (second.rows, second.already_loaded) == (0, True)
+    assert "already loaded" in second.describe()
+    ds = env["RETRAIN_DATASET"]
+    assert count(f"{ds}_raw") == 4
+    engine, tables = open_store()
+    with engine.connect() as conn:
+        last = conn.execute(tables.raw.select().where(tables.raw.c.line_no == 5)).mappings().one()
+    assert last["sepal length (cm)"] == "5,1" and last["target"] == "set\nosa"
+    assert last["batch_id"] == first.batch_id and len(last["row_hash"]) == 16
+
+
+def test_clean_splits_every_row_into_exactly_one_table(env: dict, tmp_path: Path) -> None:
+    rows = [*GOOD_ROWS * 3, "abc,3.5,1.4,0.2,setosa", "1,2", "NULL,1,1,1,setosa"]
+    load(write_csv(tmp_path / "in", "a.csv", rows))
+    (report,) = clean_pending(threshold=0.5)
+    assert (report.cleaned, report.rejected, report.quarantined) == (9, 3, False)
+    ds = env["RETRAIN_DATASET"]
+    raw, cleaned, rejected = (
+        row_keys(f"{ds}_raw"),
+        row_keys(f"{ds}_cleaned"),
+        row_keys(f"{ds}_rejected"),
+    )
+    assert cleaned | rejected == raw and not cleaned & rejected
+    assert clean_pending() == []
+
+
+def test_quarantine_then_readmit(env: dict, tmp_path: Path) -> None:
+    bad = write_csv(tmp_path / "in", "bad.csv", [GOOD_ROWS[0], "x,1,1,1,setosa", "1,1,1,1,rose"])
+    good = write_csv(tmp_path / "in", "good.csv", GOOD_ROWS)
+    bad_id, good_id = load(bad).batch_id, load(good).batch_id
+    reports = {r.batch_id: r for r in clean_pending(threshold=0.2)}
+    assert reports[bad_id].quarantined and not reports[good_id].quarantined
+    assert "quarantined: 2 of 3 rows failed" in reports[bad_id].describe()
+    ds = env["RETRAIN_DATASET"]
+    assert count(f"{ds}_cleaned") == 3
+    assert count(f"{ds}_rejected", "WHERE reason LIKE 'batch quarantined%'") == 1
+    engine, tables = open_store()
+    schema = load_schema(load_settings().schema_file)
+    readmitted = clean.clean_batch(engine, tables, schema, bad_id, None)
+    assert (readmitted.cleaned, readmitted.rejected, readmitted.quarantined) == (1, 2, False)
+    assert count(f"{ds}_cleaned") == 4 and count(f"{ds}_rejected") == 2
+    assert row_keys(f"{ds}_cleaned") | row_keys(f"{ds}_rejected") == row_keys(f"{ds}_raw")
+
+
+def test_a_failed_clean_write_leaves_both_tables_as_they_were(env: dict, tmp_path: Path) -> None:
+    load(write_csv(tmp_path / "in", "a.csv", [*GOOD_ROWS, "x,1,1,1,setosa"]))
+    (first,) = clean_pending(threshold=None)
+    engine, tables = open_store()
+    ds = env["RETRAIN_DATASET"]
+    before = row_keys(f"{ds}_cleaned"), row_keys(f"{ds}_rejected")
+    trigger = f"{ds}_boom"
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(
+                text(
+                    f'CREATE TRIGGER {trigger} BEFORE INSERT ON "{ds}_rejected" '
+                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER {trigger} BEFORE INSERT ON `{ds}_rejected` FOR EACH "
+                    "ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'disk full'"
+                )
+            )
+    schema = load_schema(load_settings().schema_file)
+    with pytest.raises(Exception, match="disk full"):
+        clean.clean_batch(engine, tables, schema, first.batch_id, None)
+    assert (row_keys(f"{ds}_cleaned"), row_keys(f"{ds}_rejected")) == before
+
+
+def test_bad_files_are_refused_before_anything_is_written(env: dict, tmp_path: Path) -> None:
+    binary = tmp_path / "in" / "b.csv"
+    binary.parent.mkdir()
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(BadInput, match="binary file"):
+        load(binary)
+    engine, tables = open_store()
+    with engine.connect() as conn:
+        assert not engine.dialect.has_table(conn, tables.raw.name)
+
+
+def test_a_ten_megabyte_line_is_kept_and_rejected(env: dict, tmp_path: Path) -> None:
+    huge = "9" * 10_000_000
+    report = load(write_csv(tmp_path / "in", "big.csv", [*GOOD_ROWS * 4, huge]))
+    assert report.rows == 13
+    (cleaned,) = clean_pending(threshold=0.2)
+    assert (cleaned.cleaned, cleaned.rejected) == (12, 1)
+    engine, tables = open_store()
+    with engine.connect() as conn:
+        row = conn.execute(tables.rejected.select()).mappings().one()
+    assert len(row["sepal length (cm)"]) == 10_000_000
+    assert row["reason"].startswith("wrong number of fields: expected 5, got 1")
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from tests.integration.helpers import open_store
+from retrain import ingest
+engine, tables = open_store()
+ingest.load_file(engine, tables, Path(sys.argv[1]), "utf-8", chunk_rows=5000)
+"""
+
+
+def test_a_load_killed_half_way_leaves_nothing_and_reruns_whole(env: dict, tmp_path: Path) -> None:
+    rows = [
+        f"{5 + i % 3}.{i % 10},3.{i % 7},1.{i % 9},0.{1 + i % 8},setosa" for i in range(300_000)
+    ]
+    path = write_csv(tmp_path / "in", "big.csv", rows)
+    ds = env["RETRAIN_DATASET"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(path)], cwd=Path(__file__).parents[2]
+    )
+    engine, tables = open_store()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        with engine.connect() as conn:
+            if engine.dialect.has_table(conn, tables.raw.name):
+                break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the load finished before it could be killed; use a bigger file"
+    proc.kill()
+    proc.wait(10)
+    assert count(f"{ds}_raw") == 0 and count(f"{ds}_batches") == 0
+    report = load(path, chunk_rows=50_000)
+    assert report.rows == 300_000 and count(f"{ds}_raw") == 300_000
