@@ -57,7 +57,8 @@ def time_load_data(engine, path: Path) -> float:
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "LOAD DATA LOCAL INFILE %s INTO TABLE bench_bare CHARACTER SET utf8mb4 FIELDS "
-            "TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n' IGNORE 1 LINES",
+            "TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n' "
+            "IGNORE 1 LINES",
             (str(path),),
         )
     return time.perf_counter() - start
@@ -89,6 +90,10 @@ def time_to_sql(engine, path: Path) -> float:
     for chunk in pd.read_csv(path, chunksize=100_000, dtype=str):
         chunk.to_sql("bench_to_sql", engine, if_exists="append", index=False)
     return time.perf_counter() - start
+
+
+def show(label: str, seconds: float, rows: int) -> None:
+    print(f"{label:<36}: {seconds:7.2f} s  {rows / seconds:10,.0f} rows/s")
 
 
 def main() -> None:
@@ -124,14 +129,10 @@ def main() -> None:
     )
     print("rounds LOAD DATA s:", " ".join(f"{t:.2f}" for t in baselines))
     print("rounds retrain s  :", " ".join(f"{t:.2f}" for t in runs))
-    print(
-        f"LOAD DATA LOCAL INFILE (bare table): {baseline:7.2f} s  {args.rows / baseline:10,.0f} rows/s"
-    )
-    print(f"retrain ingest (raw + bookkeeping) : {ours:7.2f} s  {args.rows / ours:10,.0f} rows/s")
+    show("LOAD DATA LOCAL INFILE (bare table)", baseline, args.rows)
+    show("retrain ingest (raw + bookkeeping)", ours, args.rows)
     if to_sql is not None:
-        print(
-            f"pandas to_sql (defaults)           : {to_sql:7.2f} s  {args.rows / to_sql:10,.0f} rows/s"
-        )
+        show("pandas to_sql (defaults)", to_sql, args.rows)
     print(f"ratio retrain / LOAD DATA throughput: {baseline / ours:.2f} (target >= 0.50)")
     print(f"peak RSS growth during retrain ingest: {(rss_after - rss_before) / 1024:.0f} MB")
 

@@ -40,7 +40,7 @@ def clean_batch(
     schema: pa.DataFrameSchema,
     batch_id: str,
     max_reject_fraction: float | None,
-    chunk_rows: int = 100_000,
+    chunk_rows: int = store.DEFAULT_CHUNK_ROWS,
 ) -> BatchReport:
     """Clean one batch; its previous results (if any) are replaced in the same transaction."""
     with store.reporting_errors(engine), engine.begin() as conn:

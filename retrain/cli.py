@@ -55,8 +55,17 @@ def _prepare() -> None:
 
 
 def _quiet_expected_tracebacks() -> None:
-    for handler in logging.getLogger("prefect").handlers:
-        handler.addFilter(_HideExpectedTracebacks())
+    loggers = [
+        logging.getLogger(),
+        *(
+            logging.getLogger(name)
+            for name in logging.root.manager.loggerDict
+            if name.startswith("prefect")
+        ),
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            handler.addFilter(_HideExpectedTracebacks())
 
 
 def fail(message: str, code: int) -> None:

@@ -29,7 +29,11 @@ class LoadReport:
 
 
 def load_file(
-    engine: Engine, tables: DatasetTables, path: Path, encoding: str, chunk_rows: int = 100_000
+    engine: Engine,
+    tables: DatasetTables,
+    path: Path,
+    encoding: str,
+    chunk_rows: int = store.DEFAULT_CHUNK_ROWS,
 ) -> LoadReport:
     """Load one CSV file as one batch, in one transaction; a file loaded before adds nothing."""
     src = source.open_source(path, encoding, tables.columns)

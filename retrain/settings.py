@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_CHUNK_ROWS = 25_000
 BUNDLED_SCHEMAS = Path(__file__).parent / "schemas"
 
 
@@ -36,7 +37,7 @@ class Settings(BaseSettings):
     alert_url: str | None = None
     encoding: str = Field("utf-8", description="text encoding of source CSV files")
     max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
-    chunk_rows: int = Field(25_000, ge=1, description="rows per bulk-load chunk")
+    chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1, description="rows per bulk-load chunk")
 
     @field_validator("home")
     @classmethod
@@ -55,8 +56,8 @@ class Settings(BaseSettings):
 
     @property
     def schema_file(self) -> Path:
-        """The dataset's pandera schema: RETRAIN_SCHEMA, or the bundled one for the dataset."""
-        return self.schema_path or BUNDLED_SCHEMAS / f"{self.dataset}.yaml"
+        """The dataset's pandera schema: RETRAIN_SCHEMA, or the bundled iris schema."""
+        return self.schema_path or BUNDLED_SCHEMAS / "iris.yaml"
 
 
 def load_settings(**overrides: object) -> Settings:

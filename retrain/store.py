@@ -38,6 +38,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from retrain.chunkfiles import chunked, write_chunks
 from retrain.errors import BadInput, StoreUnreachable
+from retrain.settings import DEFAULT_CHUNK_ROWS
 
 LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 ROW_META = ["batch_id", "line_no", "row_hash"]
@@ -191,7 +192,7 @@ def bulk_insert(
     table: Table,
     columns: list[str],
     rows: Iterable[tuple],
-    chunk_rows: int = 100_000,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
     constants: dict[str, object] | None = None,
 ) -> int:
     """Insert tuples (in `columns` order) inside the caller's transaction; returns the count.

@@ -14,13 +14,24 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from retrain.errors import BadInput
+
 ROW_KEYS = ["batch_id", "line_no", "row_hash"]
 QUARANTINE_PREFIX = "batch quarantined"
 
 
 def load_schema(path: Path) -> pa.DataFrameSchema:
     """Read a pandera YAML schema file."""
-    return pa.DataFrameSchema.from_yaml(Path(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise BadInput(f"cannot read schema {path} ({err.strerror}); check RETRAIN_SCHEMA") from err
+    try:
+        return pa.DataFrameSchema.from_yaml(text)
+    except Exception as err:
+        raise BadInput(
+            f"schema {path} is not a pandera YAML schema ({err}); check RETRAIN_SCHEMA"
+        ) from err
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,120 @@
+"""The flows against a real Prefect server, and the `retrain` command as a person runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import GOOD_ROWS, HEADER, count, write_csv
+from tests.support.services import free_port
+
+pytestmark = pytest.mark.integration
+RETRAIN = str(Path(sys.executable).parent / "retrain")
+
+
+async def _flow_runs(api: str) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs()
+        names = {f.id: f.name for f in await client.read_flows()}
+    return {names[r.flow_id]: r.state.type.value for r in runs}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_nightly_flow_runs_on_a_real_prefect_server(prefect_api: str, env: dict) -> None:
+    from flows.retrain import retrain
+
+    summary = retrain()
+    assert any("loaded 150 rows" in line for line in summary.lines())
+    assert count(f"{env['RETRAIN_DATASET']}_cleaned") == 150
+    states = asyncio.run(_flow_runs(prefect_api))
+    assert {states[name] for name in ("retrain", "ingest", "clean")} == {"COMPLETED"}
+
+
+def run_cli(args: list[str], environ: dict, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [RETRAIN, *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).parents[2],
+    )
+
+
+@pytest.fixture
+def cli_env(prefect_api: str, tmp_path: Path, dataset: str) -> dict:
+    """Environment for the console script: SQLite store, the test Prefect server."""
+    return {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "RETRAIN_HOME": str(tmp_path / "home"),
+        "RETRAIN_DB_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
+        "RETRAIN_DATASET": dataset,
+    }
+
+
+def last_error_line(result: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_run_twice_loads_once(cli_env: dict) -> None:
+    first = run_cli(["run"], cli_env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "loaded 150 rows as batch" in first.stdout and "150 cleaned, 0 rejected" in first.stdout
+    second = run_cli(["run"], cli_env)
+    assert second.returncode == 0
+    assert "already loaded" in second.stdout
+
+
+def test_missing_file_is_bad_usage_and_answers_at_once(cli_env: dict, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_cli(["ingest", "--source", str(tmp_path / "nope.csv")], cli_env)
+    assert result.returncode == 2
+    assert last_error_line(result).startswith("retrain: ") and "no such file" in result.stderr
+    assert time.monotonic() - started < 15
+
+
+def test_undecodable_file_exits_2_with_the_encoding_hint(cli_env: dict, tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes((HEADER + "\n5.1,3.5,1.4,0.2,s\xe9tosa\n").encode("latin-1"))
+    result = run_cli(["ingest", "--source", str(path)], cli_env)
+    assert result.returncode == 2
+    line = last_error_line(result)
+    assert "line 2 is not valid utf-8" in line and "--encoding" in line
+    ok = run_cli(["ingest", "--source", str(path), "--encoding", "latin-1"], cli_env)
+    assert ok.returncode == 0 and "loaded 1 rows" in ok.stdout
+
+
+def test_quarantine_exits_1_then_readmit_admits(cli_env: dict, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    write_csv(folder, "a_good.csv", GOOD_ROWS)
+    write_csv(folder, "b_bad.csv", [GOOD_ROWS[0], "x,1,1,1,setosa", "1,1,1,1,rose"])
+    assert run_cli(["ingest", "--source", str(folder)], cli_env).returncode == 0
+    result = run_cli(["clean"], cli_env)
+    assert result.returncode == 1
+    line = last_error_line(result)
+    assert "quarantined: 2 of 3 rows failed validation" in line and "--readmit" in line
+    batch = line.split("--readmit ")[1].rstrip("`")
+    readmit = run_cli(["clean", "--readmit", batch[:8]], cli_env)
+    assert readmit.returncode == 0, readmit.stderr[-2000:]
+    assert f"batch {batch}: 1 cleaned, 2 rejected" in readmit.stdout
+
+
+def test_unreachable_database_names_the_host_not_the_password(cli_env: dict) -> None:
+    port = free_port()
+    environ = {**cli_env, "RETRAIN_DB_URL": f"mysql+pymysql://app:s3cretpw@127.0.0.1:{port}/db"}
+    result = run_cli(["ingest"], environ)
+    assert result.returncode == 1
+    line = last_error_line(result)
+    assert f"127.0.0.1:{port}" in line and "RETRAIN_DB_URL" in line
+    assert "s3cretpw" not in result.stderr + result.stdout
+    assert result.stderr.count("Retry") >= 3
