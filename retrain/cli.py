@@ -7,6 +7,7 @@ and the rest of `retrain/` stay free of Prefect). Exit status: 0 done, 1 a stage
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -48,10 +49,22 @@ class _HideExpectedTracebacks(logging.Filter):
         return True
 
 
+_final_lines: list[str] = []
+
+
+def _print_final_lines() -> None:
+    for line in _final_lines:
+        print(line, file=sys.stderr, flush=True)
+
+
 @app.callback()
 def _prepare() -> None:
-    """Quiet defaults for Prefect on a machine with no internet (the user's env still wins)."""
+    """Quiet defaults for Prefect on a machine with no internet (the user's env still wins).
+
+    The error line is printed at exit by a hook registered before Prefect's own, so it comes
+    after Prefect's last log line (the temporary API server stops at exit too)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    atexit.register(_print_final_lines)
 
 
 def _quiet_expected_tracebacks() -> None:
@@ -69,8 +82,8 @@ def _quiet_expected_tracebacks() -> None:
 
 
 def fail(message: str, code: int) -> None:
-    """Print the one line a person reads on stderr and exit with `code`."""
-    typer.echo(f"retrain: {message}", err=True)
+    """Exit with `code`; the one line a person reads goes last on stderr."""
+    _final_lines.append(f"retrain: {message}")
     raise typer.Exit(code)
 
 
