@@ -131,6 +131,16 @@ def _keys() -> list[Column]:
     ]
 
 
+def _source_row(columns: list[str]) -> list[Column]:
+    """A source row as text, as in raw and rejected: values, keys, field count, surplus."""
+    return [
+        *[Column(c, LONG_TEXT, nullable=False) for c in columns],
+        *_keys(),
+        Column("n_fields", Integer, nullable=False),
+        Column("extra_fields", LONG_TEXT, nullable=False),
+    ]
+
+
 def dataset_tables(dataset: str, schema: pa.DataFrameSchema) -> DatasetTables:
     """Build (not create) the dataset's tables from its schema; column names pass unchanged."""
     columns = list(schema.columns)
@@ -142,10 +152,7 @@ def dataset_tables(dataset: str, schema: pa.DataFrameSchema) -> DatasetTables:
     raw = Table(
         f"{dataset}_raw",
         meta,
-        *[Column(c, LONG_TEXT, nullable=False) for c in columns],
-        *_keys(),
-        Column("n_fields", Integer, nullable=False),
-        Column("extra_fields", LONG_TEXT, nullable=False),
+        *_source_row(columns),
         Column("loaded_at", DateTime, nullable=False),
         **opts,
     )
@@ -168,10 +175,7 @@ def dataset_tables(dataset: str, schema: pa.DataFrameSchema) -> DatasetTables:
     rejected = Table(
         f"{dataset}_rejected",
         meta,
-        *[Column(c, LONG_TEXT, nullable=False) for c in columns],
-        *_keys(),
-        Column("n_fields", Integer, nullable=False),
-        Column("extra_fields", LONG_TEXT, nullable=False),
+        *_source_row(columns),
         Column("reason", Text, nullable=False),
         **opts,
     )
