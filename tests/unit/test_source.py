@@ -92,7 +92,8 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -> Non
 
 def test_plain_and_quoted_blocks_agree_on_values_lines_and_hashes(tmp_path: Path) -> None:
     plain = ["5.1,3.5,1.4,0.2,setosa"] * 6000
-    text = HEADER + "\n" + "\n".join(plain) + '\n"5.1",3.5,1.4,0.2,"set\nosa"\n5.1,3.5,1.4,0.2,setosa\n'
+    quoted = '"5.1",3.5,1.4,0.2,"set\nosa"\n5.1,3.5,1.4,0.2,setosa\n'
+    text = HEADER + "\n" + "\n".join(plain) + "\n" + quoted
     records = list(iter_records(open_source(write(tmp_path, text), "utf-8", COLUMNS), COLUMNS))
     assert len(records) == 6002
     assert [r[5] for r in records[-3:]] == [6001, 6002, 6004]
