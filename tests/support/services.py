@@ -72,18 +72,22 @@ def mariadb_server(workdir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[
     datadir, sock, log = workdir / "data", workdir / "mysql.sock", workdir / "mysqld.log"
     user = ["--user=root"] if os.geteuid() == 0 else []
     install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
-    subprocess.run(
+    setup = subprocess.run(
         [
             install,
             "--no-defaults",
             f"--datadir={datadir}",
             "--skip-test-db",
+            "--force",
+            "--skip-name-resolve",
             "--auth-root-authentication-method=normal",
             *user,
         ],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if setup.returncode != 0:
+        raise RuntimeError(f"{install} failed: {(setup.stdout + setup.stderr)[-1500:]}")
     port = free_port()
     args = [
         binary,
