@@ -8,8 +8,10 @@ from prefect import flow
 
 from flows.clean import clean
 from flows.ingest import ingest
+from flows.tune import tune
 from retrain.clean import BatchReport
 from retrain.ingest import LoadReport
+from retrain.tune import TuneReport
 
 
 @dataclass
@@ -18,16 +20,25 @@ class RunSummary:
 
     loaded: list[LoadReport] = field(default_factory=list)
     cleaned: list[BatchReport] = field(default_factory=list)
+    tuned: TuneReport | None = None
 
     def lines(self) -> list[str]:
         out = [r.describe() for r in self.loaded] + [r.describe() for r in self.cleaned]
+        if self.tuned:
+            out.append(self.tuned.describe())
         return out or ["nothing changed"]
 
 
 @flow(name="retrain", timeout_seconds=4 * 3600)
-def retrain(source: str | None = None) -> RunSummary:
-    """Ingest new source data, then clean it."""
+def retrain(
+    source: str | None = None,
+    trials: int | None = None,
+    family: str | None = None,
+    objective: str | None = None,
+) -> RunSummary:
+    """Ingest new source data, clean it, tune a challenger."""
     summary = RunSummary()
     summary.loaded = ingest(source=source)
     summary.cleaned = clean()
+    summary.tuned = tune(trials=trials, family=family, objective=objective)
     return summary

@@ -108,13 +108,30 @@ def _check_source(source: Path | None) -> str | None:
     return str(source.expanduser().resolve())
 
 
+TrialsOpt = Annotated[int | None, typer.Option("--trials", min=1, help="Optuna trials")]
+FamilyOpt = Annotated[
+    str | None,
+    typer.Option("--family", help="random_forest (default) or logreg (adds logistic regression)"),
+]
+ObjectiveOpt = Annotated[
+    str | None, typer.Option("--objective", help="auroc (default) or accuracy")
+]
+
+
 @app.command()
-def run(source: SourceOpt = None) -> None:
+def run(
+    source: SourceOpt = None,
+    trials: TrialsOpt = None,
+    family: FamilyOpt = None,
+    objective: ObjectiveOpt = None,
+) -> None:
     """Run the nightly flow once, now: every stage, in order."""
     path = _check_source(source)
     from flows.retrain import retrain
 
-    summary = run_stage(lambda: retrain(source=path))
+    summary = run_stage(
+        lambda: retrain(source=path, trials=trials, family=family, objective=objective)
+    )
     for line in summary.lines():
         typer.echo(line)
 
@@ -157,6 +174,17 @@ def clean(
         typer.echo(report.describe())
     if not reports:
         typer.echo("nothing new to clean")
+
+
+@app.command()
+def tune(
+    trials: TrialsOpt = None, family: FamilyOpt = None, objective: ObjectiveOpt = None
+) -> None:
+    """Tune on the cleaned data and register the best model as the challenger."""
+    from flows.tune import tune as tune_flow
+
+    report = run_stage(lambda: tune_flow(trials=trials, family=family, objective=objective))
+    typer.echo(report.describe())
 
 
 def main() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retrain.errors import BadInput
 
 DEFAULT_CHUNK_ROWS = 25_000
 BUNDLED_SCHEMAS = Path(__file__).parent / "schemas"
@@ -37,12 +39,23 @@ class Settings(BaseSettings):
     alert_url: str | None = None
     encoding: str = Field("utf-8", description="text encoding of source CSV files")
     max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    trials: int = Field(20, ge=1, description="Optuna trials per tuning run")
+    family: str = Field(
+        "random_forest", description="model family; 'logreg' adds logistic regression"
+    )
+    objective: str = Field("auroc", pattern="^(auroc|accuracy)$", description="metric to maximise")
+    seed: int = Field(42, description="seed of the sampler, the folds and the models")
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1, description="rows per bulk-load chunk")
 
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """`logreg` searches logistic regression beside the random forest."""
+        return ("random_forest", "logreg") if self.family == "logreg" else (self.family,)
 
     @property
     def database_url(self) -> str:
@@ -62,4 +75,11 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read the environment now; explicit, non-None overrides win over it."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise BadInput(
+            f"bad setting {name} (RETRAIN_{name.upper()} or its option): {first['msg']}"
+        ) from err

@@ -315,3 +315,10 @@ def count_rows(conn: Connection, table: Table, batch_id: str | None = None) -> i
     if batch_id is not None:
         query = query.where(table.c.batch_id == batch_id)
     return int(conn.execute(query).scalar_one())
+
+
+def read_cleaned(conn: Connection, tables: DatasetTables) -> pd.DataFrame:
+    """Every cleaned row, with its batch id and row hash, in a stable order."""
+    cleaned = tables.cleaned
+    query = select(cleaned).order_by(cleaned.c.batch_id, cleaned.c.line_no)
+    return pd.DataFrame(conn.execute(query).all(), columns=[c.name for c in cleaned.columns])

@@ -31,11 +31,12 @@ async def _flow_runs(api: str) -> dict[str, str]:
 def test_nightly_flow_runs_on_a_real_prefect_server(prefect_api: str, env: dict) -> None:
     from flows.retrain import retrain
 
-    summary = retrain()
+    summary = retrain(trials=2)
     assert any("loaded 150 rows" in line for line in summary.lines())
     assert count(f"{env['RETRAIN_DATASET']}_cleaned") == 150
     states = asyncio.run(_flow_runs(prefect_api))
-    assert {states[name] for name in ("retrain", "ingest", "clean")} == {"COMPLETED"}
+    assert {states[name] for name in ("retrain", "ingest", "clean", "tune")} == {"COMPLETED"}
+    assert summary.tuned is not None and summary.tuned.version == "1"
 
 
 def run_cli(args: list[str], environ: dict, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -70,9 +71,16 @@ def test_run_twice_loads_once(cli_env: dict) -> None:
     first = run_cli(["run"], cli_env)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "loaded 150 rows as batch" in first.stdout and "150 cleaned, 0 rejected" in first.stdout
+    assert "registered version 1 as challenger" in first.stdout
     second = run_cli(["run"], cli_env)
     assert second.returncode == 0
-    assert "already loaded" in second.stdout
+    assert "already loaded" in second.stdout and "registered version 2" in second.stdout
+
+
+def test_bad_option_value_is_one_line_exit_2(cli_env: dict) -> None:
+    result = run_cli(["tune", "--objective", "f1"], cli_env)
+    assert result.returncode == 2
+    assert "bad setting objective" in last_error_line(result)
 
 
 def test_missing_file_is_bad_usage_and_answers_at_once(cli_env: dict, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from retrain.errors import BadInput
 from retrain.settings import load_settings
 
 ROOT = Path(__file__).parents[2]
@@ -38,7 +39,7 @@ def test_environment_and_explicit_overrides(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RETRAIN_DATASET", "iris; drop table")
-    with pytest.raises(ValueError, match="dataset"):
+    with pytest.raises(BadInput, match="bad setting dataset"):
         load_settings()
 
 

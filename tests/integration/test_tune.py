@@ -1,0 +1,93 @@
+"""Tuning against real stores: SQLite and MariaDB data stores, MLflow on SQLite in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from retrain import clean, ingest, store, tracking
+from retrain.modeling import holdout_mask
+from retrain.settings import load_settings
+from retrain.tune import TuneConfig, tune_and_register
+from retrain.validation import load_schema
+from tests.integration.helpers import open_store, write_csv
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+IRIS = Path(__file__).parents[2] / "retrain/schemas/iris.yaml"
+
+
+def load_and_clean(path: Path) -> None:
+    engine, tables = open_store()
+    report = ingest.load_file(engine, tables, path, "utf-8")
+    clean.clean_batch(engine, tables, load_schema(IRIS), report.batch_id, 0.2)
+
+
+def tune(trials: int = 3, parallel_folds: int = 2):
+    settings = load_settings()
+    engine, tables = open_store()
+    client = tracking.make_client(settings.tracking_uri)
+    config = TuneConfig(trials=trials, parallel_folds=parallel_folds)
+    report = tune_and_register(
+        engine,
+        tables,
+        client,
+        settings.tracking_uri,
+        settings.experiment,
+        settings.model_name,
+        settings.target,
+        config,
+        {"night": "1"},
+    )
+    return report, client, settings
+
+
+def iris_csv(folder: Path, name: str, every: int = 1, offset: int = 0) -> Path:
+    from retrain.datasets import write_bundled_iris
+
+    lines = write_bundled_iris(folder / "bundled").read_text().splitlines()
+    return write_csv(folder, name, lines[1 + offset :: every], header=lines[0])
+
+
+def test_one_parent_run_per_study_and_a_tagged_challenger(env: dict, tmp_path: Path) -> None:
+    load_and_clean(iris_csv(tmp_path, "iris.csv"))
+    report, client, settings = tune(trials=3)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if r.data.tags.get(MLFLOW_PARENT_RUN_ID) == report.parent_run_id]
+    parent = client.get_run(report.parent_run_id)
+    assert len(runs) == 4 and len(children) == 3
+    assert parent.data.tags["retrain.stage"] == "tune" and parent.data.tags["night"] == "1"
+    assert {"best_cv_auroc", "test_auroc", "test_accuracy"} <= set(parent.data.metrics)
+    assert all(
+        {"mean_auroc", "mean_accuracy", "std_auroc"} <= set(c.data.metrics) for c in children
+    )
+    version = client.get_model_version_by_alias(settings.model_name, "challenger")
+    assert str(version.version) == report.version == "1"
+    assert version.tags["validation_status"] == "pending"
+    assert version.tags["batch_ids"] and version.tags["code_version"].startswith("retrain==")
+    assert 0.9 <= report.test_auroc <= 1.0
+
+
+def test_same_data_and_seed_give_the_same_best_params(env: dict, tmp_path: Path) -> None:
+    load_and_clean(iris_csv(tmp_path, "iris.csv"))
+    first, _, _ = tune(trials=3)
+    second, _, _ = tune(trials=3, parallel_folds=1)
+    assert first.params == second.params and first.best_cv == second.best_cv
+    assert second.version == "2"
+
+
+def test_the_holdout_keeps_its_rows_when_new_data_arrives(env: dict, tmp_path: Path) -> None:
+    load_and_clean(iris_csv(tmp_path, "night1.csv", every=2))
+    engine, tables = open_store()
+    with engine.connect() as conn:
+        night1 = store.read_cleaned(conn, tables)
+    load_and_clean(iris_csv(tmp_path, "night2.csv", every=2, offset=1))
+    with engine.connect() as conn:
+        night2 = store.read_cleaned(conn, tables)
+    side1 = dict(zip(night1["row_hash"], holdout_mask(night1["row_hash"]), strict=True))
+    side2 = dict(zip(night2["row_hash"], holdout_mask(night2["row_hash"]), strict=True))
+    assert len(night2) > len(night1)
+    assert all(side2[h] == side for h, side in side1.items())
+    assert 0.1 < sum(side2.values()) / len(side2) < 0.3
