@@ -5,6 +5,7 @@ Arrays and DataFrames in, values out: no SQL, MLflow, subprocess or Prefect here
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,7 @@ def build_model(family: str, params: dict[str, Any], seed: int = 42) -> Classifi
 class FoldScore:
     auroc: float
     accuracy: float
+    cpu_seconds: float
 
 
 def fold_splits(
@@ -94,7 +96,9 @@ def score_fold(
     classes: np.ndarray,
 ) -> FoldScore:
     """Fit once on a fold and take both metrics from the same probabilities."""
+    started = time.thread_time()
     fitted = clone(model).fit(x[train], y[train])
     proba = fitted.predict_proba(x[test])
     predicted = fitted.classes_[proba.argmax(axis=1)]
-    return FoldScore(auroc(y[test], proba, classes), float(accuracy_score(y[test], predicted)))
+    cpu = time.thread_time() - started
+    return FoldScore(auroc(y[test], proba, classes), float(accuracy_score(y[test], predicted)), cpu)

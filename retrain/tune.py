@@ -4,6 +4,7 @@ model refit, scored on the holdout, logged and registered as the `challenger`.""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -103,6 +104,7 @@ def run_study(
             )
             metrics = _summarise(scores)
             trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
+            trial.set_user_attr("cpu_seconds", sum(score.cpu_seconds for score in scores))
             log_trial(trial.number, {"family": family, **params}, metrics)
             return metrics[f"mean_{config.objective}"]
 
@@ -172,6 +174,8 @@ class TuneReport:
     test_accuracy: float
     family: str
     params: dict
+    search_seconds: float
+    fit_cpu_seconds: float
 
     def describe(self) -> str:
         return (
@@ -205,7 +209,10 @@ def tune_and_register(
     def log_trial(number: int, params: dict, metrics: dict[str, float]) -> None:
         tracking.log_trial(client, experiment_id, parent, number, params, metrics)
 
+    started = time.perf_counter()
     study = run_study(data, config, log_trial)
+    search_seconds = time.perf_counter() - started
+    fit_cpu = sum(t.user_attrs.get("cpu_seconds", 0.0) for t in study.trials)
     refit = refit_best(data, study, config.seed)
     best_cv = float(study.best_trial.user_attrs["mean_auroc"])
     tracking.log_parent_summary(
@@ -237,4 +244,6 @@ def tune_and_register(
         refit.test_accuracy,
         refit.family,
         refit.params,
+        search_seconds,
+        fit_cpu,
     )
