@@ -164,14 +164,16 @@ def test_a_load_killed_half_way_leaves_nothing_and_reruns_whole(env: dict, tmp_p
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(path)], cwd=Path(__file__).parents[2]
     )
-    engine, _ = open_store()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and not load_in_flight(engine):
-        time.sleep(0.02)
-    time.sleep(0.5)
-    assert proc.poll() is None, "the load finished before it could be killed; use a bigger file"
-    proc.kill()
-    proc.wait(10)
+    try:
+        engine, _ = open_store()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not load_in_flight(engine):
+            time.sleep(0.02)
+        time.sleep(0.5)
+        assert proc.poll() is None, "the load finished before it could be killed; use a bigger file"
+    finally:
+        proc.kill()
+        proc.wait(10)
     assert count(f"{ds}_raw") == 0 and count(f"{ds}_batches") == 0
     report = load(path, chunk_rows=50_000)
     assert report.rows == 1_000_000 and count(f"{ds}_raw") == 1_000_000
