@@ -30,7 +30,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from retrain import clean, ingest, store, tracking
 from retrain.datasets import write_bundled_iris
 from retrain.modeling import auroc, suggest_params
-from retrain.settings import BUNDLED_SCHEMAS
+from retrain.settings import BUNDLED_SCHEMAS, load_settings
 from retrain.tune import TuneConfig, split_dataset, tune_and_register
 from retrain.validation import load_schema
 
@@ -76,24 +76,21 @@ def run_baseline(engine, tables, uri: str, trials: int, seed: int) -> tuple[floa
             holdout["target"].to_numpy(), model.predict_proba(holdout[data.features]), data.classes
         )
         mlflow.sklearn.log_model(
-            model, name="model", input_example=x.head(5), registered_model_name="baseline_model"
+            model,
+            name="model",
+            input_example=x.head(5),
+            registered_model_name="baseline_model",
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
         )
     return time.perf_counter() - started, study.best_value, test
 
 
 def run_ours(engine, tables, uri: str, trials: int, seed: int):
     client = tracking.make_client(uri)
+    settings = load_settings(MLFLOW_TRACKING_URI=uri, experiment="ours", model_name="ours_model")
     started = time.perf_counter()
-    report = tune_and_register(
-        engine,
-        tables,
-        client,
-        uri,
-        "ours",
-        "ours_model",
-        "target",
-        TuneConfig(trials=trials, seed=seed),
-    )
+    config = TuneConfig(trials=trials, seed=seed)
+    report = tune_and_register(engine, tables, client, settings, config)
     return time.perf_counter() - started, report
 
 

@@ -25,6 +25,7 @@ from retrain.modeling import (
     score_fold,
     suggest_params,
 )
+from retrain.settings import Settings
 from retrain.store import DatasetTables
 
 
@@ -189,10 +190,7 @@ def tune_and_register(
     engine,
     tables: DatasetTables,
     client,
-    tracking_uri: str,
-    experiment: str,
-    model_name: str,
-    target: str,
+    settings: Settings,
     config: TuneConfig,
     tags: dict[str, str] | None = None,
 ) -> TuneReport:
@@ -200,8 +198,8 @@ def tune_and_register(
     check_config(config)
     with store.reporting_errors(engine), engine.connect() as conn:
         cleaned = store.read_cleaned(conn, tables)
-    data = split_dataset(cleaned, target, config.holdout_share)
-    experiment_id = tracking.ensure_experiment(client, experiment)
+    data = split_dataset(cleaned, settings.target, config.holdout_share)
+    experiment_id = tracking.ensure_experiment(client, settings.experiment)
     parent = tracking.start_parent_run(
         client, experiment_id, "tune", {"retrain.stage": "tune", **(tags or {})}
     )
@@ -226,11 +224,11 @@ def tune_and_register(
         },
     )
     example = data.train[data.features].head(5)
-    logged = tracking.log_model(tracking_uri, parent, refit.model, example)
+    logged = tracking.log_model(settings.tracking_uri, parent, refit.model, example)
     batches = ",".join(sorted(cleaned["batch_id"].unique()))
     version = tracking.register_challenger(
         client,
-        model_name,
+        settings.model_name,
         logged,
         {"batch_ids": batches[:5000], "code_version": code_version(), "family": refit.family},
     )

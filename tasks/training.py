@@ -18,14 +18,4 @@ def tune_challenger(settings: Settings, config: TuneConfig) -> TuneReport:
     engine, tables = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
     tags = {"prefect.flow_run_id": str(flow_run.id)} if flow_run.id else {}
-    return tune_and_register(
-        engine,
-        tables,
-        client,
-        settings.tracking_uri,
-        settings.experiment,
-        settings.model_name,
-        settings.target,
-        config,
-        tags,
-    )
+    return tune_and_register(engine, tables, client, settings, config, tags)

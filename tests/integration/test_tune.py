@@ -29,17 +29,7 @@ def tune(trials: int = 3, parallel_folds: int = 2):
     engine, tables = open_store()
     client = tracking.make_client(settings.tracking_uri)
     config = TuneConfig(trials=trials, parallel_folds=parallel_folds)
-    report = tune_and_register(
-        engine,
-        tables,
-        client,
-        settings.tracking_uri,
-        settings.experiment,
-        settings.model_name,
-        settings.target,
-        config,
-        {"night": "1"},
-    )
+    report = tune_and_register(engine, tables, client, settings, config, {"night": "1"})
     return report, client, settings
 
 
