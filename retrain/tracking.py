@@ -6,11 +6,14 @@ global configuration, so the flows choose the tracking store.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.data
 import pandas as pd
 import skops.io
 from mlflow import MlflowClient
@@ -102,6 +105,17 @@ def log_model(tracking_uri: str, run_id: str, model: Any, example: pd.DataFrame)
             skops_trusted_types=trusted,
         )
     return LoggedModel(run_id, info.model_uri)
+
+
+def log_training_data(tracking_uri: str, run_id: str, parts: dict[str, pd.DataFrame]) -> None:
+    """Lineage: each part (training, holdout rows) as a dataset input and a CSV snapshot, so a
+    version keeps what it saw after the tables grow."""
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
+        for name, frame in parts.items():
+            mlflow.log_input(mlflow.data.from_pandas(frame, name=name), context=name)
+            frame.to_csv(Path(tmp) / f"{name}.csv", index=False)
+        mlflow.log_artifacts(tmp, artifact_path="data")
 
 
 def register_challenger(

@@ -225,6 +225,9 @@ def tune_and_register(
     )
     example = data.train[data.features].head(5)
     logged = tracking.log_model(settings.tracking_uri, parent, refit.model, example)
+    tracking.log_training_data(
+        settings.tracking_uri, parent, {"training": data.train, "holdout": data.holdout}
+    )
     batches = ",".join(sorted(cleaned["batch_id"].unique()))
     version = tracking.register_challenger(
         client,

@@ -58,6 +58,9 @@ def test_one_parent_run_per_study_and_a_tagged_challenger(env: dict, tmp_path: P
     assert version.tags["validation_status"] == "pending"
     assert version.tags["batch_ids"] and version.tags["code_version"].startswith("retrain==")
     assert 0.9 <= report.test_auroc <= 1.0
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"training", "holdout"}
+    snapshot = {a.path for a in client.list_artifacts(report.parent_run_id, "data")}
+    assert snapshot == {"data/training.csv", "data/holdout.csv"}
 
 
 def test_same_data_and_seed_give_the_same_best_params(env: dict, tmp_path: Path) -> None:
