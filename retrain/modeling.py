@@ -99,6 +99,13 @@ def score_fold(
     started = time.thread_time()
     fitted = clone(model).fit(x[train], y[train])
     proba = fitted.predict_proba(x[test])
-    predicted = fitted.classes_[proba.argmax(axis=1)]
     cpu = time.thread_time() - started
-    return FoldScore(auroc(y[test], proba, classes), float(accuracy_score(y[test], predicted)), cpu)
+    return FoldScore(*score_proba(fitted, y[test], proba, classes), cpu)
+
+
+def score_proba(
+    fitted: ClassifierMixin, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
+) -> tuple[float, float]:
+    """(AUROC, accuracy) of one set of predicted probabilities."""
+    predicted = fitted.classes_[proba.argmax(axis=1)]
+    return auroc(y_true, proba, classes), float(accuracy_score(y_true, predicted))

@@ -152,15 +152,13 @@ class _Layout:
     def plain_records(self, block: list[str], first: int) -> Iterator[tuple]:
         """Records of plain lines; the common shape (all fields, file order) skips reordering."""
         in_order = self.positions == list(range(self.width))
-        blake, sep, width = hashlib.blake2b, FIELD_SEPARATOR, self.width
         for line_no, line in enumerate(block, first):
             text = line.rstrip("\n")
             if not text:
                 continue
             fields = text.split(",")
-            if in_order and len(fields) == width:
-                digest = blake(sep.join(fields).encode(), digest_size=8).hexdigest()
-                yield (*fields, line_no, digest, width, "")
+            if in_order and len(fields) == self.width:
+                yield (*fields, line_no, row_hash(fields), self.width, "")
             else:
                 yield self.record(fields, line_no)
 

@@ -39,9 +39,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from retrain.chunkfiles import chunked, write_chunks
 from retrain.errors import BadInput, StoreUnreachable
 from retrain.settings import DEFAULT_CHUNK_ROWS
+from retrain.validation import ROW_KEYS
 
 LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
-ROW_META = ["batch_id", "line_no", "row_hash"]
+ROW_META = ROW_KEYS
 RAW_EXTRA = ["n_fields", "extra_fields"]
 RESERVED = {*ROW_META, *RAW_EXTRA, "loaded_at", "reason"}
 

@@ -18,15 +18,16 @@ from retrain import store, tracking
 from retrain.errors import BadInput, StageFailed
 from retrain.modeling import (
     FAMILIES,
-    auroc,
     build_model,
     fold_splits,
     holdout_mask,
     score_fold,
+    score_proba,
     suggest_params,
 )
 from retrain.settings import Settings
 from retrain.store import DatasetTables
+from retrain.validation import ROW_KEYS
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def split_dataset(cleaned: pd.DataFrame, target: str, share: float) -> Dataset:
     """Training rows and holdout rows; refuses data too small or with a single class."""
     if target not in cleaned.columns:
         raise StageFailed(f"no label column {target!r} in the cleaned data; set RETRAIN_TARGET")
-    features = [c for c in cleaned.columns if c not in (target, "batch_id", "line_no", "row_hash")]
+    features = [c for c in cleaned.columns if c != target and c not in ROW_KEYS]
     mask = holdout_mask(cleaned["row_hash"], share)
     data = Dataset(cleaned[~mask], cleaned[mask], features, target)
     if data.train[target].nunique() < 2 or len(data.holdout) == 0:
@@ -75,25 +76,13 @@ def split_dataset(cleaned: pd.DataFrame, target: str, share: float) -> Dataset:
 TrialLogger = Callable[[int, dict, dict[str, float]], None]
 
 
-def run_study(
-    data: Dataset,
-    config: TuneConfig,
-    log_trial: TrialLogger,
-    storage: str | None = None,
-    study_name: str | None = None,
-) -> optuna.Study:
+def run_study(data: Dataset, config: TuneConfig, log_trial: TrialLogger) -> optuna.Study:
     """Maximise the cross-validated objective; each fold is one fit, folds run in parallel."""
     x, y = data.xy(data.train)
     splits = fold_splits(y, config.n_folds, config.seed)
     classes = data.classes
     sampler = optuna.samplers.TPESampler(seed=config.seed)
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=sampler,
-        storage=storage,
-        study_name=study_name,
-        load_if_exists=True,
-    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     with Parallel(n_jobs=config.parallel_folds, backend="loky") as parallel:
 
         def objective(trial: optuna.Trial) -> float:
@@ -143,10 +132,8 @@ def refit_best(data: Dataset, study: optuna.Study, seed: int) -> Refit:
     model = build_model(family, best, seed).fit(data.train[features], data.train[target])
     y_test = data.holdout[target].to_numpy()
     proba = model.predict_proba(data.holdout[features])
-    predicted = model.classes_[proba.argmax(axis=1)]
-    return Refit(
-        model, best, family, auroc(y_test, proba, data.classes), float((predicted == y_test).mean())
-    )
+    test_auroc, test_accuracy = score_proba(model, y_test, proba, data.classes)
+    return Refit(model, best, family, test_auroc, test_accuracy)
 
 
 def code_version() -> str:
