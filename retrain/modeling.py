@@ -6,6 +6,7 @@ Arrays and DataFrames in, values out: no SQL, MLflow, subprocess or Prefect here
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin, clone
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -21,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 HOLDOUT_BUCKETS = 10_000
 FAMILIES = ("random_forest", "logreg")
+TREES_PER_BLOCK = 50
 
 
 def holdout_mask(row_hashes: pd.Series, share: float = 0.2) -> np.ndarray:
@@ -75,7 +78,6 @@ def build_model(family: str, params: dict[str, Any], seed: int = 42) -> Classifi
 class FoldScore:
     auroc: float
     accuracy: float
-    cpu_seconds: float
 
 
 def fold_splits(
@@ -87,25 +89,141 @@ def fold_splits(
     )
 
 
-def score_fold(
+@dataclass(frozen=True)
+class FitBlock:
+    """One unit of cross-validation work: trees `start:stop` of a forest on one fold, or the
+    whole model (`stop` None) for families that fit in one piece."""
+
+    fold: int
+    start: int = 0
+    stop: int | None = None
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    fold: int
+    proba_sum: np.ndarray
+    weight: int
+    labels: np.ndarray
+    cpu_seconds: float
+
+
+def plan_blocks(model: ClassifierMixin, n_folds: int) -> list[FitBlock]:
+    """Cut the fits of one trial into blocks of similar size, so a few processes stay busy
+    to the end of the trial instead of waiting on the last fold. The plan depends on the
+    model alone, never on the number of processes, so the scores do not either."""
+    if not isinstance(model, RandomForestClassifier):
+        return [FitBlock(fold) for fold in range(n_folds)]
+    n = model.n_estimators
+    return [
+        FitBlock(fold, start, min(start + TREES_PER_BLOCK, n))
+        for fold in range(n_folds)
+        for start in range(0, n, TREES_PER_BLOCK)
+    ]
+
+
+def grow_trees(
+    forest: RandomForestClassifier, x: np.ndarray, y: np.ndarray, start: int, stop: int
+) -> RandomForestClassifier:
+    """Trees `start:stop` of the forest `forest.fit(x, y)` would grow, grown alone.
+
+    Each tree's seed is drawn in order from the forest's random_state, and a warm start
+    draws (and discards) the seeds of the trees it already has: so a forest holding `start`
+    placeholders grows exactly the trees a whole fit would put at `start:stop`."""
+    block = clone(forest).set_params(n_estimators=stop, warm_start=True)
+    block.estimators_ = [None] * start
+    block.fit(x, y)
+    block.estimators_ = block.estimators_[start:]
+    return block
+
+
+def fit_block(
     model: ClassifierMixin,
     x: np.ndarray,
     y: np.ndarray,
-    train: np.ndarray,
-    test: np.ndarray,
-    classes: np.ndarray,
-) -> FoldScore:
-    """Fit once on a fold and take both metrics from the same probabilities."""
+    split: tuple[np.ndarray, np.ndarray],
+    block: FitBlock,
+) -> BlockResult:
+    """Fit one block on its fold's training rows; the summed probabilities on its test rows."""
     started = time.thread_time()
-    fitted = clone(model).fit(x[train], y[train])
-    proba = fitted.predict_proba(x[test])
-    cpu = time.thread_time() - started
-    return FoldScore(*score_proba(fitted, y[test], proba, classes), cpu)
+    train, test = split
+    if block.stop is None:
+        fitted = clone(model).fit(x[train], y[train])
+        proba, weight = fitted.predict_proba(x[test]), 1
+    else:
+        fitted = grow_trees(model, x[train], y[train], block.start, block.stop)
+        x_test = np.asarray(x[test], dtype=np.float32)
+        proba = np.sum([tree.predict_proba(x_test) for tree in fitted.estimators_], axis=0)
+        weight = block.stop - block.start
+    return BlockResult(block.fold, proba, weight, fitted.classes_, time.thread_time() - started)
+
+
+def score_blocks(
+    results: list[BlockResult],
+    y: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    classes: np.ndarray,
+) -> list[FoldScore]:
+    """Per fold: average the blocks' probabilities (in plan order) and score them."""
+    scores = []
+    for fold, (_, test) in enumerate(splits):
+        mine = [r for r in results if r.fold == fold]
+        proba = np.sum([r.proba_sum for r in mine], axis=0) / sum(r.weight for r in mine)
+        scores.append(FoldScore(*score_proba(mine[0].labels, y[test], proba, classes)))
+    return scores
 
 
 def score_proba(
-    fitted: ClassifierMixin, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
+    labels: np.ndarray, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
 ) -> tuple[float, float]:
-    """(AUROC, accuracy) of one set of predicted probabilities."""
-    predicted = fitted.classes_[proba.argmax(axis=1)]
+    """(AUROC, accuracy) of predicted probabilities whose columns follow `labels`."""
+    predicted = np.asarray(labels)[proba.argmax(axis=1)]
     return auroc(y_true, proba, classes), float(accuracy_score(y_true, predicted))
+
+
+def learning_curve(
+    fitted: ClassifierMixin,
+    train: tuple[Any, np.ndarray],
+    test: tuple[Any, np.ndarray],
+    classes: np.ndarray,
+    points: int = 20,
+) -> list[tuple[int, float, float]]:
+    """(step, holdout AUROC, holdout accuracy) as the model grows: after each block of trees
+    for a forest, after each epoch (refit one pass at a time, warm-started) otherwise."""
+    if isinstance(fitted, RandomForestClassifier):
+        return _forest_curve(fitted, *test, classes, points)
+    return _epoch_curve(fitted, train, test, classes)
+
+
+def _forest_curve(
+    forest: RandomForestClassifier, x: Any, y: np.ndarray, classes: np.ndarray, points: int
+) -> list[tuple[int, float, float]]:
+    x32 = np.asarray(x, dtype=np.float32)
+    trees = len(forest.estimators_)
+    every = max(1, trees // points)
+    total = np.zeros((len(x32), len(forest.classes_)))
+    curve = []
+    for grown, tree in enumerate(forest.estimators_, start=1):
+        total += tree.predict_proba(x32)
+        if grown % every == 0 or grown == trees:
+            curve.append((grown, *score_proba(forest.classes_, y, total / grown, classes)))
+    return curve
+
+
+def _epoch_curve(
+    pipeline: Pipeline,
+    train: tuple[Any, np.ndarray],
+    test: tuple[Any, np.ndarray],
+    classes: np.ndarray,
+    max_epochs: int = 100,
+) -> list[tuple[int, float, float]]:
+    epochs = min(int(np.max(pipeline[-1].n_iter_)), max_epochs)
+    stepper = clone(pipeline).set_params(model__max_iter=1, model__warm_start=True)
+    curve = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for epoch in range(1, epochs + 1):
+            stepper.fit(*train)
+            proba = stepper.predict_proba(test[0])
+            curve.append((epoch, *score_proba(stepper.classes_, test[1], proba, classes)))
+    return curve

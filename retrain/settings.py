@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     )
     objective: str = Field("auroc", pattern="^(auroc|accuracy)$", description="metric to maximise")
     seed: int = Field(42, description="seed of the sampler, the folds and the models")
+    workers: int = Field(1, ge=1, description="trial workers sharing one Optuna study")
+    optuna_storage: str | None = Field(
+        None, description="Optuna RDB storage URL for several workers; default: RETRAIN_DB_URL"
+    )
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1, description="rows per bulk-load chunk")
 
     @field_validator("home")
@@ -61,6 +65,11 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """RETRAIN_DB_URL, or the embedded SQLite warehouse under RETRAIN_HOME."""
         return self.db_url or f"sqlite:///{self.home / 'warehouse.db'}"
+
+    @property
+    def optuna_storage_url(self) -> str:
+        """Where the workers of one study meet: RETRAIN_OPTUNA_STORAGE or the data store."""
+        return self.optuna_storage or self.database_url
 
     @property
     def tracking_uri(self) -> str:

@@ -76,6 +76,21 @@ def log_parent_summary(
     )
 
 
+def log_steps(
+    client: MlflowClient, run_id: str, series: dict[str, list[tuple[int, float]]]
+) -> None:
+    """Metrics with steps (a learning curve), one batch per series."""
+    now = int(time.time() * 1000)
+    for key, points in series.items():
+        client.log_batch(run_id, metrics=[Metric(key, float(v), now, step) for step, v in points])
+
+
+def log_figures(client: MlflowClient, run_id: str, figures: dict[str, Any]) -> None:
+    """Each matplotlib figure as a PNG under `plots/`."""
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure, f"plots/{name}")
+
+
 def pip_requirements() -> list[str]:
     """Explicit requirements (inferring them costs seconds in a subprocess)."""
     from importlib.metadata import version

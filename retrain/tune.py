@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
@@ -14,14 +15,17 @@ import optuna
 import pandas as pd
 from joblib import Parallel, delayed
 
-from retrain import store, tracking
+from retrain import reports, store, tracking
 from retrain.errors import BadInput, StageFailed
 from retrain.modeling import (
     FAMILIES,
     build_model,
+    fit_block,
     fold_splits,
     holdout_mask,
-    score_fold,
+    learning_curve,
+    plan_blocks,
+    score_blocks,
     score_proba,
     suggest_params,
 )
@@ -38,7 +42,12 @@ class TuneConfig:
     seed: int = 42
     n_folds: int = 5
     holdout_share: float = 0.2
-    parallel_folds: int = field(default_factory=lambda: min(5, os.cpu_count() or 1))
+    workers: int = 1
+    parallel_folds: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def trials_of(self, worker: int) -> int:
+        """This worker's share of the trials (the shares add up to `trials`)."""
+        return self.trials // self.workers + (worker < self.trials % self.workers)
 
 
 @dataclass(frozen=True)
@@ -76,29 +85,29 @@ def split_dataset(cleaned: pd.DataFrame, target: str, share: float) -> Dataset:
 TrialLogger = Callable[[int, dict, dict[str, float]], None]
 
 
-def run_study(data: Dataset, config: TuneConfig, log_trial: TrialLogger) -> optuna.Study:
-    """Maximise the cross-validated objective; each fold is one fit, folds run in parallel."""
+def run_trials(
+    data: Dataset, config: TuneConfig, study: optuna.Study, n_trials: int, log_trial: TrialLogger
+) -> optuna.Study:
+    """Maximise the cross-validated objective for `n_trials` trials of `study`. The fits of a
+    trial run in parallel processes, cut in blocks of trees so no process waits on the last
+    fold; the scores do not depend on how many processes there are."""
     x, y = data.xy(data.train)
     splits = fold_splits(y, config.n_folds, config.seed)
-    classes = data.classes
-    sampler = optuna.samplers.TPESampler(seed=config.seed)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
     with Parallel(n_jobs=config.parallel_folds, backend="loky") as parallel:
 
         def objective(trial: optuna.Trial) -> float:
             family = trial.suggest_categorical("family", list(config.families))
             params = suggest_params(trial, family)
             model = build_model(family, params, config.seed)
-            scores = parallel(
-                delayed(score_fold)(model, x, y, tr, te, classes) for tr, te in splits
-            )
-            metrics = _summarise(scores)
+            blocks = plan_blocks(model, config.n_folds)
+            results = parallel(delayed(fit_block)(model, x, y, splits[b.fold], b) for b in blocks)
+            metrics = _summarise(score_blocks(results, y, splits, data.classes))
             trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
-            trial.set_user_attr("cpu_seconds", sum(score.cpu_seconds for score in scores))
+            trial.set_user_attr("cpu_seconds", sum(r.cpu_seconds for r in results))
             log_trial(trial.number, {"family": family, **params}, metrics)
             return metrics[f"mean_{config.objective}"]
 
-        study.optimize(objective, n_trials=config.trials)
+        study.optimize(objective, n_trials=n_trials)
     return study
 
 
@@ -122,6 +131,7 @@ class Refit:
     family: str
     test_auroc: float
     test_accuracy: float
+    holdout_proba: np.ndarray
 
 
 def refit_best(data: Dataset, study: optuna.Study, seed: int) -> Refit:
@@ -132,15 +142,16 @@ def refit_best(data: Dataset, study: optuna.Study, seed: int) -> Refit:
     model = build_model(family, best, seed).fit(data.train[features], data.train[target])
     y_test = data.holdout[target].to_numpy()
     proba = model.predict_proba(data.holdout[features])
-    test_auroc, test_accuracy = score_proba(model, y_test, proba, data.classes)
-    return Refit(model, best, family, test_auroc, test_accuracy)
+    test_auroc, test_accuracy = score_proba(model.classes_, y_test, proba, data.classes)
+    return Refit(model, best, family, test_auroc, test_accuracy, proba)
 
 
 def code_version() -> str:
     return f"retrain=={version('retrain')}"
 
 
-def check_config(config: TuneConfig) -> None:
+def check_config(config: TuneConfig, storage: str | None) -> None:
+    """Refuse settings the study cannot run with, saying which and what is allowed."""
     unknown = [f for f in config.families if f not in FAMILIES]
     if unknown or config.objective not in ("auroc", "accuracy") or config.trials < 1:
         raise BadInput(
@@ -148,6 +159,82 @@ def check_config(config: TuneConfig) -> None:
             f"{', '.join(FAMILIES)}), objective {config.objective!r} (auroc or "
             f"accuracy), trials {config.trials} (>= 1)"
         )
+    if config.workers < 1 or config.workers > config.trials:
+        raise BadInput(f"--workers must be between 1 and --trials ({config.trials})")
+    if config.workers > 1 and (storage is None or storage.startswith("sqlite")):
+        raise BadInput(
+            f"--workers {config.workers} needs a shared Optuna storage on a database server: "
+            "set RETRAIN_DB_URL (or RETRAIN_OPTUNA_STORAGE) to a mysql+pymysql:// URL; "
+            "SQLite allows one worker"
+        )
+
+
+@dataclass(frozen=True)
+class TuningRun:
+    """A study in progress: its data, its parent MLflow run and where Optuna keeps it
+    (`storage` None: in memory, one worker)."""
+
+    data: Dataset
+    experiment_id: str
+    parent_run_id: str
+    study_name: str
+    storage: str | None
+    batch_ids: str
+
+
+def start_tuning(
+    engine: store.Engine,
+    tables: DatasetTables,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    config: TuneConfig,
+    tags: dict[str, str] | None = None,
+) -> TuningRun:
+    """Read the cleaned rows, open the parent run and create the (shared) study."""
+    storage = settings.optuna_storage_url if config.workers > 1 else None
+    check_config(config, storage)
+    with store.reporting_errors(engine), engine.connect() as conn:
+        cleaned = store.read_cleaned(conn, tables)
+    data = split_dataset(cleaned, settings.target, config.holdout_share)
+    experiment_id = tracking.ensure_experiment(client, settings.experiment)
+    parent = tracking.start_parent_run(
+        client, experiment_id, "tune", {"retrain.stage": "tune", **(tags or {})}
+    )
+    study_name = f"{settings.dataset}-tune-{parent}"
+    client.set_tag(parent, "optuna.study_name", study_name)
+    if storage:
+        optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    batches = ",".join(sorted(cleaned["batch_id"].unique()))
+    return TuningRun(data, experiment_id, parent, study_name, storage, batches)
+
+
+def run_worker(
+    run: TuningRun, client: tracking.MlflowClient, config: TuneConfig, worker: int = 0
+) -> optuna.Study:
+    """One trial worker: its share of the trials, each logged as a nested run of the parent.
+    Worker 0 samples with the configured seed, so one worker reproduces its best params."""
+    sampler = optuna.samplers.TPESampler(seed=config.seed + worker)
+    if run.storage:
+        study = optuna.load_study(study_name=run.study_name, storage=run.storage, sampler=sampler)
+    else:
+        study = optuna.create_study(
+            study_name=run.study_name, direction="maximize", sampler=sampler
+        )
+
+    def log_trial(number: int, params: dict, metrics: dict[str, float]) -> None:
+        tracking.log_trial(client, run.experiment_id, run.parent_run_id, number, params, metrics)
+
+    return run_trials(run.data, config, study, config.trials_of(worker), log_trial)
+
+
+def run_workers(run: TuningRun, client: tracking.MlflowClient, config: TuneConfig) -> optuna.Study:
+    """All workers of this process against one study: threads that share the fit processes."""
+    if config.workers == 1:
+        return run_worker(run, client, config)
+    with ThreadPoolExecutor(config.workers, thread_name_prefix="trial-worker") as pool:
+        futures = [pool.submit(run_worker, run, client, config, w) for w in range(config.workers)]
+        studies = [f.result() for f in futures]
+    return studies[0]
 
 
 @dataclass(frozen=True)
@@ -173,65 +260,75 @@ class TuneReport:
         )
 
 
-def tune_and_register(
-    engine,
-    tables: DatasetTables,
-    client,
+def finish_tuning(
+    run: TuningRun,
+    client: tracking.MlflowClient,
     settings: Settings,
     config: TuneConfig,
-    tags: dict[str, str] | None = None,
+    study: optuna.Study,
+    search_seconds: float,
 ) -> TuneReport:
-    """The whole stage: read cleaned rows, study under one parent run, refit, log, register."""
-    check_config(config)
-    with store.reporting_errors(engine), engine.connect() as conn:
-        cleaned = store.read_cleaned(conn, tables)
-    data = split_dataset(cleaned, settings.target, config.holdout_share)
-    experiment_id = tracking.ensure_experiment(client, settings.experiment)
-    parent = tracking.start_parent_run(
-        client, experiment_id, "tune", {"retrain.stage": "tune", **(tags or {})}
-    )
-
-    def log_trial(number: int, params: dict, metrics: dict[str, float]) -> None:
-        tracking.log_trial(client, experiment_id, parent, number, params, metrics)
-
-    started = time.perf_counter()
-    study = run_study(data, config, log_trial)
-    search_seconds = time.perf_counter() - started
-    fit_cpu = sum(t.user_attrs.get("cpu_seconds", 0.0) for t in study.trials)
+    """Refit the best trial, log what people read and look at, register the challenger."""
+    data, parent = run.data, run.parent_run_id
     refit = refit_best(data, study, config.seed)
     best_cv = float(study.best_trial.user_attrs["mean_auroc"])
-    tracking.log_parent_summary(
-        client,
-        parent,
-        {"family": refit.family, **refit.params},
-        {
-            "best_cv_auroc": best_cv,
-            "test_auroc": refit.test_auroc,
-            "test_accuracy": refit.test_accuracy,
-        },
-    )
+    metrics = {
+        "best_cv_auroc": best_cv,
+        "test_auroc": refit.test_auroc,
+        "test_accuracy": refit.test_accuracy,
+    }
+    tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
+    log_pictures(run, client, study, refit)
     example = data.train[data.features].head(5)
     logged = tracking.log_model(settings.tracking_uri, parent, refit.model, example)
     tracking.log_training_data(
         settings.tracking_uri, parent, {"training": data.train, "holdout": data.holdout}
     )
-    batches = ",".join(sorted(cleaned["batch_id"].unique()))
+    tags = {"batch_ids": run.batch_ids[:5000], "code_version": code_version()}
     version = tracking.register_challenger(
-        client,
-        settings.model_name,
-        logged,
-        {"batch_ids": batches[:5000], "code_version": code_version(), "family": refit.family},
+        client, settings.model_name, logged, {**tags, "family": refit.family}
     )
     client.set_terminated(parent)
+    trials = study.get_trials(deepcopy=False)
+    fit_cpu = sum(t.user_attrs.get("cpu_seconds", 0.0) for t in trials)
     return TuneReport(
-        parent,
-        version,
-        len(study.trials),
-        best_cv,
-        refit.test_auroc,
-        refit.test_accuracy,
-        refit.family,
-        refit.params,
-        search_seconds,
-        fit_cpu,
-    )
+        parent, version, len(trials), best_cv, refit.test_auroc, refit.test_accuracy,
+        refit.family, refit.params, search_seconds, fit_cpu,
+    )  # fmt: skip
+
+
+def log_pictures(
+    run: TuningRun, client: tracking.MlflowClient, study: optuna.Study, refit: Refit
+) -> None:
+    """The learning curve as step metrics, and the PNGs: confusion matrix, ROC, Optuna plots."""
+    data = run.data
+    train, test = data.xy(data.train), data.xy(data.holdout)
+    curve = learning_curve(refit.model, train, test, data.classes)
+    tracking.log_steps(
+        client,
+        run.parent_run_id,
+        {"curve_test_auroc": [(s, a) for s, a, _ in curve],
+         "curve_test_accuracy": [(s, acc) for s, _, acc in curve]},
+    )  # fmt: skip
+    predicted = refit.model.classes_[refit.holdout_proba.argmax(axis=1)]
+    figures = {
+        "confusion_matrix.png": reports.confusion_matrix_figure(test[1], predicted, data.classes),
+        "roc_curves.png": reports.roc_figure(test[1], refit.holdout_proba, data.classes),
+        **reports.study_figures(study),
+    }
+    tracking.log_figures(client, run.parent_run_id, figures)
+
+
+def tune_and_register(
+    engine: store.Engine,
+    tables: DatasetTables,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    config: TuneConfig,
+    tags: dict[str, str] | None = None,
+) -> TuneReport:
+    """The whole stage in this process: start, run the workers, finish."""
+    run = start_tuning(engine, tables, client, settings, config, tags)
+    started = time.perf_counter()
+    study = run_workers(run, client, config)
+    return finish_tuning(run, client, settings, config, study, time.perf_counter() - started)

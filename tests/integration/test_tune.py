@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from retrain import clean, ingest, store, tracking
+from retrain.errors import BadInput
 from retrain.modeling import holdout_mask
 from retrain.settings import load_settings
 from retrain.tune import TuneConfig, tune_and_register
@@ -24,11 +26,11 @@ def load_and_clean(path: Path) -> None:
     clean.clean_batch(engine, tables, load_schema(IRIS), report.batch_id, 0.2)
 
 
-def tune(trials: int = 3, parallel_folds: int = 2):
+def tune(trials: int = 3, parallel_folds: int = 2, workers: int = 1):
     settings = load_settings()
     engine, tables = open_store()
     client = tracking.make_client(settings.tracking_uri)
-    config = TuneConfig(trials=trials, parallel_folds=parallel_folds)
+    config = TuneConfig(trials=trials, parallel_folds=parallel_folds, workers=workers)
     report = tune_and_register(engine, tables, client, settings, config, {"night": "1"})
     return report, client, settings
 
@@ -61,6 +63,15 @@ def test_one_parent_run_per_study_and_a_tagged_challenger(env: dict, tmp_path: P
     assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"training", "holdout"}
     snapshot = {a.path for a in client.list_artifacts(report.parent_run_id, "data")}
     assert snapshot == {"data/training.csv", "data/holdout.csv"}
+    plots = {a.path for a in client.list_artifacts(report.parent_run_id, "plots")}
+    assert plots == {
+        f"plots/{name}.png"
+        for name in ("confusion_matrix", "roc_curves", "optuna_history", "optuna_param_importances")
+    }
+    curve = client.get_metric_history(report.parent_run_id, "curve_test_auroc")
+    trees = int(report.params["n_estimators"])
+    assert len(curve) >= 10 and max(p.step for p in curve) == trees
+    assert curve[-1].value == pytest.approx(report.test_auroc)
 
 
 def test_same_data_and_seed_give_the_same_best_params(env: dict, tmp_path: Path) -> None:
@@ -84,3 +95,23 @@ def test_the_holdout_keeps_its_rows_when_new_data_arrives(env: dict, tmp_path: P
     assert len(night2) > len(night1)
     assert all(side2[h] == side for h, side in side1.items())
     assert 0.1 < sum(side2.values()) / len(side2) < 0.3
+
+
+def test_two_workers_share_one_study_and_one_parent_run(env: dict, tmp_path: Path) -> None:
+    load_and_clean(iris_csv(tmp_path, "iris.csv"))
+    if env["RETRAIN_DB_URL"].startswith("sqlite"):
+        with pytest.raises(BadInput, match="--workers 2 needs a shared Optuna storage"):
+            tune(trials=4, workers=2)
+        return
+    report, client, settings = tune(trials=5, workers=2)
+    parent = client.get_run(report.parent_run_id)
+    study = optuna.load_study(
+        study_name=parent.data.tags["optuna.study_name"], storage=settings.database_url
+    )
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3, 4] and report.trials == 5
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    runs = client.search_runs([parent.info.experiment_id])
+    children = [r for r in runs if r.data.tags.get(MLFLOW_PARENT_RUN_ID) == parent.info.run_id]
+    assert len(runs) == 6
+    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == [0, 1, 2, 3, 4]
+    assert report.best_cv == pytest.approx(study.best_trial.user_attrs["mean_auroc"])

@@ -12,9 +12,12 @@ import pytest
 from retrain.modeling import (
     auroc,
     build_model,
+    fit_block,
     fold_splits,
+    grow_trees,
     holdout_mask,
-    score_fold,
+    plan_blocks,
+    score_blocks,
     suggest_params,
 )
 
@@ -45,21 +48,55 @@ def test_auroc_multiclass_is_one_vs_one_macro() -> None:
     assert auroc(y, np.full((6, 3), 1 / 3), classes) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("family", ["random_forest", "logreg"])
-def test_each_family_scores_a_fold_with_both_metrics(family: str) -> None:
+def three_blobs(rows_per_class: int = 20) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    y = np.array(["a", "b", "c"] * 20)
-    x = (
-        rng.normal(size=(60, 2))
-        + np.repeat([[0, 0], [3, 3], [6, 0]], 1, axis=0)[np.tile([0, 1, 2], 20)]
-    )
+    y = np.array(["a", "b", "c"] * rows_per_class)
+    centres = np.array([[0, 0], [3, 3], [6, 0]])[np.tile([0, 1, 2], rows_per_class)]
+    return rng.normal(size=(len(y), 2)) + centres, y
+
+
+@pytest.mark.parametrize("family", ["random_forest", "logreg"])
+def test_each_family_scores_its_folds_with_both_metrics(family: str) -> None:
+    x, y = three_blobs()
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=1))
-    params = suggest_params(study.ask(), family)
-    train, test = fold_splits(y, 5, seed=3)[0]
+    model = build_model(family, suggest_params(study.ask(), family))
+    splits = fold_splits(y, 5, seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
-        score = score_fold(build_model(family, params), x, y, train, test, np.unique(y))
-    assert 0.8 <= score.auroc <= 1.0 and 0.6 <= score.accuracy <= 1.0
+        results = [fit_block(model, x, y, splits[b.fold], b) for b in plan_blocks(model, 5)]
+    scores = score_blocks(results, y, splits, np.unique(y))
+    assert len(scores) == 5 and all(r.cpu_seconds > 0 for r in results)
+    assert all(0.8 <= s.auroc <= 1.0 and 0.6 <= s.accuracy <= 1.0 for s in scores)
+
+
+def test_blocks_of_trees_are_the_trees_of_the_whole_forest() -> None:
+    x, y = three_blobs()
+    forest = build_model("random_forest", {"n_estimators": 120, "max_samples": 0.8}, seed=7)
+    whole = forest.fit(x, y)
+    parts = [
+        grow_trees(forest, x, y, start, stop) for start, stop in ((0, 50), (50, 100), (100, 120))
+    ]
+    trees = [tree for part in parts for tree in part.estimators_]
+    assert len(trees) == 120
+    for mine, theirs in zip(trees, whole.estimators_, strict=True):
+        assert mine.random_state == theirs.random_state
+        assert np.array_equal(mine.tree_.threshold, theirs.tree_.threshold)
+    summed = np.sum([t.predict_proba(x.astype(np.float32)) for t in trees], axis=0) / 120
+    assert np.allclose(summed, whole.predict_proba(x))
+
+
+def test_a_forest_is_cut_into_blocks_of_trees_and_other_models_by_fold() -> None:
+    forest = build_model("random_forest", {"n_estimators": 120})
+    blocks = plan_blocks(forest, 2)
+    assert [(b.fold, b.start, b.stop) for b in blocks] == [
+        (0, 0, 50),
+        (0, 50, 100),
+        (0, 100, 120),
+        (1, 0, 50),
+        (1, 50, 100),
+        (1, 100, 120),
+    ]
+    assert [b.stop for b in plan_blocks(build_model("logreg", {"C": 1.0}), 3)] == [None] * 3
 
 
 def test_unknown_family_is_refused() -> None:

@@ -1,0 +1,69 @@
+"""Pictures of a tuning run: confusion matrix, ROC curves, Optuna history and importances.
+
+Pure: arrays and a study in, matplotlib figures out (saving them is the tracking adapter's job).
+Optuna's matplotlib backend is used because its plotly PNG export needs a browser download.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import optuna
+from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+
+def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> Figure:
+    """Holdout confusion matrix, true labels down, predicted across."""
+    figure = Figure(figsize=(5, 4.5), layout="constrained")
+    ax = figure.subplots()
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=classes, ax=ax, colorbar=False, cmap="Blues"
+    )
+    ax.set_title("Holdout confusion matrix")
+    return figure
+
+
+def roc_figure(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> Figure:
+    """One ROC curve per class (that class against the rest) on the holdout rows."""
+    figure = Figure(figsize=(5.5, 4.5), layout="constrained")
+    ax = figure.subplots()
+    shown = classes[-1:] if len(classes) == 2 else classes
+    for label in shown:
+        column = list(classes).index(label)
+        RocCurveDisplay.from_predictions(
+            np.asarray(y_true) == label, proba[:, column], name=str(label), ax=ax
+        )
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set_title("Holdout ROC curves (one class vs the rest)")
+    return figure
+
+
+def study_figures(study: optuna.Study) -> dict[str, Figure]:
+    """Optimisation history and parameter importances; importances need two finished trials
+    with varying parameters, so they are left out when the study is too small."""
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    plt.switch_backend("agg")
+    figures = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        history = optuna_plots.plot_optimization_history(study)
+        figures["optuna_history.png"] = _detach(history.figure)
+        try:
+            importances = optuna_plots.plot_param_importances(study)
+            figures["optuna_param_importances.png"] = _detach(importances.figure)
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            pass
+    return figures
+
+
+def _detach(figure: Figure) -> Figure:
+    """Take a pyplot figure out of pyplot's registry so it is freed with its last reference."""
+    import matplotlib.pyplot as plt
+
+    figure.set_layout_engine("constrained")
+    plt.close(figure)
+    return figure
