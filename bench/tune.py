@@ -87,6 +87,7 @@ def run_baseline(engine, tables, uri: str, trials: int, seed: int) -> tuple[floa
 
 def run_ours(engine, tables, uri: str, trials: int, seed: int):
     client = tracking.make_client(uri)
+    tracking.ensure_experiment(client, "ours")
     settings = load_settings(MLFLOW_TRACKING_URI=uri, experiment="ours", model_name="ours_model")
     started = time.perf_counter()
     config = TuneConfig(trials=trials, seed=seed)

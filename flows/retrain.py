@@ -33,6 +33,7 @@ class RunSummary:
 def retrain(
     source: str | None = None,
     trials: int | None = None,
+    workers: int | None = None,
     family: str | None = None,
     objective: str | None = None,
 ) -> RunSummary:
@@ -40,5 +41,5 @@ def retrain(
     summary = RunSummary()
     summary.loaded = ingest(source=source)
     summary.cleaned = clean()
-    summary.tuned = tune(trials=trials, family=family, objective=objective)
+    summary.tuned = tune(trials=trials, workers=workers, family=family, objective=objective)
     return summary

@@ -109,6 +109,12 @@ def _check_source(source: Path | None) -> str | None:
 
 
 TrialsOpt = Annotated[int | None, typer.Option("--trials", min=1, help="Optuna trials")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", min=1, help="trial workers on one Optuna study (more than 1 needs MySQL)"
+    ),
+]
 FamilyOpt = Annotated[
     str | None,
     typer.Option("--family", help="random_forest (default) or logreg (adds logistic regression)"),
@@ -122,6 +128,7 @@ ObjectiveOpt = Annotated[
 def run(
     source: SourceOpt = None,
     trials: TrialsOpt = None,
+    workers: WorkersOpt = None,
     family: FamilyOpt = None,
     objective: ObjectiveOpt = None,
 ) -> None:
@@ -129,9 +136,8 @@ def run(
     path = _check_source(source)
     from flows.retrain import retrain
 
-    summary = run_stage(
-        lambda: retrain(source=path, trials=trials, family=family, objective=objective)
-    )
+    options = {"trials": trials, "workers": workers, "family": family, "objective": objective}
+    summary = run_stage(lambda: retrain(source=path, **options))
     for line in summary.lines():
         typer.echo(line)
 
@@ -178,12 +184,16 @@ def clean(
 
 @app.command()
 def tune(
-    trials: TrialsOpt = None, family: FamilyOpt = None, objective: ObjectiveOpt = None
+    trials: TrialsOpt = None,
+    workers: WorkersOpt = None,
+    family: FamilyOpt = None,
+    objective: ObjectiveOpt = None,
 ) -> None:
     """Tune on the cleaned data and register the best model as the challenger."""
     from flows.tune import tune as tune_flow
 
-    report = run_stage(lambda: tune_flow(trials=trials, family=family, objective=objective))
+    options = {"trials": trials, "workers": workers, "family": family, "objective": objective}
+    report = run_stage(lambda: tune_flow(**options))
     typer.echo(report.describe())
 
 

@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 HOLDOUT_BUCKETS = 10_000
+HOLDOUT_SHARE = 0.2
 FAMILIES = ("random_forest", "logreg")
 TREES_PER_BLOCK = 50
 
@@ -137,6 +138,13 @@ def grow_trees(
     return block
 
 
+def sum_tree_proba(trees: list[Any], x: np.ndarray) -> np.ndarray:
+    """Sum of the trees' predicted probabilities. The rows are converted once to the trees'
+    float32 layout so each tree skips its own input check (a tenth of a fit's CPU here)."""
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    return np.sum([tree.predict_proba(x32, check_input=False) for tree in trees], axis=0)
+
+
 def fit_block(
     model: ClassifierMixin,
     x: np.ndarray,
@@ -152,8 +160,7 @@ def fit_block(
         proba, weight = fitted.predict_proba(x[test]), 1
     else:
         fitted = grow_trees(model, x[train], y[train], block.start, block.stop)
-        x_test = np.asarray(x[test], dtype=np.float32)
-        proba = np.sum([tree.predict_proba(x_test) for tree in fitted.estimators_], axis=0)
+        proba = sum_tree_proba(fitted.estimators_, x[test])
         weight = block.stop - block.start
     return BlockResult(block.fold, proba, weight, fitted.classes_, time.thread_time() - started)
 
@@ -198,13 +205,12 @@ def learning_curve(
 def _forest_curve(
     forest: RandomForestClassifier, x: Any, y: np.ndarray, classes: np.ndarray, points: int
 ) -> list[tuple[int, float, float]]:
-    x32 = np.asarray(x, dtype=np.float32)
     trees = len(forest.estimators_)
     every = max(1, trees // points)
-    total = np.zeros((len(x32), len(forest.classes_)))
+    total = np.zeros((len(x), len(forest.classes_)))
     curve = []
     for grown, tree in enumerate(forest.estimators_, start=1):
-        total += tree.predict_proba(x32)
+        total += sum_tree_proba([tree], x)
         if grown % every == 0 or grown == trees:
             curve.append((grown, *score_proba(forest.classes_, y, total / grown, classes)))
     return curve
@@ -227,3 +233,14 @@ def _epoch_curve(
             proba = stepper.predict_proba(test[0])
             curve.append((epoch, *score_proba(stepper.classes_, test[1], proba, classes)))
     return curve
+
+
+def align_proba(proba: np.ndarray, model_classes: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Probabilities with one column per class of `classes`, in that order; a class the model
+    never saw gets 0 (a champion trained before a class appeared can still be scored)."""
+    out = np.zeros((len(proba), len(classes)))
+    index = {label: i for i, label in enumerate(classes)}
+    for column, label in enumerate(model_classes):
+        if label in index:
+            out[:, index[label]] = proba[:, column]
+    return out

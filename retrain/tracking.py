@@ -6,6 +6,7 @@ global configuration, so the flows choose the tracking store.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pandas as pd
 import skops.io
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -104,10 +106,20 @@ class LoggedModel:
     model_uri: str
 
 
+def type_sample(model: Any) -> Any:
+    """A copy of `model` holding the same kinds of objects but one tree at most: listing the
+    types skops must trust by dumping a whole forest costs as much as saving it."""
+    if not isinstance(getattr(model, "estimators_", None), list):
+        return model
+    sample = copy.copy(model)
+    sample.estimators_ = model.estimators_[:1]
+    return sample
+
+
 def log_model(tracking_uri: str, run_id: str, model: Any, example: pd.DataFrame) -> LoggedModel:
     """Log the fitted model under `run_id` with signature, input example and the exact skops
     types it needs (MLflow refuses untrusted types unless they are listed)."""
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(type_sample(model)))
     signature = infer_signature(example, model.predict(example))
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
@@ -139,7 +151,7 @@ def register_challenger(
     """Register a new version, tag it pending and point `challenger` at it; returns the version."""
     try:
         client.get_registered_model(model_name)
-    except mlflow.exceptions.MlflowException:
+    except MlflowException:
         client.create_registered_model(model_name)
     version = client.create_model_version(
         model_name,
@@ -149,3 +161,63 @@ def register_challenger(
     )
     client.set_registered_model_alias(model_name, "challenger", version.version)
     return str(version.version)
+
+
+ALIASES = ("champion", "challenger", "previous_champion")
+
+
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    """The version an alias points at, or None. Read one alias at a time: the alias lists in
+    search results are not reliable on SQL stores."""
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def read_aliases(client: MlflowClient, model_name: str) -> dict[str, str | None]:
+    """Where every alias of the contract points now (a snapshot to restore on rollback)."""
+    return {alias: alias_version(client, model_name, alias) for alias in ALIASES}
+
+
+def restore_aliases(client: MlflowClient, model_name: str, snapshot: dict[str, str | None]) -> None:
+    """Put every alias back where the snapshot had it; an alias that did not exist is removed."""
+    for alias, version in snapshot.items():
+        if version is None:
+            if alias_version(client, model_name, alias) is not None:
+                client.delete_registered_model_alias(model_name, alias)
+        else:
+            client.set_registered_model_alias(model_name, alias, version)
+
+
+def set_validation(
+    client: MlflowClient, model_name: str, version: str, status: str, reason: str | None = None
+) -> None:
+    """Tag a version `validation_status` (and `validation_reason` when given)."""
+    client.set_model_version_tag(model_name, version, "validation_status", status)
+    if reason is not None:
+        client.set_model_version_tag(model_name, version, "validation_reason", reason[:5000])
+
+
+def model_uri(model_name: str, version: str) -> str:
+    return f"models:/{model_name}/{version}"
+
+
+def load_version(tracking_uri: str, model_name: str, version: str) -> Any:
+    """The registered version as a scikit-learn model, loaded in this process."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.sklearn.load_model(model_uri(model_name, version))
+
+
+def load_version_and_example(
+    tracking_uri: str, model_name: str, version: str
+) -> tuple[Any, pd.DataFrame]:
+    """The version loaded in this process and the input example logged with it (one download)."""
+    from mlflow.models import Model
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(model_uri(model_name, version), dst_path=tmp)
+        return mlflow.sklearn.load_model(local), Model.load(local).load_input_example(local)

@@ -19,6 +19,7 @@ from retrain import reports, store, tracking
 from retrain.errors import BadInput, StageFailed
 from retrain.modeling import (
     FAMILIES,
+    HOLDOUT_SHARE,
     build_model,
     fit_block,
     fold_splits,
@@ -41,7 +42,7 @@ class TuneConfig:
     objective: str = "auroc"
     seed: int = 42
     n_folds: int = 5
-    holdout_share: float = 0.2
+    holdout_share: float = HOLDOUT_SHARE
     workers: int = 1
     parallel_folds: int = field(default_factory=lambda: os.cpu_count() or 1)
 

@@ -1,21 +1,53 @@
-"""Prefect tasks of the tuning stage: a thin call into the core."""
+"""Prefect tasks of the tuning stage: start the study, run trial workers, register the best."""
 
 from __future__ import annotations
 
+import optuna
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from retrain import tracking
 from retrain.settings import Settings
-from retrain.tune import TuneConfig, TuneReport, tune_and_register
+from retrain.tune import (
+    TuneConfig,
+    TuneReport,
+    TuningRun,
+    finish_tuning,
+    run_worker,
+    start_tuning,
+)
 from tasks.data import open_dataset
 from tasks.policies import IO_TASK
 
 
-@task(**IO_TASK, timeout_seconds=6 * 3600)
-def tune_challenger(settings: Settings, config: TuneConfig) -> TuneReport:
-    """Run the study under one parent MLflow run and register the best model as challenger."""
+@task(**IO_TASK, cache_policy=NO_CACHE)
+def start_study(settings: Settings, config: TuneConfig) -> TuningRun:
+    """Read the cleaned rows, open the parent MLflow run and create the Optuna study."""
     engine, tables = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
     tags = {"prefect.flow_run_id": str(flow_run.id)} if flow_run.id else {}
-    return tune_and_register(engine, tables, client, settings, config, tags)
+    return start_tuning(engine, tables, client, settings, config, tags)
+
+
+@task(cache_policy=NO_CACHE, timeout_seconds=6 * 3600, task_run_name="trial-worker-{worker}")
+def run_trial_worker(
+    settings: Settings, config: TuneConfig, run: TuningRun, worker: int
+) -> optuna.Study:
+    """One worker's share of the trials (no retries: a rerun would add trials)."""
+    return run_worker(run, tracking.make_client(settings.tracking_uri), config, worker)
+
+
+@task(**IO_TASK, cache_policy=NO_CACHE)
+def register_best(
+    settings: Settings, config: TuneConfig, run: TuningRun, study: optuna.Study, seconds: float
+) -> TuneReport:
+    """Refit the best trial, log plots, model and data, register it as challenger."""
+    client = tracking.make_client(settings.tracking_uri)
+    return finish_tuning(run, client, settings, config, study, seconds)
+
+
+@task(**IO_TASK, cache_policy=NO_CACHE)
+def abandon_study(settings: Settings, run: TuningRun) -> None:
+    """Mark the parent run FAILED so a broken study does not look like one still running."""
+    tracking.make_client(settings.tracking_uri).set_terminated(run.parent_run_id, "FAILED")

@@ -39,6 +39,26 @@ def test_nightly_flow_runs_on_a_real_prefect_server(prefect_api: str, env: dict)
     assert summary.tuned is not None and summary.tuned.version == "1"
 
 
+async def _task_run_names() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return {run.name for run in await client.read_task_runs()}
+
+
+@pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
+def test_each_trial_worker_is_a_task_run(prefect_api: str, env: dict) -> None:
+    from flows.clean import clean
+    from flows.ingest import ingest
+    from flows.tune import tune
+
+    ingest()
+    clean()
+    report = tune(trials=4, workers=2)
+    assert report.trials == 4
+    assert {"trial-worker-0", "trial-worker-1"} <= asyncio.run(_task_run_names())
+
+
 def run_cli(args: list[str], environ: dict, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
         [RETRAIN, *args],
@@ -81,6 +101,12 @@ def test_bad_option_value_is_one_line_exit_2(cli_env: dict) -> None:
     result = run_cli(["tune", "--objective", "f1"], cli_env)
     assert result.returncode == 2
     assert "bad setting objective" in last_error_line(result)
+
+
+def test_several_workers_on_sqlite_are_refused_with_the_fix(cli_env: dict) -> None:
+    result = run_cli(["tune", "--workers", "2"], cli_env)
+    assert result.returncode == 2
+    assert "set RETRAIN_DB_URL" in last_error_line(result)
 
 
 def test_missing_file_is_bad_usage_and_answers_at_once(cli_env: dict, tmp_path: Path) -> None:

@@ -1,0 +1,179 @@
+"""Deploy: serve a registered version on the main port, verified before the old one goes.
+
+The candidate first runs on a spare loopback port and must answer `/ping` and give, for the
+logged input example, the same predictions as the version loaded in this process. Only then
+is the old server stopped and the new one started on the main port and checked again. If any
+step fails, the old version is serving on the main port again before the error is raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrain import server, tracking
+from retrain.server import Served, ServeFailed
+from retrain.settings import Settings
+
+AnswerCheck = Callable[[list, list], str | None]
+
+
+def compare_answers(expected: list, served: list) -> str | None:
+    """None when the server answered what the in-process model predicts, else what differs."""
+    if len(expected) != len(served) or any(
+        str(a) != str(b) for a, b in zip(expected, served, strict=True)
+    ):
+        return f"served predictions {served[:5]} differ from the model's own {expected[:5]}"
+    return None
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    version: str
+    previous_version: str | None
+    url: str
+    downtime_seconds: float
+    changed: bool
+
+    def describe(self) -> str:
+        if not self.changed:
+            return f"version {self.version} already serving at {self.url}"
+        before = f" (was {self.previous_version})" if self.previous_version else ""
+        return (
+            f"serving version {self.version}{before} at {self.url}; main port down "
+            f"{self.downtime_seconds:.1f} s"
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    version: str
+    model_uri: str
+    example: object
+    expected: list
+
+
+def load_candidate(settings: Settings, version: str) -> Candidate:
+    """The version, its input example and what it predicts for it, in this process."""
+    model, example = tracking.load_version_and_example(
+        settings.tracking_uri, settings.model_name, version
+    )
+    expected = np.asarray(model.predict(example)).tolist()
+    return Candidate(version, tracking.model_uri(settings.model_name, version), example, expected)
+
+
+def check_server(
+    home: Path, served: Served, candidate: Candidate, timeout: float, check: AnswerCheck
+) -> None:
+    """Health, then the smoke test: the input example answered as in-process."""
+    server.wait_healthy(home, served, timeout)
+    try:
+        answers = server.invoke(served.url, candidate.example)
+    except OSError as err:
+        raise ServeFailed(f"version {served.version} failed the smoke request: {err}") from err
+    problem = check(candidate.expected, answers)
+    if problem:
+        raise ServeFailed(f"version {served.version} failed the smoke test: {problem}")
+
+
+def serve_verified(
+    settings: Settings,
+    version: str,
+    health_timeout: float = 120,
+    check: AnswerCheck = compare_answers,
+) -> DeployReport:
+    """Swap the main-port server to `version`, or leave the old one serving and raise."""
+    home, host, port = settings.home, settings.serve_host, settings.serve_port
+    old = server.read_state(home)
+    url = f"http://{host}:{port}"
+    if old and old.version == version and old.port == port and server.ping(old):
+        return DeployReport(version, version, url, 0.0, changed=False)
+    if server.port_in_use(host, port) and not (old and old.port == port):
+        raise ServeFailed(
+            f"port {port} on {host} is held by a process retrain did not start; stop it or "
+            "set RETRAIN_SERVE_PORT"
+        )
+    candidate = load_candidate(settings, version)
+    try_on_spare_port(settings, candidate, health_timeout, check)
+    return swap_main_port(settings, candidate, old, health_timeout, check)
+
+
+def try_on_spare_port(
+    settings: Settings, candidate: Candidate, timeout: float, check: AnswerCheck
+) -> None:
+    """Run the candidate on a free loopback port, check it, stop it (whatever happens)."""
+    spare = server.start(
+        settings.home, settings.tracking_uri, candidate.model_uri, candidate.version,
+        "127.0.0.1", server.free_port(),
+    )  # fmt: skip
+    try:
+        check_server(settings.home, spare, candidate, timeout, check)
+    finally:
+        server.stop(spare)
+
+
+def swap_main_port(
+    settings: Settings,
+    candidate: Candidate,
+    old: Served | None,
+    timeout: float,
+    check: AnswerCheck,
+) -> DeployReport:
+    """Stop the old server, start the candidate on the main port and check it; on failure
+    start the old version there again."""
+    home, host, port = settings.home, settings.serve_host, settings.serve_port
+    down_since = time.monotonic()
+    if old:
+        server.stop(old)
+    new = server.start(
+        home, settings.tracking_uri, candidate.model_uri, candidate.version, host, port
+    )
+    try:
+        check_server(home, new, candidate, timeout, check)
+    except ServeFailed as err:
+        server.stop(new)
+        server.write_state(home, None)
+        if old:
+            try:
+                restart(settings, old, timeout)
+            except ServeFailed as again:
+                raise ServeFailed(f"{err}; restarting version {old.version}: {again}") from err
+        raise
+    server.write_state(home, new)
+    return DeployReport(
+        candidate.version, old.version if old else None, f"http://{host}:{port}",
+        time.monotonic() - down_since, changed=True,
+    )  # fmt: skip
+
+
+def restart(settings: Settings, old: Served, timeout: float) -> Served:
+    """Serve the previous version on its port again (after a failed swap)."""
+    again = server.start(
+        settings.home, settings.tracking_uri, old.model_uri, old.version, old.host, old.port
+    )
+    server.wait_healthy(settings.home, again, timeout)
+    server.write_state(settings.home, again)
+    return again
+
+
+def serve_start(settings: Settings, version: str, timeout: float = 120) -> Served:
+    """Start serving `version` on the main port without the spare-port check (after a
+    reboot, say); refuses when something already serves there."""
+    if server.read_state(settings.home) or server.port_in_use(
+        settings.serve_host, settings.serve_port
+    ):
+        raise ServeFailed(
+            f"port {settings.serve_port} is already in use; `retrain serve status` shows what "
+            "serves there, `retrain deploy` swaps it"
+        )
+    served = server.start(
+        settings.home, settings.tracking_uri, tracking.model_uri(settings.model_name, version),
+        version, settings.serve_host, settings.serve_port,
+    )  # fmt: skip
+    server.wait_healthy(settings.home, served, timeout)
+    server.write_state(settings.home, served)
+    return served

@@ -1,0 +1,193 @@
+"""The model-server supervisor: owns `mlflow models serve` processes (no Prefect here).
+
+A server runs detached in its own session so it outlives the flow that started it. What runs
+on the main port is written to `<RETRAIN_HOME>/serving.json` with the process's start time
+from /proc, so a pid reused by another program is never taken for ours and never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from retrain.errors import StageFailed
+
+
+class ServeFailed(StageFailed):
+    """A model server did not start, answer or stop as it should."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """One model-server process this supervisor started."""
+
+    pid: int
+    host: str
+    port: int
+    version: str
+    model_uri: str
+    started_at: float
+    proc_start: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def state_file(home: Path) -> Path:
+    return home / "serving.json"
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (field 22 of /proc/<pid>/stat), None when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def is_running(served: Served) -> bool:
+    """True only if the process is alive and is the one we started (same start time)."""
+    return process_start(served.pid) == served.proc_start
+
+
+def read_state(home: Path) -> Served | None:
+    """The recorded main server, if its process is still the one we started."""
+    try:
+        served = Served(**json.loads(state_file(home).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return served if is_running(served) else None
+
+
+def write_state(home: Path, served: Served | None) -> None:
+    """Record (or clear) the main server; written whole then renamed."""
+    path = state_file(home)
+    if served is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(served), indent=2))
+    tmp.replace(path)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def start(
+    home: Path, tracking_uri: str, model_uri: str, version: str, host: str, port: int
+) -> Served:
+    """Start `mlflow models serve` detached; its output goes to `serving.log` (main port) or
+    `serving-<port>.log`. The environment's bin directory leads PATH: the server execs
+    `uvicorn` from PATH and exits 127 without it."""
+    home.mkdir(parents=True, exist_ok=True)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_REGISTRY_URI": tracking_uri,
+    }
+    command = [
+        str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", model_uri,
+        "--env-manager", "local", "--host", host, "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with open(home / f"serving-{port}.log", "ab") as log:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+    started = process_start(proc.pid) or ""
+    return Served(proc.pid, host, port, version, model_uri, time.time(), started)
+
+
+def log_tail(home: Path, served: Served, lines: int = 3) -> str:
+    try:
+        text = (home / f"serving-{served.port}.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+def wait_healthy(home: Path, served: Served, timeout: float) -> float:
+    """Poll `/ping` until it answers 200; returns the seconds it took. Fails at once when the
+    process exits, with the end of its log."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not is_running(served):
+            raise ServeFailed(
+                f"model server for version {served.version} exited before answering: "
+                f"{log_tail(home, served)[-400:]}"
+            )
+        if ping(served):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise ServeFailed(
+        f"model server for version {served.version} on port {served.port} did not answer "
+        f"/ping within {timeout:.0f} s; see {home / f'serving-{served.port}.log'}"
+    )
+
+
+def ping(served: Served) -> bool:
+    try:
+        with urllib.request.urlopen(f"{served.url}/ping", timeout=1) as answer:
+            return answer.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def invoke(url: str, frame: pd.DataFrame, timeout: float = 30) -> list:
+    """POST rows as `dataframe_split` to `/invocations`; returns the predictions."""
+    body = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split"))}).encode()
+    request = urllib.request.Request(
+        f"{url}/invocations", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return json.loads(answer.read())["predictions"]
+
+
+def stop(served: Served, timeout: float = 15) -> None:
+    """Stop a server we started (its whole process group); never signal anything else."""
+    if not is_running(served):
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(served.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(served.pid)
+            if not is_running(served) and not port_in_use(served.host, served.port):
+                return
+            time.sleep(0.05)
+    raise ServeFailed(f"model server pid {served.pid} did not stop")
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the server is our own child (else it stays a zombie)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
