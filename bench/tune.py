@@ -87,8 +87,8 @@ def run_baseline(engine, tables, uri: str, trials: int, seed: int) -> tuple[floa
 
 def run_ours(engine, tables, uri: str, trials: int, seed: int):
     client = tracking.make_client(uri)
-    tracking.ensure_experiment(client, "ours")
     settings = load_settings(MLFLOW_TRACKING_URI=uri, experiment="ours", model_name="ours_model")
+    tracking.ensure_experiment(client, "ours", settings.artifact_root)
     started = time.perf_counter()
     config = TuneConfig(trials=trials, seed=seed)
     report = tune_and_register(engine, tables, client, settings, config)

@@ -124,6 +124,19 @@ ObjectiveOpt = Annotated[
 ]
 
 
+MinImprovementOpt = Annotated[
+    float | None,
+    typer.Option("--min-improvement", min=0.0, help="AUROC margin a challenger must beat"),
+]
+SignificanceOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--require-significance/--no-require-significance",
+        help="also require a paired bootstrap to find the challenger better",
+    ),
+]
+
+
 @app.command()
 def run(
     source: SourceOpt = None,
@@ -131,12 +144,21 @@ def run(
     workers: WorkersOpt = None,
     family: FamilyOpt = None,
     objective: ObjectiveOpt = None,
+    min_improvement: MinImprovementOpt = None,
+    require_significance: SignificanceOpt = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="restart serving on a promotion")
+    ] = True,
 ) -> None:
     """Run the nightly flow once, now: every stage, in order."""
     path = _check_source(source)
     from flows.retrain import retrain
 
-    options = {"trials": trials, "workers": workers, "family": family, "objective": objective}
+    options = {
+        "trials": trials, "workers": workers, "family": family, "objective": objective,
+        "min_improvement": min_improvement, "require_significance": require_significance,
+        "serve": serve,
+    }  # fmt: skip
     summary = run_stage(lambda: retrain(source=path, **options))
     for line in summary.lines():
         typer.echo(line)
@@ -195,6 +217,138 @@ def tune(
     options = {"trials": trials, "workers": workers, "family": family, "objective": objective}
     report = run_stage(lambda: tune_flow(**options))
     typer.echo(report.describe())
+
+
+@app.command()
+def promote(
+    min_improvement: MinImprovementOpt = None, require_significance: SignificanceOpt = None
+) -> None:
+    """Compare @challenger with @champion on the holdout; promote it when it is better."""
+    from flows.promote import promote as promote_flow
+
+    options = {"min_improvement": min_improvement, "require_significance": require_significance}
+    typer.echo(run_stage(lambda: promote_flow(**options)).describe())
+
+
+@app.command()
+def deploy() -> None:
+    """Serve @champion: checked on a spare port, swapped in, rolled back on failure."""
+    from flows.deploy import deploy as deploy_flow
+
+    typer.echo(run_stage(deploy_flow).describe())
+
+
+@app.command()
+def rollback(
+    to: Annotated[str | None, typer.Option("--to", help="version to put back")] = None,
+) -> None:
+    """Put champion back on previous_champion (or --to VERSION) and serve it."""
+    from flows.deploy import rollback as rollback_flow
+
+    typer.echo(run_stage(lambda: rollback_flow(to_version=to)).describe())
+
+
+@app.command()
+def history(
+    n: Annotated[int, typer.Option("-n", min=1, help="how many attempts")] = 20,
+) -> None:
+    """The last promotion attempts, newest first."""
+    from retrain import audit, store
+    from retrain.settings import load_settings
+
+    settings = run_stage(load_settings)
+    engine = store.make_engine(settings.database_url)
+    attempts = run_stage(lambda: audit.recent_attempts(engine, settings.dataset, n))
+    for line in audit.format_attempts(attempts) if attempts else ["no promotion attempts yet"]:
+        typer.echo(line)
+
+
+serve_app = typer.Typer(no_args_is_help=True, help="The served model: start, status, stop.")
+app.add_typer(serve_app, name="serve")
+
+
+def _serving_context():
+    from retrain import tracking
+    from retrain.settings import load_settings
+
+    settings = run_stage(load_settings)
+    return settings, tracking.make_client(settings.tracking_uri)
+
+
+@serve_app.command("start")
+def serve_start(
+    version: Annotated[str | None, typer.Option("--version", help="default: @champion")] = None,
+) -> None:
+    """Serve @champion (or --version) on RETRAIN_SERVE_HOST:PORT, e.g. after a reboot."""
+    from retrain import deploy, tracking
+
+    settings, client = _serving_context()
+    version = version or tracking.alias_version(client, settings.model_name, "champion")
+    if version is None:
+        fail("there is no champion to serve yet; run `retrain run` first", 1)
+    served = run_stage(lambda: deploy.serve_start(settings, version, settings.health_timeout))
+    typer.echo(f"serving version {served.version} at {served.url} (pid {served.pid})")
+
+
+@serve_app.command("status")
+def serve_status() -> None:
+    """Pid, port, version, health, and whether the served version is the champion."""
+    from retrain import server, tracking
+
+    settings, client = _serving_context()
+    served = server.read_state(settings.home)
+    if served is None:
+        fail(f"no model is being served by retrain (state: {server.state_file(settings.home)})", 1)
+    champion = tracking.alias_version(client, settings.model_name, "champion")
+    health = "healthy" if server.ping(served) else "not answering"
+    is_champion = "is the champion" if served.version == champion else f"champion is {champion}"
+    typer.echo(
+        f"pid {served.pid}, {served.url}, version {served.version} ({is_champion}), {health}"
+    )
+
+
+@serve_app.command("stop")
+def serve_stop() -> None:
+    """Stop the model server retrain started (nothing else is ever signalled)."""
+    from retrain import server
+
+    settings, _ = _serving_context()
+    served = server.read_state(settings.home)
+    if served is None:
+        typer.echo("no model server of retrain is running")
+        return
+    run_stage(lambda: server.stop(served))
+    server.write_state(settings.home, None)
+    typer.echo(f"stopped version {served.version} (pid {served.pid})")
+
+
+@app.command()
+def predict(
+    source: Annotated[
+        Path | None, typer.Option("--source", help="CSV of rows; default: the holdout rows")
+    ] = None,
+    sample: Annotated[int | None, typer.Option("--sample", min=1, help="random rows")] = None,
+) -> None:
+    """Send rows to the served model; print predictions beside the true labels."""
+    import pandas as pd
+
+    from retrain import predict as predict_core
+    from retrain import store
+    from retrain.modeling import HOLDOUT_SHARE, holdout_mask
+
+    settings, client = _serving_context()
+    if source is not None:
+        _check_source(source)
+        frame = pd.read_csv(source, encoding=settings.encoding)
+    else:
+        engine, tables = store.open_dataset(settings)
+        with engine.connect() as conn:
+            frame = run_stage(lambda: store.read_cleaned(conn, tables))
+        frame = frame[holdout_mask(frame["row_hash"], HOLDOUT_SHARE)]
+    rows = predict_core.pick_rows(frame, sample, settings.seed)
+    report = run_stage(lambda: predict_core.predict_served(settings, client, rows))
+    for line in report.lines(settings.target):
+        typer.echo(line)
 
 
 def main() -> None:

@@ -97,7 +97,10 @@ def serve_verified(
             f"port {port} on {host} is held by a process retrain did not start; stop it or "
             "set RETRAIN_SERVE_PORT"
         )
-    candidate = load_candidate(settings, version)
+    try:
+        candidate = load_candidate(settings, version)
+    except Exception as err:  # any loader error means the version cannot be served
+        raise ServeFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
     try_on_spare_port(settings, candidate, health_timeout, check)
     return swap_main_port(settings, candidate, old, health_timeout, check)
 

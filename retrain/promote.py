@@ -47,7 +47,10 @@ def holdout_scores(settings: Settings, data, versions: list[str]) -> dict[str, n
     classes = np.unique(np.concatenate([data.train[data.target], data.holdout[data.target]]))
     scores = {}
     for version in versions:
-        model = tracking.load_version(settings.tracking_uri, settings.model_name, version)
+        try:
+            model = tracking.load_version(settings.tracking_uri, settings.model_name, version)
+        except Exception as err:  # any loader error: this version cannot be compared
+            raise StageFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
         proba = model.predict_proba(data.holdout[data.features])
         scores[version] = align_proba(proba, model.classes_, classes)
     return scores

@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     optuna_storage: str | None = Field(
         None, description="Optuna RDB storage URL for several workers; default: RETRAIN_DB_URL"
     )
+    min_improvement: float = Field(
+        0.0, ge=0.0, description="a challenger must beat the champion's AUROC by more than this"
+    )
+    min_auroc: float = Field(0.5, ge=0.0, le=1.0, description="floor for the first champion")
+    require_significance: bool = Field(
+        False, description="also require a paired bootstrap to find the challenger better"
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="confidence of that bootstrap")
+    health_timeout: float = Field(
+        120.0, gt=0, description="seconds a model server may take to answer /ping"
+    )
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1, description="rows per bulk-load chunk")
 
     @field_validator("home")
@@ -60,6 +71,10 @@ class Settings(BaseSettings):
     def families(self) -> tuple[str, ...]:
         """`logreg` searches logistic regression beside the random forest."""
         return ("random_forest", "logreg") if self.family == "logreg" else (self.family,)
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://{self.serve_host}:{self.serve_port}"
 
     @property
     def database_url(self) -> str:
@@ -75,6 +90,14 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI, or the embedded SQLite tracking store under RETRAIN_HOME."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str | None:
+        """Artifacts of an embedded (file) tracking store live under RETRAIN_HOME, not in the
+        working directory; a tracking server keeps its own."""
+        if self.tracking_uri.startswith(("sqlite:", "file:", "/")):
+            return (self.home / "artifacts").as_uri()
+        return None
 
     @property
     def schema_file(self) -> Path:

@@ -38,7 +38,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from retrain.chunkfiles import chunked, write_chunks
 from retrain.errors import BadInput, StoreUnreachable
-from retrain.settings import DEFAULT_CHUNK_ROWS
+from retrain.settings import DEFAULT_CHUNK_ROWS, Settings
 from retrain.validation import ROW_KEYS
 
 LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
@@ -323,3 +323,11 @@ def read_cleaned(conn: Connection, tables: DatasetTables) -> pd.DataFrame:
     cleaned = tables.cleaned
     query = select(cleaned).order_by(cleaned.c.batch_id, cleaned.c.line_no)
     return pd.DataFrame(conn.execute(query).all(), columns=[c.name for c in cleaned.columns])
+
+
+def open_dataset(settings: Settings) -> tuple[Engine, DatasetTables]:
+    """The store engine and the dataset's tables, as the settings say."""
+    from retrain.validation import load_schema
+
+    schema = load_schema(settings.schema_file)
+    return make_engine(settings.database_url), dataset_tables(settings.dataset, schema)

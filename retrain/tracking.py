@@ -31,10 +31,14 @@ def make_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def ensure_experiment(client: MlflowClient, name: str) -> str:
-    """The experiment's id, creating it on first use."""
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None = None) -> str:
+    """The experiment's id, creating it on first use (its artifacts under `artifact_root`
+    when given; a tracking server chooses its own)."""
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name)
+    if found:
+        return found.experiment_id
+    location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
+    return client.create_experiment(name, artifact_location=location)
 
 
 def start_parent_run(

@@ -197,7 +197,7 @@ def start_tuning(
     with store.reporting_errors(engine), engine.connect() as conn:
         cleaned = store.read_cleaned(conn, tables)
     data = split_dataset(cleaned, settings.target, config.holdout_share)
-    experiment_id = tracking.ensure_experiment(client, settings.experiment)
+    experiment_id = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
     parent = tracking.start_parent_run(
         client, experiment_id, "tune", {"retrain.stage": "tune", **(tags or {})}
     )

@@ -11,14 +11,9 @@ from retrain.clean import BatchReport
 from retrain.datasets import write_bundled_iris
 from retrain.ingest import LoadReport
 from retrain.settings import Settings
+from retrain.store import open_dataset
 from retrain.validation import load_schema
 from tasks.policies import IO_TASK
-
-
-def open_dataset(settings: Settings) -> tuple[store.Engine, store.DatasetTables]:
-    """The store engine and the dataset's tables, as the settings say."""
-    schema = load_schema(settings.schema_file)
-    return store.make_engine(settings.database_url), store.dataset_tables(settings.dataset, schema)
 
 
 @task

@@ -69,9 +69,14 @@ def dataset() -> str:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, dataset: str) -> dict:
-    """Settings environment for one isolated test: own home, store URL and dataset."""
+def env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, dataset: str
+) -> Iterator[dict]:
+    """Settings environment for one isolated test: own home, store URL, dataset and serving
+    port; a model server the test leaves running is stopped by its recorded pid."""
     values = {
+        "RETRAIN_SERVE_PORT": str(services.free_port()),
+        "RETRAIN_HEALTH_TIMEOUT": "90",
         "RETRAIN_HOME": str(tmp_path / "home"),
         "RETRAIN_DB_URL": db_url,
         "RETRAIN_DATASET": dataset,
@@ -80,4 +85,5 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, dataset: s
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
-    return values
+    yield values
+    services.stop_model_server(Path(values["RETRAIN_HOME"]))

@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.helpers import GOOD_ROWS, HEADER, count, write_csv
-from tests.support.services import free_port
+from tests.support.services import free_port, stop_model_server
 
 pytestmark = pytest.mark.integration
 RETRAIN = str(Path(sys.executable).parent / "retrain")
@@ -71,15 +72,18 @@ def run_cli(args: list[str], environ: dict, timeout: float = 180) -> subprocess.
 
 
 @pytest.fixture
-def cli_env(prefect_api: str, tmp_path: Path, dataset: str) -> dict:
-    """Environment for the console script: SQLite store, the test Prefect server."""
-    return {
+def cli_env(prefect_api: str, tmp_path: Path, dataset: str) -> Iterator[dict]:
+    """Environment for the console script: SQLite store, the test Prefect server, a free
+    serving port (a server left running is stopped by its recorded pid)."""
+    yield {
         **os.environ,
+        "RETRAIN_SERVE_PORT": str(free_port()),
         "PREFECT_API_URL": prefect_api,
         "RETRAIN_HOME": str(tmp_path / "home"),
         "RETRAIN_DB_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
         "RETRAIN_DATASET": dataset,
     }
+    stop_model_server(tmp_path / "home")
 
 
 def last_error_line(result: subprocess.CompletedProcess) -> str:
@@ -92,9 +96,16 @@ def test_run_twice_loads_once(cli_env: dict) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     assert "loaded 150 rows as batch" in first.stdout and "150 cleaned, 0 rejected" in first.stdout
     assert "registered version 1 as challenger" in first.stdout
+    url = f"http://127.0.0.1:{cli_env['RETRAIN_SERVE_PORT']}"
+    assert "champion: version 1, holdout AUROC" in first.stdout and url in first.stdout
+    status = run_cli(["serve", "status"], cli_env)
+    assert "version 1 (is the champion), healthy" in status.stdout, status.stderr[-2000:]
     second = run_cli(["run"], cli_env)
     assert second.returncode == 0
     assert "already loaded" in second.stdout and "registered version 2" in second.stdout
+    assert "kept the champion over challenger version 2" in second.stdout
+    history = run_cli(["history"], cli_env).stdout.splitlines()
+    assert [line.split()[2] for line in history[1:]] == ["kept", "promoted"]
 
 
 def test_bad_option_value_is_one_line_exit_2(cli_env: dict) -> None:

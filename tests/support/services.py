@@ -160,3 +160,12 @@ def prefect_server(workdir: Path) -> Iterator[str]:
         yield api
     finally:
         stop_pid(proc)
+
+
+def stop_model_server(home: Path) -> None:
+    """Stop the model server recorded under `home`, if a test left one running (by pid)."""
+    from retrain import server
+
+    left = server.read_state(home)
+    if left:
+        server.stop(left)

@@ -1,0 +1,26 @@
+"""The promote flow: challenger against champion on the same holdout rows, by AUROC."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from retrain.promote import PromotionReport
+from retrain.settings import load_settings
+from tasks.serving import compare_and_promote
+
+
+@flow(name="promote", timeout_seconds=1800)
+def promote(
+    min_improvement: float | None = None,
+    require_significance: bool | None = None,
+    confidence: float | None = None,
+) -> PromotionReport:
+    """Promote @challenger when it beats @champion; a kept champion is a normal outcome."""
+    settings = load_settings(
+        min_improvement=min_improvement,
+        require_significance=require_significance,
+        confidence=confidence,
+    )
+    report = compare_and_promote(settings)
+    get_run_logger().info(report.describe())
+    return report

@@ -1,0 +1,89 @@
+"""Send rows to the served model and keep the batch as one MLflow run of an inference
+experiment: the seed tutorials' "predictions vs real values" check, as a service."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from retrain import server, tracking
+from retrain.errors import StageFailed
+from retrain.settings import Settings
+from retrain.validation import ROW_KEYS
+
+
+@dataclass(frozen=True)
+class PredictionReport:
+    rows: pd.DataFrame
+    latency_ms: float
+    accuracy: float | None
+    run_id: str
+
+    def lines(self, target: str) -> list[str]:
+        shown = self.rows.drop(columns=[c for c in ROW_KEYS if c in self.rows.columns])
+        out = shown.to_string(index=False).splitlines()
+        score = "" if self.accuracy is None else f", accuracy {self.accuracy:.3f}"
+        out.append(f"{len(self.rows)} rows in {self.latency_ms:.0f} ms{score}")
+        return out
+
+
+def pick_rows(frame: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
+    """All rows, or a seeded sample of them."""
+    if sample is None or sample >= len(frame):
+        return frame.reset_index(drop=True)
+    return frame.sample(n=sample, random_state=seed).reset_index(drop=True)
+
+
+def predict_served(
+    settings: Settings, client: tracking.MlflowClient, rows: pd.DataFrame
+) -> PredictionReport:
+    """Predict `rows` through the served endpoint; log inputs, predictions and latency."""
+    served = server.read_state(settings.home)
+    if served is None:
+        raise StageFailed("no model is being served; run `retrain serve start` or `retrain run`")
+    target = settings.target
+    features = rows.drop(columns=[c for c in (target, *ROW_KEYS) if c in rows.columns])
+    started = time.perf_counter()
+    try:
+        predictions = server.invoke(served.url, features)
+    except OSError as err:
+        raise StageFailed(f"the model server at {served.url} did not answer: {err}") from err
+    latency_ms = (time.perf_counter() - started) * 1000
+    out = features.assign(prediction=predictions)
+    accuracy = None
+    if target in rows.columns:
+        out[target] = rows[target].to_numpy()
+        accuracy = float((out["prediction"].astype(str) == out[target].astype(str)).mean())
+    run_id = log_inference(client, settings, served.version, out, latency_ms, accuracy)
+    return PredictionReport(out, latency_ms, accuracy, run_id)
+
+
+def log_inference(
+    client: tracking.MlflowClient,
+    settings: Settings,
+    version: str,
+    out: pd.DataFrame,
+    latency_ms: float,
+    accuracy: float | None,
+) -> str:
+    """One run per batch in `<experiment>-inference`, never one run per row."""
+    experiment = tracking.ensure_experiment(
+        client, f"{settings.experiment}-inference", settings.artifact_root
+    )
+    run_id = tracking.start_parent_run(
+        client, experiment, "predict", {"retrain.stage": "predict", "model_version": version}
+    )
+    metrics = {"rows": len(out), "latency_ms": latency_ms}
+    if accuracy is not None:
+        metrics["accuracy"] = accuracy
+    tracking.log_parent_summary(client, run_id, {}, metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "predictions.csv"
+        out.to_csv(path, index=False)
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id)
+    return run_id

@@ -1,0 +1,59 @@
+"""Prefect tasks of promotion and serving: thin calls into the core."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from retrain import promote, tracking
+from retrain.deploy import DeployReport
+from retrain.promote import PromotionReport
+from retrain.promotion import PromotionRules
+from retrain.settings import Settings
+from tasks.data import open_dataset
+from tasks.policies import IO_TASK
+
+
+def current_flow_run_id() -> str | None:
+    return str(flow_run.id) if flow_run.id else None
+
+
+def rules_from(settings: Settings) -> PromotionRules:
+    return PromotionRules(
+        min_improvement=settings.min_improvement,
+        min_auroc=settings.min_auroc,
+        require_significance=settings.require_significance,
+        confidence=settings.confidence,
+        seed=settings.seed,
+    )
+
+
+@task(**IO_TASK, cache_policy=NO_CACHE)
+def compare_and_promote(settings: Settings) -> PromotionReport:
+    """Score challenger and champion on the holdout; move the aliases when it is better."""
+    engine, tables = open_dataset(settings)
+    client = tracking.make_client(settings.tracking_uri)
+    return promote.promote_if_better(
+        engine, tables, client, settings, rules_from(settings), current_flow_run_id()
+    )
+
+
+@task(cache_policy=NO_CACHE, timeout_seconds=1800)
+def serve_champion(settings: Settings, promotion: PromotionReport | None) -> DeployReport:
+    """Serve @champion after a spare-port check; rolls back on any failure (no retries)."""
+    engine, _ = open_dataset(settings)
+    client = tracking.make_client(settings.tracking_uri)
+    return promote.deploy_champion(
+        engine, client, settings, promotion, current_flow_run_id(), settings.health_timeout
+    )
+
+
+@task(cache_policy=NO_CACHE, timeout_seconds=1800)
+def roll_back_champion(
+    settings: Settings, to_version: str | None
+) -> tuple[PromotionReport, DeployReport]:
+    """Move champion back and serve it the verified way."""
+    engine, _ = open_dataset(settings)
+    client = tracking.make_client(settings.tracking_uri)
+    return promote.rollback_champion(engine, client, settings, to_version, current_flow_run_id())

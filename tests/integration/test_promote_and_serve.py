@@ -1,0 +1,234 @@
+"""Promotion and serving with real `mlflow models serve` processes, MLflow on SQLite in a temp
+dir and the data store on SQLite (the promotions table also on MariaDB)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from retrain import audit, promote, server, store, tracking
+from retrain.datasets import write_bundled_iris
+from retrain.deploy import serve_verified
+from retrain.errors import StageFailed
+from retrain.promotion import PromotionRules
+from retrain.server import ServeFailed
+from retrain.settings import Settings, load_settings
+from retrain.tune import split_dataset
+from tests.integration.test_tune import load_and_clean
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+ON_SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def served_env(env: dict, tmp_path: Path) -> dict:
+    """Iris loaded and cleaned (the env fixture gives a free serving port and stops, by its
+    recorded pid, any server a test leaves running)."""
+    load_and_clean(write_bundled_iris(tmp_path / "src"))
+    return env
+
+
+def context() -> tuple[Settings, store.Engine, store.DatasetTables, tracking.MlflowClient]:
+    settings = load_settings()
+    engine, tables = store.open_dataset(settings)
+    return settings, engine, tables, tracking.make_client(settings.tracking_uri)
+
+
+def register(model) -> str:
+    """Fit `model` on the training rows, log and register it as the challenger."""
+    settings, engine, tables, client = context()
+    with engine.connect() as conn:
+        data = split_dataset(store.read_cleaned(conn, tables), settings.target, 0.2)
+    model.fit(data.train[data.features], data.train[data.target])
+    experiment = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
+    run = tracking.start_parent_run(client, experiment, "tune", {"retrain.stage": "tune"})
+    logged = tracking.log_model(settings.tracking_uri, run, model, data.train[data.features][:5])
+    return tracking.register_challenger(client, settings.model_name, logged, {})
+
+
+def promote_now(rules: PromotionRules | None = None) -> promote.PromotionReport:
+    settings, engine, tables, client = context()
+    return promote.promote_if_better(engine, tables, client, settings, rules or PromotionRules())
+
+
+def deploy_now(promotion=None, **kwargs):
+    settings, engine, _, client = context()
+    return promote.deploy_champion(engine, client, settings, promotion, **kwargs)
+
+
+def weak_model() -> LogisticRegression:
+    return LogisticRegression(C=0.001, max_iter=50)
+
+
+def strong_model() -> RandomForestClassifier:
+    return RandomForestClassifier(n_estimators=30, random_state=0)
+
+
+def answers(settings: Settings) -> list:
+    served = server.read_state(settings.home)
+    frame = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=COLUMNS)
+    return server.invoke(served.url, frame)
+
+
+COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
+@pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
+def test_first_promotion_then_a_better_one_is_served(served_env: dict) -> None:
+    settings, engine, _, client = context()
+    first = register(weak_model())
+    report = promote_now()
+    assert (
+        report.promoted and report.champion is None and "first champion" in report.decision.reason
+    )
+    deployed = deploy_now(report)
+    assert deployed.changed and server.read_state(settings.home).version == first
+    assert len(answers(settings)) == 1
+    better = register(strong_model())
+    report = promote_now()
+    assert report.promoted and report.challenger_auroc > report.champion_auroc
+    deployed = deploy_now(report)
+    assert deployed.previous_version == first and deployed.downtime_seconds > 0
+    assert server.read_state(settings.home).version == better
+    aliases = tracking.read_aliases(client, settings.model_name)
+    assert aliases == {"champion": better, "challenger": better, "previous_champion": first}
+    version = client.get_model_version(settings.model_name, better)
+    assert version.tags["validation_status"] == "passed"
+    rows = audit.recent_attempts(engine, settings.dataset)
+    assert [r.decision for r in rows] == ["promoted", "promoted"]
+
+
+@ON_SQLITE
+def test_a_worse_challenger_is_kept_out_and_the_champion_keeps_serving(served_env: dict) -> None:
+    settings, engine, _, client = context()
+    champion = register(strong_model())
+    deploy_now(promote_now())
+    served_before = server.read_state(settings.home)
+    worse = register(DummyClassifier(strategy="prior"))
+    report = promote_now()
+    assert not report.promoted and "does not beat" in report.decision.reason
+    assert tracking.alias_version(client, settings.model_name, "champion") == champion
+    tags = client.get_model_version(settings.model_name, worse).tags
+    assert tags["validation_status"] == "failed" and "does not beat" in tags["validation_reason"]
+    assert server.read_state(settings.home) == served_before and server.ping(served_before)
+    assert audit.recent_attempts(engine, settings.dataset)[0].decision == "kept"
+
+
+@ON_SQLITE
+def test_rollback_by_command_serves_the_previous_champion(served_env: dict) -> None:
+    settings, engine, _, client = context()
+    first = register(weak_model())
+    deploy_now(promote_now())
+    second = register(strong_model())
+    deploy_now(promote_now())
+    _, deployed = promote.rollback_champion(engine, client, settings)
+    assert deployed.version == first and server.read_state(settings.home).version == first
+    aliases = tracking.read_aliases(client, settings.model_name)
+    assert aliases["champion"] == first and aliases["previous_champion"] == second
+    assert audit.recent_attempts(engine, settings.dataset)[0].decision == "rolled_back"
+
+
+def corrupt_model_files(client: tracking.MlflowClient, settings: Settings, version: str) -> None:
+    """Make a registered version unloadable for real: its serialized model is garbage."""
+    import mlflow
+
+    source = client.get_model_version(settings.model_name, version).source
+    logged = mlflow.MlflowClient(settings.tracking_uri).get_logged_model(source.split("/")[-1])
+    folder = Path(logged.artifact_location.removeprefix("file://"))
+    files = list(folder.rglob("model.skops"))
+    assert files, f"no model.skops under {folder}"
+    files[0].write_bytes(b"not a model")
+
+
+def assert_rolled_back(settings: Settings, client, engine, old: str, new: str) -> None:
+    served = server.read_state(settings.home)
+    assert served is not None and served.version == old and server.ping(served)
+    aliases = tracking.read_aliases(client, settings.model_name)
+    assert aliases["champion"] == old and aliases["challenger"] == new
+    assert aliases["previous_champion"] is None
+    assert client.get_model_version(settings.model_name, new).tags["validation_status"] == "failed"
+    assert audit.recent_attempts(engine, settings.dataset)[0].decision == "rolled_back"
+
+
+@ON_SQLITE
+def test_a_model_that_cannot_load_is_rolled_back(served_env: dict) -> None:
+    settings, engine, _, client = context()
+    old = register(weak_model())
+    deploy_now(promote_now())
+    new = register(strong_model())
+    report = promote_now()
+    corrupt_model_files(client, settings, new)
+    with pytest.raises(ServeFailed, match="cannot be loaded"):
+        deploy_now(report)
+    assert_rolled_back(settings, client, engine, old, new)
+
+
+@ON_SQLITE
+def test_a_wrong_smoke_answer_is_rolled_back(served_env: dict) -> None:
+    settings, engine, _, client = context()
+    old = register(weak_model())
+    deploy_now(promote_now())
+    new = register(strong_model())
+    report = promote_now()
+
+    def always_wrong(expected: list, served: list) -> str | None:  # test-only seam
+        return "injected mismatch"
+
+    with pytest.raises(ServeFailed, match="injected mismatch"):
+        deploy_now(report, check=always_wrong)
+    assert_rolled_back(settings, client, engine, old, new)
+
+
+@ON_SQLITE
+def test_a_health_timeout_on_the_main_port_restarts_the_old_version(served_env: dict) -> None:
+    settings, engine, _, client = context()
+    old = register(weak_model())
+    deploy_now(promote_now())
+    new = register(strong_model())
+    report = promote_now()
+    with pytest.raises(ServeFailed, match="did not answer /ping within"):
+        deploy_now(report, health_timeout=0.5)
+    assert_rolled_back(settings, client, engine, old, new)
+
+
+@ON_SQLITE
+def test_a_port_held_by_another_program_is_never_touched(served_env: dict) -> None:
+    import socket
+
+    settings, engine, _, client = context()
+    new = register(strong_model())
+    report = promote_now()
+    with socket.socket() as squatter:
+        squatter.bind((settings.serve_host, settings.serve_port))
+        squatter.listen()
+        with pytest.raises(ServeFailed, match="held by a process retrain did not start"):
+            deploy_now(report)
+        assert server.port_in_use(settings.serve_host, settings.serve_port)
+    assert tracking.alias_version(client, settings.model_name, "champion") is None
+    assert client.get_model_version(settings.model_name, new).tags["validation_status"] == "failed"
+    assert audit.recent_attempts(engine, settings.dataset)[0].decision == "rolled_back"
+
+
+@ON_SQLITE
+def test_no_champion_means_nothing_to_deploy(served_env: dict) -> None:
+    with pytest.raises(StageFailed, match="no champion to serve"):
+        deploy_now()
+
+
+@ON_SQLITE
+def test_the_same_version_is_not_restarted(served_env: dict) -> None:
+    settings, *_ = context()
+    register(strong_model())
+    deploy_now(promote_now())
+    before = server.read_state(settings.home)
+    again = serve_verified(settings, before.version)
+    assert not again.changed and server.read_state(settings.home) == before
+    assert np.isfinite(again.downtime_seconds)
