@@ -136,6 +136,14 @@ def test_rollback_by_command_serves_the_previous_champion(served_env: dict) -> N
     assert audit.recent_attempts(engine, settings.dataset)[0].decision == "rolled_back"
 
 
+def champion_served_then_promoted() -> tuple[str, str, promote.PromotionReport]:
+    """A weak champion serving, a strong challenger promoted over it and not yet deployed."""
+    old = register(weak_model())
+    deploy_now(promote_now())
+    new = register(strong_model())
+    return old, new, promote_now()
+
+
 def corrupt_model_files(client: tracking.MlflowClient, settings: Settings, version: str) -> None:
     """Make a registered version unloadable for real: its serialized model is garbage."""
     import mlflow
@@ -161,10 +169,7 @@ def assert_rolled_back(settings: Settings, client, engine, old: str, new: str) -
 @ON_SQLITE
 def test_a_model_that_cannot_load_is_rolled_back(served_env: dict) -> None:
     settings, engine, _, client = context()
-    old = register(weak_model())
-    deploy_now(promote_now())
-    new = register(strong_model())
-    report = promote_now()
+    old, new, report = champion_served_then_promoted()
     corrupt_model_files(client, settings, new)
     with pytest.raises(ServeFailed, match="cannot be loaded"):
         deploy_now(report)
@@ -174,10 +179,7 @@ def test_a_model_that_cannot_load_is_rolled_back(served_env: dict) -> None:
 @ON_SQLITE
 def test_a_wrong_smoke_answer_is_rolled_back(served_env: dict) -> None:
     settings, engine, _, client = context()
-    old = register(weak_model())
-    deploy_now(promote_now())
-    new = register(strong_model())
-    report = promote_now()
+    old, new, report = champion_served_then_promoted()
 
     def always_wrong(expected: list, served: list) -> str | None:  # test-only seam
         return "injected mismatch"
@@ -188,12 +190,9 @@ def test_a_wrong_smoke_answer_is_rolled_back(served_env: dict) -> None:
 
 
 @ON_SQLITE
-def test_a_health_timeout_on_the_main_port_restarts_the_old_version(served_env: dict) -> None:
+def test_a_health_timeout_is_rolled_back_and_the_old_version_keeps_serving(served_env: dict) -> None:
     settings, engine, _, client = context()
-    old = register(weak_model())
-    deploy_now(promote_now())
-    new = register(strong_model())
-    report = promote_now()
+    old, new, report = champion_served_then_promoted()
     with pytest.raises(ServeFailed, match="did not answer /ping within"):
         deploy_now(report, health_timeout=0.5)
     assert_rolled_back(settings, client, engine, old, new)
