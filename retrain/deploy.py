@@ -33,11 +33,16 @@ def compare_answers(expected: list, served: list) -> str | None:
 
 @dataclass(frozen=True)
 class DeployReport:
+    """What a deploy did; `down_from`/`down_until` (time.monotonic) bound the main port's
+    downtime, so a client can tell failures inside the window from failures outside it."""
+
     version: str
     previous_version: str | None
     url: str
     downtime_seconds: float
     changed: bool
+    down_from: float = 0.0
+    down_until: float = 0.0
 
     def describe(self) -> str:
         if not self.changed:
@@ -146,10 +151,11 @@ def swap_main_port(
             except ServeFailed as again:
                 raise ServeFailed(f"{err}; restarting version {old.version}: {again}") from err
         raise
+    up_again = time.monotonic()
     server.write_state(home, new)
     return DeployReport(
         candidate.version, old.version if old else None, f"http://{host}:{port}",
-        time.monotonic() - down_since, changed=True,
+        up_again - down_since, True, down_since, up_again,
     )  # fmt: skip
 
 

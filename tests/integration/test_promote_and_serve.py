@@ -3,6 +3,8 @@ dir and the data store on SQLite (the promotions table also on MariaDB)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +192,9 @@ def test_a_wrong_smoke_answer_is_rolled_back(served_env: dict) -> None:
 
 
 @ON_SQLITE
-def test_a_health_timeout_is_rolled_back_and_the_old_version_keeps_serving(served_env: dict) -> None:
+def test_a_health_timeout_is_rolled_back_and_the_old_version_keeps_serving(
+    served_env: dict,
+) -> None:
     settings, engine, _, client = context()
     old, new, report = champion_served_then_promoted()
     with pytest.raises(ServeFailed, match="did not answer /ping within"):
@@ -231,3 +235,53 @@ def test_the_same_version_is_not_restarted(served_env: dict) -> None:
     again = serve_verified(settings, before.version)
     assert not again.changed and server.read_state(settings.home) == before
     assert np.isfinite(again.downtime_seconds)
+
+
+@ON_SQLITE
+def test_a_failure_on_the_main_port_serves_the_old_version_there_again(served_env: dict) -> None:
+    settings, engine, _, client = context()
+    old, new, report = champion_served_then_promoted()
+    old_pid = server.read_state(settings.home).pid
+    calls = []
+
+    def fails_on_the_main_port(expected: list, served: list) -> str | None:  # test-only seam
+        calls.append(served)
+        return "injected mismatch on the main port" if len(calls) == 2 else None
+
+    with pytest.raises(ServeFailed, match="on the main port"):
+        deploy_now(report, check=fails_on_the_main_port)
+    assert len(calls) == 2 and server.read_state(settings.home).pid != old_pid
+    assert_rolled_back(settings, client, engine, old, new)
+
+
+def hammer(url: str, frame: pd.DataFrame, stop: threading.Event, log: list) -> None:
+    """Send one-row requests until told to stop; log (time, answer or None)."""
+    while not stop.is_set():
+        try:
+            log.append((time.monotonic(), tuple(server.invoke(url, frame, timeout=2))))
+        except OSError:
+            log.append((time.monotonic(), None))
+            time.sleep(0.02)
+
+
+@ON_SQLITE
+def test_clients_see_no_wrong_answer_and_fail_only_inside_the_downtime(served_env: dict) -> None:
+    settings, *_ = context()
+    old, new, report = champion_served_then_promoted()
+    frame = pd.DataFrame([[6.3, 3.3, 6.0, 2.5]], columns=COLUMNS)
+    allowed = {
+        tuple(tracking.load_version(settings.tracking_uri, settings.model_name, v).predict(frame))
+        for v in (old, new)
+    }
+    stop, log = threading.Event(), []
+    client_thread = threading.Thread(target=hammer, args=(settings.serve_url, frame, stop, log))
+    client_thread.start()
+    try:
+        deployed = deploy_now(report)
+    finally:
+        stop.set()
+        client_thread.join()
+    answered = [answer for _, answer in log if answer is not None]
+    failed = [at for at, answer in log if answer is None]
+    assert len(answered) > 20 and set(answered) <= allowed
+    assert all(deployed.down_from <= at <= deployed.down_until + 0.5 for at in failed)
