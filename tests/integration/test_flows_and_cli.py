@@ -91,6 +91,21 @@ def last_error_line(result: subprocess.CompletedProcess) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
+def assert_predict_prints_rows_and_logs_one_run(cli_env: dict) -> None:
+    from retrain import tracking
+
+    result = run_cli(["predict", "--sample", "5"], cli_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert "prediction" in lines[0] and "target" in lines[0] and len(lines) == 7
+    assert lines[-1].startswith("5 rows in ") and "accuracy" in lines[-1]
+    client = tracking.make_client(f"sqlite:///{cli_env['RETRAIN_HOME']}/mlflow.db")
+    experiment = client.get_experiment_by_name("iris_classification_experiment-inference")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.metrics["rows"] == 5 and "latency_ms" in run.data.metrics
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["predictions.csv"]
+
+
 def test_run_twice_loads_once(cli_env: dict) -> None:
     first = run_cli(["run"], cli_env)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -100,6 +115,7 @@ def test_run_twice_loads_once(cli_env: dict) -> None:
     assert "champion: version 1, holdout AUROC" in first.stdout and url in first.stdout
     status = run_cli(["serve", "status"], cli_env)
     assert "version 1 (is the champion), healthy" in status.stdout, status.stderr[-2000:]
+    assert_predict_prints_rows_and_logs_one_run(cli_env)
     second = run_cli(["run"], cli_env)
     assert second.returncode == 0
     assert "already loaded" in second.stdout and "registered version 2" in second.stdout
