@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.hooks import FAILURE_HOOKS
 from retrain.clean import BatchReport
 from retrain.errors import StageFailed
 from retrain.settings import load_settings
 from tasks.data import clean_one_batch, find_pending_batches
 
 
-@flow(name="clean", timeout_seconds=3600)
+@flow(name="clean", timeout_seconds=3600, **FAILURE_HOOKS)
 def clean(
     readmit: str | None = None, max_reject_fraction: float | None = None
 ) -> list[BatchReport]:

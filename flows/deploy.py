@@ -4,25 +4,42 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.hooks import FAILURE_HOOKS, announce_rollback
+from flows.locking import promotion_section
 from retrain.deploy import DeployReport
 from retrain.promote import PromotionReport
+from retrain.server import ServeFailed
 from retrain.settings import load_settings
 from tasks.serving import roll_back_champion, serve_champion
 
 
-@flow(name="deploy", timeout_seconds=1800, validate_parameters=False)
+@flow(name="deploy", timeout_seconds=1800, validate_parameters=False, **FAILURE_HOOKS)
 def deploy(promotion: PromotionReport | None = None) -> DeployReport:
     """Swap the served model to @champion; a failure puts aliases and server back."""
-    report = serve_champion(load_settings(), promotion)
+    settings = load_settings()
+    with promotion_section(settings):
+        try:
+            report = serve_champion(settings, promotion)
+        except ServeFailed as err:
+            announce_rollback(settings, err)
+            raise
     get_run_logger().info(report.describe())
     return report
 
 
-@flow(name="rollback", timeout_seconds=1800)
+@flow(name="rollback", timeout_seconds=1800, **FAILURE_HOOKS)
 def rollback(to_version: str | None = None) -> DeployReport:
     """Put champion back on the previous (or given) version and serve it."""
-    promotion, report = roll_back_champion(load_settings(), to_version)
+    settings = load_settings()
+    with promotion_section(settings):
+        promotion, report = roll_back_champion(settings, to_version)
     logger = get_run_logger()
     logger.info(promotion.describe())
     logger.info(report.describe())
     return report
+
+
+@flow(name="redeploy", timeout_seconds=1800, **FAILURE_HOOKS)
+def redeploy() -> DeployReport:
+    """Serve the current champion again (after a reboot, say): the verified deploy."""
+    return deploy()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.hooks import FAILURE_HOOKS, announce_promotion
+from flows.locking import promotion_section
 from retrain.promote import PromotionReport
 from retrain.settings import load_settings
 from tasks.serving import compare_and_promote
 
 
-@flow(name="promote", timeout_seconds=1800)
+@flow(name="promote", timeout_seconds=1800, **FAILURE_HOOKS)
 def promote(
     min_improvement: float | None = None,
     require_significance: bool | None = None,
@@ -21,6 +23,8 @@ def promote(
         require_significance=require_significance,
         confidence=confidence,
     )
-    report = compare_and_promote(settings)
+    with promotion_section(settings):
+        report = compare_and_promote(settings)
     get_run_logger().info(report.describe())
+    announce_promotion(settings, report)
     return report

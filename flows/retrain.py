@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated, Literal, TypeVar
 
 from prefect import flow
+from pydantic import Field
 
 from flows.clean import clean
 from flows.deploy import deploy
+from flows.hooks import FAILURE_HOOKS, mark_stage
 from flows.ingest import ingest
+from flows.locking import promotion_section
 from flows.promote import promote
 from flows.tune import tune
 from retrain.clean import BatchReport
 from retrain.deploy import DeployReport
 from retrain.ingest import LoadReport
 from retrain.promote import PromotionReport
+from retrain.settings import load_settings
 from retrain.tune import TuneReport
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,25 +53,56 @@ class RunSummary:
         return f"champion: version {version}, holdout AUROC {shown}; serving: {where}"
 
 
-@flow(name="retrain", timeout_seconds=4 * 3600)
+Trials = Annotated[int | None, Field(ge=1, le=10_000)]
+Workers = Annotated[int | None, Field(ge=1, le=64)]
+Margin = Annotated[float | None, Field(ge=0.0, le=1.0)]
+
+
+@flow(name="retrain", timeout_seconds=4 * 3600, **FAILURE_HOOKS)
 def retrain(
     source: str | None = None,
-    trials: int | None = None,
-    workers: int | None = None,
-    family: str | None = None,
-    objective: str | None = None,
-    min_improvement: float | None = None,
+    trials: Trials = None,
+    workers: Workers = None,
+    family: Literal["random_forest", "logreg"] | None = None,
+    objective: Literal["auroc", "accuracy"] | None = None,
+    min_improvement: Margin = None,
     require_significance: bool | None = None,
     serve: bool = True,
 ) -> RunSummary:
-    """Ingest new source data, clean it, tune a challenger, promote it if better, serve it."""
+    """Ingest new source data, clean it, tune a challenger, promote it if better, serve it.
+
+    Args:
+        source: CSV file or folder of CSV files to load; empty: the bundled iris data.
+        trials: Optuna trials; empty: RETRAIN_TRIALS (20).
+        workers: trial workers on one study (more than 1 needs MySQL); empty: 1.
+        family: model family; logreg searches logistic regression beside the forest.
+        objective: metric the study maximises; both are logged.
+        min_improvement: AUROC margin a challenger must beat; empty: RETRAIN_MIN_IMPROVEMENT.
+        require_significance: also require a paired bootstrap to find the challenger better.
+        serve: restart the model server when a challenger is promoted.
+    """
     summary = RunSummary()
-    summary.loaded = ingest(source=source)
-    summary.cleaned = clean()
-    summary.tuned = tune(trials=trials, workers=workers, family=family, objective=objective)
-    summary.promotion = promote(
-        min_improvement=min_improvement, require_significance=require_significance
+    summary.loaded = staged("ingest", lambda: ingest(source=source))
+    summary.cleaned = staged("clean", clean)
+    summary.tuned = staged(
+        "tune", lambda: tune(trials=trials, workers=workers, family=family, objective=objective)
     )
-    if serve and summary.promotion.promoted:
-        summary.deployed = deploy(promotion=summary.promotion)
+    with promotion_section(load_settings()):
+        summary.promotion = staged(
+            "promote",
+            lambda: promote(
+                min_improvement=min_improvement, require_significance=require_significance
+            ),
+        )
+        if serve and summary.promotion.promoted:
+            summary.deployed = staged("deploy", lambda: deploy(promotion=summary.promotion))
     return summary
+
+
+def staged(stage: str, run: Callable[[], T]) -> T:
+    """Run one stage subflow; its failure carries the stage name to the alert."""
+    try:
+        return run()
+    except BaseException as err:
+        mark_stage(err, stage)
+        raise

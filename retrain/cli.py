@@ -153,12 +153,14 @@ def run(
     """Run the nightly flow once, now: every stage, in order."""
     path = _check_source(source)
     from flows.retrain import retrain
+    from retrain.settings import load_settings
 
     options = {
         "trials": trials, "workers": workers, "family": family, "objective": objective,
         "min_improvement": min_improvement, "require_significance": require_significance,
         "serve": serve,
     }  # fmt: skip
+    run_stage(lambda: load_settings(**{k: v for k, v in options.items() if k != "serve"}))
     summary = run_stage(lambda: retrain(source=path, **options))
     for line in summary.lines():
         typer.echo(line)

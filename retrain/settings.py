@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     health_timeout: float = Field(
         120.0, gt=0, description="seconds a model server may take to answer /ping"
     )
+    lock_wait: float = Field(
+        1800.0, ge=0, description="seconds a run waits for another run's promotion to end"
+    )
+    timezone: str = Field("UTC", description="IANA timezone of the nightly schedule")
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1, description="rows per bulk-load chunk")
 
     @field_validator("home")

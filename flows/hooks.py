@@ -1,0 +1,104 @@
+"""Flow hooks and UI output shared by the flows: alerts on failure, notices on promotion,
+Prefect events that automations can match, and artifacts a person reads in the UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
+from prefect.logging.loggers import flow_run_logger
+from prefect.runtime import flow_run as current_run
+from prefect.settings import PREFECT_UI_URL
+
+from retrain import tracking
+from retrain.alerts import Alert, run_link, send_alert
+from retrain.errors import RetrainError
+from retrain.promote import PromotionReport
+from retrain.settings import Settings, load_settings
+
+STAGE_ATTRIBUTE = "retrain_stage"
+
+
+def mark_stage(err: BaseException, stage: str) -> None:
+    """Remember which stage an exception came from (the first mark wins)."""
+    if not hasattr(err, STAGE_ATTRIBUTE):
+        setattr(err, STAGE_ATTRIBUTE, stage)
+
+
+def _versions(settings: Settings) -> tuple[str | None, str | None]:
+    try:
+        client = tracking.make_client(settings.tracking_uri)
+        aliases = tracking.read_aliases(client, settings.model_name)
+        return aliases["challenger"], aliases["champion"]
+    except Exception:  # the registry may be what failed; the alert still goes out
+        return None, None
+
+
+def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Failure/crash hook of a top-level run: post an alert; a webhook that is down is
+    logged, and the run keeps its own failure."""
+    if flow_run.parent_task_run_id is not None:
+        return
+    logger = flow_run_logger(flow_run, flow)
+    error = state.result(raise_on_failure=False) if state.is_failed() else None
+    stage = getattr(error, STAGE_ATTRIBUTE, flow.name)
+    reason = str(error) if isinstance(error, BaseException) else (state.message or state.name)
+    settings = load_settings()
+    challenger, champion = _versions(settings)
+    alert = Alert(
+        "failure", stage, reason[:2000], flow_run.name, str(flow_run.id), challenger, champion,
+        run_link(PREFECT_UI_URL.value(), str(flow_run.id)),
+    )  # fmt: skip
+    problem = send_alert(settings.alert_url, alert)
+    logger.error(alert.text() + (f" [{problem}]" if problem else " [alert sent]"))
+
+
+FAILURE_HOOKS = {"on_failure": [alert_on_failure], "on_crashed": [alert_on_failure]}
+
+
+def announce_promotion(settings: Settings, report: PromotionReport) -> None:
+    """UI artifact, event, and (when promoted) an informational notice to the webhook."""
+    create_markdown_artifact(
+        promotion_table(report), key="promotion", description="champion vs challenger"
+    )
+    emit_event(
+        f"retrain.model.{'promoted' if report.promoted else 'kept'}",
+        resource={"prefect.resource.id": f"retrain.model.{settings.model_name}"},
+        payload={"challenger": report.challenger, "champion": report.champion,
+                 "reason": report.decision.reason},
+    )  # fmt: skip
+    if report.promoted:
+        run_id = str(current_run.id) if current_run.id else None
+        notice = Alert(
+            "notice", "promote", report.describe(), current_run.name, run_id,
+            report.challenger, report.champion, run_link(PREFECT_UI_URL.value(), run_id),
+        )  # fmt: skip
+        problem = send_alert(settings.alert_url, notice)
+        if problem:
+            get_run_logger().warning(f"promotion notice not sent: {problem}")
+
+
+def announce_rollback(settings: Settings, err: RetrainError) -> None:
+    emit_event(
+        "retrain.model.rolled_back",
+        resource={"prefect.resource.id": f"retrain.model.{settings.model_name}"},
+        payload={"reason": str(err)},
+    )
+
+
+def promotion_table(report: PromotionReport) -> str:
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    return "\n".join(
+        [
+            "| model | version | holdout AUROC |",
+            "|---|---|---|",
+            f"| challenger | {report.challenger} | {shown(report.challenger_auroc)} |",
+            f"| champion | {report.champion or 'none'} | {shown(report.champion_auroc)} |",
+            "",
+            f"**Decision: {report.decision.name}**. {report.decision.reason}",
+        ]
+    )

@@ -1,0 +1,51 @@
+"""The alert adapter: a JSON POST to RETRAIN_ALERT_URL (a webhook; Slack takes the same URL
+form). Delivery never raises: a webhook that is down must not hide the failure it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What a person needs to act on a failed (or, as a notice, successful) promotion."""
+
+    kind: str
+    stage: str
+    reason: str
+    flow_run_name: str | None = None
+    flow_run_id: str | None = None
+    challenger_version: str | None = None
+    champion_version: str | None = None
+    link: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        who = f" ({self.flow_run_name})" if self.flow_run_name else ""
+        return f"retrain {self.kind}: {self.stage}{who}: {self.reason}"
+
+
+def run_link(ui_url: str | None, flow_run_id: str | None) -> str | None:
+    """The Prefect UI page of a flow run, when PREFECT_UI_URL is known."""
+    if not ui_url or not flow_run_id:
+        return None
+    return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+def send_alert(url: str | None, alert: Alert, timeout: float = 10) -> str | None:
+    """POST the alert; returns None when delivered, else why not (never raises)."""
+    if not url:
+        return "RETRAIN_ALERT_URL is not set; the alert went to the log only"
+    body = json.dumps({**asdict(alert), "text": alert.text()}).encode()
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return None if 200 <= answer.status < 300 else f"webhook answered {answer.status}"
+    except (OSError, urllib.error.URLError, ValueError) as err:
+        return f"could not deliver the alert to the webhook: {err}"

@@ -1,0 +1,99 @@
+"""Alerts from the flows' failure hooks to a real HTTP receiver on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from retrain import tracking
+from retrain.datasets import write_bundled_iris
+from retrain.server import ServeFailed
+from retrain.settings import load_settings
+from tests.integration.test_promote_and_serve import (
+    corrupt_model_files,
+    register,
+    strong_model,
+    weak_model,
+)
+from tests.integration.test_tune import load_and_clean
+from tests.support.services import free_port
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
+]
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict]]]:
+    """A webhook on loopback that keeps every JSON body it is sent."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", received
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def unservable_champion(tmp_path: Path) -> tuple[str, str]:
+    """A weak champion served, then a strong challenger promoted whose files are broken."""
+    from flows.deploy import deploy
+    from flows.promote import promote
+
+    load_and_clean(write_bundled_iris(tmp_path / "src"))
+    old = register(weak_model())
+    promote()
+    deploy()
+    new = register(strong_model())
+    promote()
+    settings = load_settings()
+    corrupt_model_files(tracking.make_client(settings.tracking_uri), settings, new)
+    return old, new
+
+
+def test_a_failed_deploy_alerts_the_webhook_and_a_promotion_sends_a_notice(
+    prefect_api: str, env: dict, receiver, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from flows.deploy import deploy
+
+    url, received = receiver
+    monkeypatch.setenv("RETRAIN_ALERT_URL", url)
+    old, new = unservable_champion(tmp_path)
+    with pytest.raises(ServeFailed, match="cannot be loaded"):
+        deploy()
+    notices = [r for r in received if r["kind"] == "notice"]
+    failures = [r for r in received if r["kind"] == "failure"]
+    assert [n["challenger_version"] for n in notices] == [old, new]
+    (alert,) = failures
+    assert alert["stage"] == "deploy" and "cannot be loaded" in alert["reason"]
+    assert alert["flow_run_id"] and alert["champion_version"] == new  # standalone deploy
+    assert alert["text"].startswith("retrain failure: deploy")
+
+
+def test_a_webhook_that_is_down_never_hides_the_failure(
+    prefect_api: str, env: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from flows.deploy import deploy
+
+    monkeypatch.setenv("RETRAIN_ALERT_URL", f"http://127.0.0.1:{free_port()}/nobody")
+    unservable_champion(tmp_path)
+    with pytest.raises(ServeFailed, match="cannot be loaded"):
+        deploy()
