@@ -169,3 +169,21 @@ def stop_model_server(home: Path) -> None:
     left = server.read_state(home)
     if left:
         server.stop(left)
+
+
+@contextmanager
+def prefect_worker(pool: str, env: dict[str, str], workdir: Path) -> Iterator[None]:
+    """A real `prefect worker start` on `pool`; flow runs inherit `env`. Stopped by pid."""
+    log = workdir / "prefect-worker.log"
+    prefect = str(Path(sys.executable).parent / "prefect")
+    proc = subprocess.Popen(
+        [prefect, "worker", "start", "--pool", pool, "--type", "process"],
+        env={**env, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "5"},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        stop_pid(proc)

@@ -1,0 +1,99 @@
+"""Turn prefect.yaml into running deployments on the Prefect server at PREFECT_API_URL.
+
+    ./dev python -m deployments.bootstrap
+
+Idempotent: creates the `process` work pool and the `retrain-promotion` global concurrency
+limit when missing, runs `prefect deploy --all --no-prompt` from the project folder, and
+(when RETRAIN_ALERT_URL is set) saves the webhook notification block and applies the
+automations in deployments/automations/, replacing older copies of the same name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from prefect import get_client
+from prefect.automations import Automation
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.settings import PREFECT_API_URL
+
+from flows.locking import PROMOTION_LIMIT
+from retrain.settings import load_settings
+
+PROJECT = Path(__file__).resolve().parents[1]
+POOL = "retrain-pool"
+ALERT_BLOCK = "retrain-alerts"
+
+
+async def ensure_pool_and_limit() -> None:
+    async with get_client() as client:
+        try:
+            await client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+            print(f"work pool {POOL} created")
+        except ObjectAlreadyExists:
+            print(f"work pool {POOL} exists")
+        try:
+            await client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=PROMOTION_LIMIT, limit=1)
+            )
+            print(f"concurrency limit {PROMOTION_LIMIT} created (1 slot)")
+        except ObjectAlreadyExists:
+            print(f"concurrency limit {PROMOTION_LIMIT} exists")
+
+
+def deploy_all(timezone: str) -> None:
+    """`prefect deploy --all` with the values prefect.yaml reads from the environment."""
+    env = {
+        **os.environ,
+        "RETRAIN_TIMEZONE": timezone,
+        "RETRAIN_PROJECT_DIR": str(PROJECT),
+        "PREFECT_CLI_PROMPT": "false",
+    }
+    prefect = str(Path(sys.executable).parent / "prefect")
+    subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=PROJECT, env=env, check=True)
+
+
+def apply_automations(alert_url: str) -> None:
+    block = CustomWebhookNotificationBlock(
+        name="retrain alerts",
+        url=alert_url,
+        json_data={"kind": "failure", "source": "prefect-automation", "stage": "flow run",
+                   "reason": "{{body}}", "text": "{{subject}}: {{body}}"},
+        allow_private_urls=True,
+    )  # fmt: skip
+    block_id = block.save(ALERT_BLOCK, overwrite=True)
+    for path in sorted((PROJECT / "deployments/automations").glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        for action in spec["actions"]:
+            if action["type"] == "send-notification":
+                action["block_document_id"] = str(block_id)
+        with contextlib.suppress(ObjectNotFound, ValueError):
+            Automation.read(name=spec["name"]).delete()
+        Automation.model_validate(spec).create()
+        print(f"automation {spec['name']} applied")
+
+
+def main() -> None:
+    if not PREFECT_API_URL.value():
+        sys.exit(
+            "bootstrap: set PREFECT_API_URL to the Prefect server (e.g. http://127.0.0.1:4200/api)"
+        )
+    settings = load_settings()
+    asyncio.run(ensure_pool_and_limit())
+    deploy_all(settings.timezone)
+    if settings.alert_url:
+        apply_automations(settings.alert_url)
+    else:
+        print("RETRAIN_ALERT_URL is not set: no notification block or automation applied")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""prefect.yaml and the bootstrap against a real Prefect server and a real process worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from retrain import server
+from tests.support.services import prefect_worker, stop_model_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+PROJECT = Path(__file__).parents[2]
+
+
+async def _next_nightly_runs(name: str) -> list:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(name)
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type={"any_": ["SCHEDULED"]})),
+        )
+    return deployment, [r for r in runs if r.deployment_id == deployment.id]
+
+
+async def _completed_runs_of(name: str) -> int:
+    from prefect import get_client
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(name)
+        runs = await client.read_flow_runs()
+    return sum(1 for r in runs if r.deployment_id == deployment.id and r.state.is_completed())
+
+
+def bootstrap(env: dict) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "deployments.bootstrap"], cwd=PROJECT, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+
+def deploy_heartbeat() -> None:
+    from tests.support.heartbeat import heartbeat
+
+    heartbeat.from_source(str(PROJECT), "tests/support/heartbeat.py:heartbeat").deploy(
+        name="every-minute", work_pool_name="retrain-pool", cron="* * * * *", print_next_steps=False
+    )
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_bootstrap_worker_manual_run_alerts_and_schedules(
+    prefect_api: str,
+    env: dict,
+    receiver,
+    tmp_path: Path,
+) -> None:
+    from prefect.deployments import run_deployment
+
+    url, received = receiver
+    run_env = {
+        **os.environ, **env, "PREFECT_API_URL": prefect_api, "RETRAIN_ALERT_URL": url,
+        "RETRAIN_TIMEZONE": "Europe/Paris", "RETRAIN_TRIALS": "3",
+    }  # fmt: skip
+    bootstrap(run_env)
+    bootstrap(run_env)  # idempotent
+    port = int(env["RETRAIN_SERVE_PORT"])
+    with prefect_worker("retrain-pool", run_env, tmp_path):
+        with socket.socket() as squatter:  # a real fault: the serving port is taken
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            failed = run_deployment("retrain/retrain-manual", parameters={"trials": 3}, timeout=900)
+        assert failed.state.is_failed(), failed.state
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            r.get("source") == "prefect-automation" for r in received
+        ):
+            time.sleep(1)
+        hook = [r for r in received if r.get("source") is None and r["kind"] == "failure"]
+        automation = [r for r in received if r.get("source") == "prefect-automation"]
+        assert hook and hook[0]["stage"] == "deploy" and "held by a process" in hook[0]["reason"]
+        assert automation and "Failed" in automation[0]["text"]
+
+        done = run_deployment("retrain/retrain-manual", parameters={"trials": 3}, timeout=900)
+        assert done.state.is_completed(), done.state
+        served = server.read_state(Path(env["RETRAIN_HOME"]))
+        assert served is not None and served.port == port and server.ping(served)
+
+        deployment, scheduled = asyncio.run(_next_nightly_runs("retrain/retrain-nightly"))
+        (schedule,) = deployment.schedules
+        assert schedule.schedule.cron == "0 2 * * *"
+        assert schedule.schedule.timezone == "Europe/Paris"
+        assert scheduled, "no scheduled nightly run"
+        first = min(r.expected_start_time for r in scheduled).astimezone(ZoneInfo("Europe/Paris"))
+        assert (first.hour, first.minute) == (2, 0) and first > datetime.now(first.tzinfo)
+
+        deploy_heartbeat()
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not asyncio.run(
+            _completed_runs_of("heartbeat/every-minute")
+        ):
+            time.sleep(5)
+        assert asyncio.run(_completed_runs_of("heartbeat/every-minute")) >= 1
+    stop_model_server(Path(env["RETRAIN_HOME"]))
