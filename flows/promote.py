@@ -16,15 +16,23 @@ def promote(
     min_improvement: float | None = None,
     require_significance: bool | None = None,
     confidence: float | None = None,
+    challenger: str | None = None,
 ) -> PromotionReport:
-    """Promote @challenger when it beats @champion; a kept champion is a normal outcome."""
+    """Promote the challenger when it beats @champion; a kept champion is a normal outcome.
+
+    Args:
+        min_improvement: AUROC margin to beat; empty: RETRAIN_MIN_IMPROVEMENT.
+        require_significance: also require a paired bootstrap to find the challenger better.
+        confidence: confidence of that bootstrap; empty: RETRAIN_CONFIDENCE.
+        challenger: model version to judge; empty: the one the `challenger` alias names.
+    """
     settings = load_settings(
         min_improvement=min_improvement,
         require_significance=require_significance,
         confidence=confidence,
     )
     with promotion_section(settings):
-        report = compare_and_promote(settings)
+        report = compare_and_promote(settings, challenger)
     get_run_logger().info(report.describe())
     announce_promotion(settings, report)
     return report

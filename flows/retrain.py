@@ -91,7 +91,9 @@ def retrain(
         summary.promotion = staged(
             "promote",
             lambda: promote(
-                min_improvement=min_improvement, require_significance=require_significance
+                min_improvement=min_improvement,
+                require_significance=require_significance,
+                challenger=summary.tuned.version,
             ),
         )
         if serve and summary.promotion.promoted:

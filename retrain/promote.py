@@ -63,15 +63,18 @@ def promote_if_better(
     settings: Settings,
     rules: PromotionRules,
     flow_run_id: str | None = None,
+    challenger: str | None = None,
 ) -> PromotionReport:
-    """Compare `@challenger` with `@champion` on the current holdout; move aliases and tags."""
+    """Compare `challenger` (default: `@challenger`) with `@champion` on the current holdout;
+    move aliases and tags. The nightly flow names the version it tuned, so a run that waited
+    for another's promotion still judges its own model."""
     before = tracking.read_aliases(client, settings.model_name)
-    challenger, champion = before["challenger"], before["champion"]
+    challenger, champion = challenger or before["challenger"], before["champion"]
     if challenger is None:
         raise StageFailed("no challenger is registered yet; run `retrain tune` first")
     if challenger == champion:
         decision = Decision(False, f"version {challenger} is already the champion")
-        return _record(engine, settings, decision, before, None, None, flow_run_id)
+        return _record(engine, settings, decision, before, challenger, None, None, flow_run_id)
     with store.reporting_errors(engine), engine.connect() as conn:
         data = split_dataset(store.read_cleaned(conn, tables), settings.target, HOLDOUT_SHARE)
     y = data.holdout[data.target].to_numpy()
@@ -84,8 +87,8 @@ def promote_if_better(
     decision = decide(aurocs[challenger], aurocs.get(champion), rules, boot)
     apply_decision(client, settings.model_name, decision, challenger, champion)
     return _record(
-        engine, settings, decision, before, aurocs[challenger], aurocs.get(champion),
-        flow_run_id, boot,
+        engine, settings, decision, before, challenger, aurocs[challenger],
+        aurocs.get(champion), flow_run_id, boot,
     )  # fmt: skip
 
 
@@ -112,18 +115,19 @@ def _record(
     settings: Settings,
     decision: Decision,
     before: dict[str, str | None],
+    challenger: str,
     challenger_auroc: float | None,
     champion_auroc: float | None,
     flow_run_id: str | None,
     boot: Bootstrap | None = None,
 ) -> PromotionReport:
     attempt = Attempt(
-        settings.dataset, before["challenger"], before["champion"], challenger_auroc,
+        settings.dataset, challenger, before["champion"], challenger_auroc,
         champion_auroc, decision.name, decision.reason, flow_run_id,
     )  # fmt: skip
     attempt_id = audit.record_attempt(engine, attempt)
     return PromotionReport(
-        decision, before["challenger"], before["champion"], challenger_auroc, champion_auroc,
+        decision, challenger, before["champion"], challenger_auroc, champion_auroc,
         attempt_id, before, boot,
     )  # fmt: skip
 

@@ -30,12 +30,12 @@ def rules_from(settings: Settings) -> PromotionRules:
 
 
 @task(**IO_TASK, cache_policy=NO_CACHE)
-def compare_and_promote(settings: Settings) -> PromotionReport:
+def compare_and_promote(settings: Settings, challenger: str | None = None) -> PromotionReport:
     """Score challenger and champion on the holdout; move the aliases when it is better."""
     engine, tables = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
     return promote.promote_if_better(
-        engine, tables, client, settings, rules_from(settings), current_flow_run_id()
+        engine, tables, client, settings, rules_from(settings), current_flow_run_id(), challenger
     )
 
 

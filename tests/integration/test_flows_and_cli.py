@@ -179,3 +179,34 @@ def test_unreachable_database_names_the_host_not_the_password(cli_env: dict) -> 
     assert f"127.0.0.1:{port}" in line and "RETRAIN_DB_URL" in line
     assert "s3cretpw" not in result.stderr + result.stdout
     assert result.stderr.count("Retry") >= 3
+
+
+def model_servers_of(tracking_uri: str) -> list[int]:
+    """Pids of `mlflow models serve` processes started for this tracking store."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"models" in cmdline and b"serve" in cmdline and tracking_uri.encode() in environ:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_two_overlapping_runs_leave_one_champion_served_by_one_server(cli_env: dict) -> None:
+    env = {**cli_env, "RETRAIN_TRIALS": "3"}
+    runs = [
+        subprocess.Popen([RETRAIN, "run"], env=env, cwd=Path(__file__).parents[2],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    history = run_cli(["history"], env).stdout.splitlines()[1:]
+    assert [line.split()[2] for line in history].count("promoted") == 1
+    status = run_cli(["serve", "status"], env)
+    assert "(is the champion), healthy" in status.stdout, status.stderr[-2000:]
+    tracking_uri = f"sqlite:///{Path(env['RETRAIN_HOME']) / 'mlflow.db'}"
+    assert len(model_servers_of(tracking_uri)) == 1
