@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run as current_run
@@ -17,6 +17,7 @@ from retrain.alerts import Alert, run_link, send_alert
 from retrain.errors import RetrainError
 from retrain.promote import PromotionReport
 from retrain.settings import Settings, load_settings
+from retrain.tune import TuneReport
 
 STAGE_ATTRIBUTE = "retrain_stage"
 
@@ -101,4 +102,23 @@ def promotion_table(report: PromotionReport) -> str:
             "",
             f"**Decision: {report.decision.name}**. {report.decision.reason}",
         ]
+    )
+
+
+def publish_tuning(settings: Settings, report: TuneReport) -> None:
+    """Links to the MLflow parent run and the model version (on a tracking server), or
+    where to find them in an embedded store."""
+    uri = settings.tracking_uri.rstrip("/")
+    name, version = settings.model_name, report.version
+    if uri.startswith(("http://", "https://")):
+        run_url = f"{uri}/#/experiments/{report.experiment_id}/runs/{report.parent_run_id}"
+        create_link_artifact(run_url, "MLflow parent run of the study", key="mlflow-run")
+        create_link_artifact(
+            f"{uri}/#/models/{name}/versions/{version}", f"{name} v{version}", key="model-version"
+        )
+        return
+    create_markdown_artifact(
+        f"MLflow parent run `{report.parent_run_id}`, model `{name}` version {version}, in "
+        f"the embedded store `{uri}` (`mlflow ui --backend-store-uri {uri}` shows them).",
+        key="mlflow-run",
     )

@@ -6,6 +6,7 @@ import time
 
 from prefect import flow, get_run_logger
 
+from flows.hooks import publish_tuning
 from retrain.settings import load_settings
 from retrain.tune import TuneConfig, TuneReport
 from tasks.training import abandon_study, register_best, run_trial_worker, start_study
@@ -41,4 +42,5 @@ def tune(
         raise
     report = register_best(settings, config, run, studies[0], time.perf_counter() - started)
     logger.info(report.describe())
+    publish_tuning(settings, report)
     return report

@@ -7,8 +7,11 @@ global configuration, so the flows choose the tracking store.
 from __future__ import annotations
 
 import copy
+import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,26 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+FLUENT_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 PINNED = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
+
+
+@contextmanager
+def fluent_store(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at `tracking_uri` for the block. `mlflow.set_tracking_uri`
+    also exports MLFLOW_TRACKING_URI (and the registry its own variable); restored here, or the
+    next Settings read in this process would silently follow the last store used."""
+    saved = {name: os.environ.get(name) for name in FLUENT_VARIABLES}
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def make_client(tracking_uri: str) -> MlflowClient:
@@ -125,8 +147,7 @@ def log_model(tracking_uri: str, run_id: str, model: Any, example: pd.DataFrame)
     types it needs (MLflow refuses untrusted types unless they are listed)."""
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(type_sample(model)))
     signature = infer_signature(example, model.predict(example))
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
+    with fluent_store(tracking_uri), mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -141,8 +162,11 @@ def log_model(tracking_uri: str, run_id: str, model: Any, example: pd.DataFrame)
 def log_training_data(tracking_uri: str, run_id: str, parts: dict[str, pd.DataFrame]) -> None:
     """Lineage: each part (training, holdout rows) as a dataset input and a CSV snapshot, so a
     version keeps what it saw after the tables grow."""
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
+    with (
+        fluent_store(tracking_uri),
+        mlflow.start_run(run_id=run_id),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         for name, frame in parts.items():
             mlflow.log_input(mlflow.data.from_pandas(frame, name=name), context=name)
             frame.to_csv(Path(tmp) / f"{name}.csv", index=False)
@@ -209,9 +233,8 @@ def model_uri(model_name: str, version: str) -> str:
 
 def load_version(tracking_uri: str, model_name: str, version: str) -> Any:
     """The registered version as a scikit-learn model, loaded in this process."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    return mlflow.sklearn.load_model(model_uri(model_name, version))
+    with fluent_store(tracking_uri):
+        return mlflow.sklearn.load_model(model_uri(model_name, version))
 
 
 def load_version_and_example(
@@ -220,8 +243,6 @@ def load_version_and_example(
     """The version loaded in this process and the input example logged with it (one download)."""
     from mlflow.models import Model
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
+    with fluent_store(tracking_uri), tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(model_uri(model_name, version), dst_path=tmp)
         return mlflow.sklearn.load_model(local), Model.load(local).load_input_example(local)

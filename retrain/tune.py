@@ -252,6 +252,7 @@ class TuneReport:
     params: dict
     search_seconds: float
     fit_cpu_seconds: float
+    experiment_id: str = ""
 
     def describe(self) -> str:
         return (
@@ -294,7 +295,7 @@ def finish_tuning(
     fit_cpu = sum(t.user_attrs.get("cpu_seconds", 0.0) for t in trials)
     return TuneReport(
         parent, version, len(trials), best_cv, refit.test_auroc, refit.test_accuracy,
-        refit.family, refit.params, search_seconds, fit_cpu,
+        refit.family, refit.params, search_seconds, fit_cpu, run.experiment_id,
     )  # fmt: skip
 
 

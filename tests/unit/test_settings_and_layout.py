@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,17 @@ def test_core_package_does_not_import_prefect() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_using_an_mlflow_store_does_not_change_the_settings_of_the_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from retrain import tracking
+    from retrain.settings import load_settings
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path))
+    with tracking.fluent_store(f"sqlite:///{tmp_path / 'elsewhere.db'}"):
+        pass
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert load_settings().tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
