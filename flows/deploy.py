@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.hooks import FAILURE_HOOKS, announce_rollback
+from flows.hooks import DEPLOY_HOOKS, FAILURE_HOOKS, announce_rollback
 from flows.locking import promotion_section
 from retrain.deploy import DeployReport
 from retrain.promote import PromotionReport
@@ -13,7 +13,7 @@ from retrain.settings import load_settings
 from tasks.serving import roll_back_champion, serve_champion
 
 
-@flow(name="deploy", timeout_seconds=1800, validate_parameters=False, **FAILURE_HOOKS)
+@flow(name="deploy", timeout_seconds=1800, validate_parameters=False, **DEPLOY_HOOKS)
 def deploy(promotion: PromotionReport | None = None) -> DeployReport:
     """Swap the served model to @champion; a failure puts aliases and server back."""
     settings = load_settings()

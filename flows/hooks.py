@@ -12,7 +12,7 @@ from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run as current_run
 from prefect.settings import PREFECT_UI_URL
 
-from retrain import tracking
+from retrain import server, tracking
 from retrain.alerts import Alert, run_link, send_alert
 from retrain.errors import RetrainError
 from retrain.promote import PromotionReport
@@ -56,7 +56,21 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     logger.error(alert.text() + (f" [{problem}]" if problem else " [alert sent]"))
 
 
+def stop_spare_server(flow: Any, flow_run: Any, state: Any) -> None:
+    """Cancellation/crash hook of deploy: stop the spare-port server the deploy started."""
+    stopped = server.stop_recorded(load_settings().home, server.SPARE)
+    if stopped:
+        flow_run_logger(flow_run, flow).warning(
+            f"stopped the spare-port server of version {stopped.version} (pid {stopped.pid})"
+        )
+
+
 FAILURE_HOOKS = {"on_failure": [alert_on_failure], "on_crashed": [alert_on_failure]}
+DEPLOY_HOOKS = {
+    "on_failure": [alert_on_failure],
+    "on_crashed": [stop_spare_server, alert_on_failure],
+    "on_cancellation": [stop_spare_server],
+}
 
 
 def announce_promotion(settings: Settings, report: PromotionReport) -> None:

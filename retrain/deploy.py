@@ -113,15 +113,18 @@ def serve_verified(
 def try_on_spare_port(
     settings: Settings, candidate: Candidate, timeout: float, check: AnswerCheck
 ) -> None:
-    """Run the candidate on a free loopback port, check it, stop it (whatever happens)."""
+    """Run the candidate on a free loopback port, check it, stop it (whatever happens). It is
+    recorded while it runs, so a cancelled or crashed deploy can still stop it."""
+    server.stop_recorded(settings.home, server.SPARE)
     spare = server.start(
         settings.home, settings.tracking_uri, candidate.model_uri, candidate.version,
         "127.0.0.1", server.free_port(),
     )  # fmt: skip
+    server.write_state(settings.home, spare, server.SPARE)
     try:
         check_server(settings.home, spare, candidate, timeout, check)
     finally:
-        server.stop(spare)
+        server.stop_recorded(settings.home, server.SPARE)
 
 
 def swap_main_port(

@@ -46,8 +46,12 @@ class Served:
         return f"http://{self.host}:{self.port}"
 
 
-def state_file(home: Path) -> Path:
-    return home / "serving.json"
+MAIN, SPARE = "serving.json", "serving-spare.json"
+
+
+def state_file(home: Path, role: str = MAIN) -> Path:
+    """Where the main server (or the spare-port candidate of a deploy) is recorded."""
+    return home / role
 
 
 def process_start(pid: int) -> str | None:
@@ -65,18 +69,18 @@ def is_running(served: Served) -> bool:
     return process_start(served.pid) == served.proc_start
 
 
-def read_state(home: Path) -> Served | None:
-    """The recorded main server, if its process is still the one we started."""
+def read_state(home: Path, role: str = MAIN) -> Served | None:
+    """The recorded server, if its process is still the one we started."""
     try:
-        served = Served(**json.loads(state_file(home).read_text()))
+        served = Served(**json.loads(state_file(home, role).read_text()))
     except (OSError, ValueError, TypeError):
         return None
     return served if is_running(served) else None
 
 
-def write_state(home: Path, served: Served | None) -> None:
-    """Record (or clear) the main server; written whole then renamed."""
-    path = state_file(home)
+def write_state(home: Path, served: Served | None, role: str = MAIN) -> None:
+    """Record (or clear) a server; written whole then renamed."""
+    path = state_file(home, role)
     if served is None:
         path.unlink(missing_ok=True)
         return
@@ -191,3 +195,12 @@ def _reap(pid: int) -> None:
     """Collect the exit status when the server is our own child (else it stays a zombie)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def stop_recorded(home: Path, role: str) -> Served | None:
+    """Stop the server recorded under `role` if it is still ours, and clear the record."""
+    served = read_state(home, role)
+    if served:
+        stop(served)
+    write_state(home, None, role)
+    return served

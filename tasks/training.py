@@ -30,11 +30,12 @@ def start_study(settings: Settings, config: TuneConfig) -> TuningRun:
     return start_tuning(engine, tables, client, settings, config, tags)
 
 
-@task(cache_policy=NO_CACHE, timeout_seconds=6 * 3600, task_run_name="trial-worker-{worker}")
+@task(cache_policy=NO_CACHE, task_run_name="trial-worker-{worker}")
 def run_trial_worker(
     settings: Settings, config: TuneConfig, run: TuningRun, worker: int
 ) -> optuna.Study:
-    """One worker's share of the trials (no retries: a rerun would add trials)."""
+    """One worker's share of the trials. No retries (a rerun would add trials) and no task
+    timeout (it cannot interrupt a thread); the tune flow's timeout bounds it."""
     return run_worker(run, tracking.make_client(settings.tracking_uri), config, worker)
 
 

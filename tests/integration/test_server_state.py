@@ -30,3 +30,22 @@ def test_state_is_trusted_only_for_the_process_that_was_started(tmp_path: Path) 
     server.write_state(tmp_path, mine)
     assert server.read_state(tmp_path) is None
     assert server.process_start(os.getpid()) is not None
+
+
+def test_a_recorded_spare_server_is_stopped_and_forgotten(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    try:
+        spare = server.Served(
+            child.pid, "127.0.0.1", 1, "2", "models:/m/2", 0.0, server.process_start(child.pid)
+        )
+        server.write_state(tmp_path, spare, server.SPARE)
+        assert server.stop_recorded(tmp_path, server.SPARE) == spare
+        assert child.wait(timeout=10) is not None
+        assert not server.state_file(tmp_path, server.SPARE).exists()
+        assert server.stop_recorded(tmp_path, server.SPARE) is None
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
