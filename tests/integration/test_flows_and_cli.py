@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,17 @@ pytestmark = pytest.mark.integration
 RETRAIN = str(Path(sys.executable).parent / "retrain")
 
 
-async def _flow_runs(api: str) -> dict[str, str]:
+async def _flow_runs(since: datetime) -> dict[str, str]:
+    """State of each flow's in-process runs created since `since` (the session server is
+    shared with the deployment tests, whose schedules keep adding runs)."""
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
-        runs = await client.read_flow_runs()
+        runs = [
+            r
+            for r in await client.read_flow_runs()
+            if r.created >= since and r.deployment_id is None
+        ]
         names = {f.id: f.name for f in await client.read_flows()}
     return {names[r.flow_id]: r.state.type.value for r in runs}
 
@@ -32,19 +39,20 @@ async def _flow_runs(api: str) -> dict[str, str]:
 def test_nightly_flow_runs_on_a_real_prefect_server(prefect_api: str, env: dict) -> None:
     from flows.retrain import retrain
 
+    since = datetime.now(UTC)
     summary = retrain(trials=2)
     assert any("loaded 150 rows" in line for line in summary.lines())
     assert count(f"{env['RETRAIN_DATASET']}_cleaned") == 150
-    states = asyncio.run(_flow_runs(prefect_api))
+    states = asyncio.run(_flow_runs(since))
     assert {states[name] for name in ("retrain", "ingest", "clean", "tune")} == {"COMPLETED"}
     assert summary.tuned is not None and summary.tuned.version == "1"
 
 
-async def _task_run_names() -> set[str]:
+async def _task_run_names(since: datetime) -> set[str]:
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
-        return {run.name for run in await client.read_task_runs()}
+        return {run.name for run in await client.read_task_runs() if run.created >= since}
 
 
 @pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
@@ -55,9 +63,10 @@ def test_each_trial_worker_is_a_task_run(prefect_api: str, env: dict) -> None:
 
     ingest()
     clean()
+    since = datetime.now(UTC)
     report = tune(trials=4, workers=2)
     assert report.trials == 4
-    assert {"trial-worker-0", "trial-worker-1"} <= asyncio.run(_task_run_names())
+    assert {"trial-worker-0", "trial-worker-1"} <= asyncio.run(_task_run_names(since))
 
 
 def run_cli(args: list[str], environ: dict, timeout: float = 180) -> subprocess.CompletedProcess:
