@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from retrain import ingest, promote, server, store, tracking
 from retrain.clean import clean_batch
 from retrain.datasets import write_bundled_iris
+from retrain.deploy import restart
 from retrain.promotion import PromotionRules
 from retrain.settings import Settings, load_settings
 from retrain.tune import split_dataset
@@ -109,11 +110,7 @@ def plain_restart(settings: Settings) -> float:
     old = server.read_state(settings.home)
     started = time.monotonic()
     server.stop(old)
-    again = server.start(
-        settings.home, settings.tracking_uri, old.model_uri, old.version, old.host, old.port
-    )
-    server.wait_healthy(settings.home, again, settings.health_timeout)
-    server.write_state(settings.home, again)
+    restart(settings, old, settings.health_timeout)
     return time.monotonic() - started
 
 

@@ -349,7 +349,7 @@ def predict(
         frame = frame[holdout_mask(frame["row_hash"], HOLDOUT_SHARE)]
     rows = predict_core.pick_rows(frame, sample, settings.seed)
     report = run_stage(lambda: predict_core.predict_served(settings, client, rows))
-    for line in report.lines(settings.target):
+    for line in report.lines():
         typer.echo(line)
 
 

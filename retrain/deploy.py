@@ -162,14 +162,19 @@ def swap_main_port(
     )  # fmt: skip
 
 
+def start_main(
+    settings: Settings, model_uri: str, version: str, host: str, port: int, timeout: float
+) -> Served:
+    """Start a server, wait for `/ping` and record it as the main server."""
+    served = server.start(settings.home, settings.tracking_uri, model_uri, version, host, port)
+    server.wait_healthy(settings.home, served, timeout)
+    server.write_state(settings.home, served)
+    return served
+
+
 def restart(settings: Settings, old: Served, timeout: float) -> Served:
     """Serve the previous version on its port again (after a failed swap)."""
-    again = server.start(
-        settings.home, settings.tracking_uri, old.model_uri, old.version, old.host, old.port
-    )
-    server.wait_healthy(settings.home, again, timeout)
-    server.write_state(settings.home, again)
-    return again
+    return start_main(settings, old.model_uri, old.version, old.host, old.port, timeout)
 
 
 def serve_start(settings: Settings, version: str, timeout: float = 120) -> Served:
@@ -182,10 +187,5 @@ def serve_start(settings: Settings, version: str, timeout: float = 120) -> Serve
             f"port {settings.serve_port} is already in use; `retrain serve status` shows what "
             "serves there, `retrain deploy` swaps it"
         )
-    served = server.start(
-        settings.home, settings.tracking_uri, tracking.model_uri(settings.model_name, version),
-        version, settings.serve_host, settings.serve_port,
-    )  # fmt: skip
-    server.wait_healthy(settings.home, served, timeout)
-    server.write_state(settings.home, served)
-    return served
+    uri = tracking.model_uri(settings.model_name, version)
+    return start_main(settings, uri, version, settings.serve_host, settings.serve_port, timeout)

@@ -23,9 +23,8 @@ class PredictionReport:
     accuracy: float | None
     run_id: str
 
-    def lines(self, target: str) -> list[str]:
-        shown = self.rows.drop(columns=[c for c in ROW_KEYS if c in self.rows.columns])
-        out = shown.to_string(index=False).splitlines()
+    def lines(self) -> list[str]:
+        out = self.rows.to_string(index=False).splitlines()
         score = "" if self.accuracy is None else f", accuracy {self.accuracy:.3f}"
         out.append(f"{len(self.rows)} rows in {self.latency_ms:.0f} ms{score}")
         return out

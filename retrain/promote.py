@@ -17,7 +17,7 @@ from retrain.promotion import Bootstrap, Decision, PromotionRules, decide, paire
 from retrain.server import ServeFailed
 from retrain.settings import Settings
 from retrain.store import DatasetTables
-from retrain.tune import split_dataset
+from retrain.tune import Dataset, split_dataset
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,8 @@ class PromotionReport:
         return f"{verb} challenger version {self.challenger}: {self.decision.reason}"
 
 
-def holdout_scores(settings: Settings, data, versions: list[str]) -> dict[str, np.ndarray]:
+def holdout_scores(settings: Settings, data: Dataset, versions: list[str]) -> dict[str, np.ndarray]:
     """Each version's probabilities on the holdout rows, one column per known class."""
-    classes = np.unique(np.concatenate([data.train[data.target], data.holdout[data.target]]))
     scores = {}
     for version in versions:
         try:
@@ -52,7 +51,7 @@ def holdout_scores(settings: Settings, data, versions: list[str]) -> dict[str, n
         except Exception as err:  # any loader error: this version cannot be compared
             raise StageFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
         proba = model.predict_proba(data.holdout[data.features])
-        scores[version] = align_proba(proba, model.classes_, classes)
+        scores[version] = align_proba(proba, model.classes_, data.known_classes)
     return scores
 
 
@@ -79,7 +78,7 @@ def promote_if_better(
         data = split_dataset(store.read_cleaned(conn, tables), settings.target, HOLDOUT_SHARE)
     y = data.holdout[data.target].to_numpy()
     scores = holdout_scores(settings, data, [v for v in (challenger, champion) if v])
-    classes = np.unique(np.concatenate([data.train[data.target], y]))
+    classes = data.known_classes
     aurocs = {v: auroc(y, proba, classes) for v, proba in scores.items()}
     boot = None
     if champion and rules.require_significance:

@@ -54,6 +54,11 @@ def state_file(home: Path, role: str = MAIN) -> Path:
     return home / role
 
 
+def log_file(home: Path, port: int) -> Path:
+    """Where the server on `port` writes its output."""
+    return home / f"serving-{port}.log"
+
+
 def process_start(pid: int) -> str | None:
     """The kernel's start time of `pid` (field 22 of /proc/<pid>/stat), None when gone."""
     try:
@@ -119,7 +124,7 @@ def start(
         str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", model_uri,
         "--env-manager", "local", "--host", host, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    with open(home / f"serving-{port}.log", "ab") as log:
+    with open(log_file(home, port), "ab") as log:
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True,
@@ -130,7 +135,7 @@ def start(
 
 def log_tail(home: Path, served: Served, lines: int = 3) -> str:
     try:
-        text = (home / f"serving-{served.port}.log").read_text(errors="replace")
+        text = log_file(home, served.port).read_text(errors="replace")
     except OSError:
         return ""
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
@@ -151,7 +156,7 @@ def wait_healthy(home: Path, served: Served, timeout: float) -> float:
         time.sleep(0.1)
     raise ServeFailed(
         f"model server for version {served.version} on port {served.port} did not answer "
-        f"/ping within {timeout:.0f} s; see {home / f'serving-{served.port}.log'}"
+        f"/ping within {timeout:.0f} s; see {log_file(home, served.port)}"
     )
 
 

@@ -64,6 +64,11 @@ class Dataset:
     def classes(self) -> np.ndarray:
         return np.unique(self.train[self.target].to_numpy())
 
+    @property
+    def known_classes(self) -> np.ndarray:
+        """Labels of training and holdout rows together (a holdout may hold a new class)."""
+        return np.unique(np.concatenate([self.train[self.target], self.holdout[self.target]]))
+
     def xy(self, part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return part[self.features].to_numpy(dtype=float), part[self.target].to_numpy()
 
