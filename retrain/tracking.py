@@ -7,6 +7,8 @@ global configuration, so the flows choose the tracking store.
 from __future__ import annotations
 
 import copy
+import fcntl
+import functools
 import os
 import tempfile
 import time
@@ -35,6 +37,7 @@ def fluent_store(tracking_uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at `tracking_uri` for the block. `mlflow.set_tracking_uri`
     also exports MLFLOW_TRACKING_URI (and the registry its own variable); restored here, or the
     next Settings read in this process would silently follow the last store used."""
+    prepare_store(tracking_uri)
     saved = {name: os.environ.get(name) for name in FLUENT_VARIABLES}
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -48,8 +51,25 @@ def fluent_store(tracking_uri: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@functools.cache
+def prepare_store(tracking_uri: str) -> None:
+    """Create a SQLite store's tables once, under a file lock. MLflow migrates an empty SQLite
+    store on first open without one, and two processes doing it at once (two overlapping
+    `retrain run`s on a fresh machine) corrupt each other's migration."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".init-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+
+
 def make_client(tracking_uri: str) -> MlflowClient:
     """A client for one tracking store (SQLite file, or a tracking server URL)."""
+    prepare_store(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
