@@ -26,10 +26,10 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
 from flows.locking import PROMOTION_LIMIT
+from retrain.settings import WORK_POOL as POOL
 from retrain.settings import load_settings
 
 PROJECT = Path(__file__).resolve().parents[1]
-POOL = "retrain-pool"
 ALERT_BLOCK = "retrain-alerts"
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from retrain.errors import BadInput, RetrainError
+from retrain.settings import WORK_POOL
 
 app = typer.Typer(
     add_completion=False,
@@ -351,6 +352,46 @@ def predict(
     report = run_stage(lambda: predict_core.predict_served(settings, client, rows))
     for line in report.lines():
         typer.echo(line)
+
+
+@app.command()
+def worker(
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool to poll")] = WORK_POOL,
+    healthcheck: Annotated[
+        bool,
+        typer.Option(
+            "--with-healthcheck",
+            help="answer GET /health on PREFECT_WORKER_WEBSERVER_HOST:PORT (127.0.0.1:8080)",
+        ),
+    ] = False,
+) -> None:
+    """Serve @champion again if no model server runs, then run a Prefect process worker.
+
+    The compose stack's worker container runs this, so a restart does not leave the model
+    down until the next night. A champion that cannot be served is reported and the worker
+    starts anyway (the next deploy, or `retrain serve start`, serves it)."""
+    settings, client = _serving_context()
+    typer.echo(_serve_champion_again(settings, client), err=True)
+    prefect = str(Path(sys.executable).parent / "prefect")
+    command = [prefect, "worker", "start", "--pool", pool, "--type", "process"]
+    os.environ.setdefault("PREFECT_WORKER_WEBSERVER_HOST", "127.0.0.1")
+    os.execv(prefect, command + (["--with-healthcheck"] if healthcheck else []))
+
+
+def _serve_champion_again(settings: Any, client: Any) -> str:
+    from retrain import deploy, server, tracking
+
+    served = server.read_state(settings.home)
+    if served is not None:
+        return f"worker: version {served.version} is already served at {served.url}"
+    try:
+        version = tracking.alias_version(client, settings.model_name, "champion")
+        if version is None:
+            return "worker: no champion yet; the first promotion will serve one"
+        served = deploy.serve_start(settings, version, settings.health_timeout)
+    except Exception as err:
+        return f"worker: could not serve the champion ({err}); starting the worker anyway"
+    return f"worker: serving champion version {served.version} at {served.url} (pid {served.pid})"
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from retrain.errors import BadInput
 
 DEFAULT_CHUNK_ROWS = 25_000
 BUNDLED_SCHEMAS = Path(__file__).parent / "schemas"
+WORK_POOL = "retrain-pool"  # the process work pool of prefect.yaml
 
 
 class Settings(BaseSettings):

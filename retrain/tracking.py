@@ -26,6 +26,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.tracking._model_registry import utils as registry_utils
+from mlflow.tracking._tracking_service import utils as tracking_utils
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 FLUENT_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -35,10 +37,12 @@ PINNED = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
 @contextmanager
 def fluent_store(tracking_uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at `tracking_uri` for the block. `mlflow.set_tracking_uri`
-    also exports MLFLOW_TRACKING_URI (and the registry its own variable); restored here, or the
-    next Settings read in this process would silently follow the last store used."""
+    also exports MLFLOW_TRACKING_URI (and the registry its own variable) and keeps both URIs in
+    module globals; all are restored here, or the next Settings read or fluent call in this
+    process would silently follow the last store used (a deleted one, in a test or a bench)."""
     prepare_store(tracking_uri)
     saved = {name: os.environ.get(name) for name in FLUENT_VARIABLES}
+    saved_globals = (tracking_utils._tracking_uri, registry_utils._registry_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
@@ -49,6 +53,7 @@ def fluent_store(tracking_uri: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved_globals
 
 
 @functools.cache
@@ -134,9 +139,11 @@ def log_steps(
 
 
 def log_figures(client: MlflowClient, run_id: str, figures: dict[str, Any]) -> None:
-    """Each matplotlib figure as a PNG under `plots/`."""
-    for name, figure in figures.items():
-        client.log_figure(run_id, figure, f"plots/{name}")
+    """Each matplotlib figure as a PNG under `plots/`, uploaded in one call."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, figure in figures.items():
+            figure.savefig(Path(tmp) / name)
+        client.log_artifacts(run_id, tmp, "plots")
 
 
 def pip_requirements() -> list[str]:
@@ -150,6 +157,7 @@ def pip_requirements() -> list[str]:
 class LoggedModel:
     run_id: str
     model_uri: str
+    tracking_uri: str
 
 
 def type_sample(model: Any) -> Any:
@@ -176,7 +184,7 @@ def log_model(tracking_uri: str, run_id: str, model: Any, example: pd.DataFrame)
             pip_requirements=pip_requirements(),
             skops_trusted_types=trusted,
         )
-    return LoggedModel(run_id, info.model_uri)
+    return LoggedModel(run_id, info.model_uri, tracking_uri)
 
 
 def log_training_data(tracking_uri: str, run_id: str, parts: dict[str, pd.DataFrame]) -> None:
@@ -201,12 +209,15 @@ def register_challenger(
         client.get_registered_model(model_name)
     except MlflowException:
         client.create_registered_model(model_name)
-    version = client.create_model_version(
-        model_name,
-        logged.model_uri,
-        run_id=logged.run_id,
-        tags={"validation_status": "pending", **tags},
-    )
+    # A SQL registry resolves the `models:/m-...` source through a default MlflowClient(),
+    # that is the process-wide tracking URI: point it at the store that holds the model.
+    with fluent_store(logged.tracking_uri):
+        version = client.create_model_version(
+            model_name,
+            logged.model_uri,
+            run_id=logged.run_id,
+            tags={"validation_status": "pending", **tags},
+        )
     client.set_registered_model_alias(model_name, "challenger", version.version)
     return str(version.version)
 

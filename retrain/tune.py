@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
@@ -96,10 +96,15 @@ def run_trials(
 ) -> optuna.Study:
     """Maximise the cross-validated objective for `n_trials` trials of `study`. The fits of a
     trial run in parallel processes, cut in blocks of trees so no process waits on the last
-    fold; the scores do not depend on how many processes there are."""
+    fold; the scores do not depend on how many processes there are. A trial is logged by a
+    background thread, in order, while the next trial fits (a store commit waits on disk)."""
     x, y = data.xy(data.train)
     splits = fold_splits(y, config.n_folds, config.seed)
-    with Parallel(n_jobs=config.parallel_folds, backend="loky") as parallel:
+    logged: list[Future] = []
+    with (
+        Parallel(n_jobs=config.parallel_folds, backend="loky") as parallel,
+        ThreadPoolExecutor(1, thread_name_prefix="trial-log") as logger,
+    ):
 
         def objective(trial: optuna.Trial) -> float:
             family = trial.suggest_categorical("family", list(config.families))
@@ -110,10 +115,14 @@ def run_trials(
             metrics = _summarise(score_blocks(results, y, splits, data.classes))
             trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
             trial.set_user_attr("cpu_seconds", sum(r.cpu_seconds for r in results))
-            log_trial(trial.number, {"family": family, **params}, metrics)
+            logged.append(
+                logger.submit(log_trial, trial.number, {"family": family, **params}, metrics)
+            )
             return metrics[f"mean_{config.objective}"]
 
         study.optimize(objective, n_trials=n_trials)
+    for future in logged:
+        future.result()
     return study
 
 
@@ -285,12 +294,16 @@ def finish_tuning(
         "test_accuracy": refit.test_accuracy,
     }
     tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
-    log_pictures(run, client, study, refit)
-    example = data.train[data.features].head(5)
-    logged = tracking.log_model(settings.tracking_uri, parent, refit.model, example)
-    tracking.log_training_data(
-        settings.tracking_uri, parent, {"training": data.train, "holdout": data.holdout}
-    )
+    with ThreadPoolExecutor(1, thread_name_prefix="pictures") as pool:
+        # Plotting waits less on the GIL than it seems (fANOVA's forest, PNG encoding, file
+        # writes): drawn beside log_model, it mostly hides in that call's I/O and checks.
+        pictures = pool.submit(log_pictures, run, client, study, refit)
+        example = data.train[data.features].head(5)
+        logged = tracking.log_model(settings.tracking_uri, parent, refit.model, example)
+        tracking.log_training_data(
+            settings.tracking_uri, parent, {"training": data.train, "holdout": data.holdout}
+        )
+        pictures.result()
     tags = {"batch_ids": run.batch_ids[:5000], "code_version": code_version()}
     version = tracking.register_challenger(
         client, settings.model_name, logged, {**tags, "family": refit.family}

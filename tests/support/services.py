@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -121,9 +121,24 @@ def mariadb_server(workdir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[
         with root.cursor() as cur:
             cur.execute("CREATE DATABASE retrain CHARACTER SET utf8mb4")
             cur.execute("CREATE USER 'retrain'@'127.0.0.1' IDENTIFIED BY %s", (password,))
-            cur.execute("GRANT ALL ON *.* TO 'retrain'@'127.0.0.1'")
+            cur.execute("GRANT ALL ON *.* TO 'retrain'@'127.0.0.1' WITH GRANT OPTION")
         root.close()
         yield f"mysql+pymysql://retrain:{password}@127.0.0.1:{port}/retrain"
+    finally:
+        stop_pid(proc)
+
+
+@contextmanager
+def running(
+    command: list[str], env: dict[str, str], log: Path, ready: Callable[[], None], timeout: float
+) -> Iterator[subprocess.Popen]:
+    """A process in its own session, yielded once `ready()` stops raising; stopped by pid."""
+    proc = subprocess.Popen(
+        command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        _wait(ready, Path(command[0]).name, proc, log, timeout)
+        yield proc
     finally:
         stop_pid(proc)
 
@@ -145,21 +160,12 @@ def prefect_server(workdir: Path) -> Iterator[str]:
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{workdir / 'prefect.db'}",
     }
     env.pop("PREFECT_API_URL", None)
-    log = workdir / "prefect-server.log"
     prefect = str(Path(sys.executable).parent / "prefect")
-    proc = subprocess.Popen(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     api = f"http://127.0.0.1:{port}/api"
-    try:
-        _wait(lambda: _http_ok(f"{api}/health"), "prefect server", proc, log, 120)
+    log = workdir / "prefect-server.log"
+    with running(command, env, log, lambda: _http_ok(f"{api}/health"), timeout=120):
         yield api
-    finally:
-        stop_pid(proc)
 
 
 def stop_model_server(home: Path) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 
 from retrain.modeling import (
     auroc,
     build_model,
+    cache_param_names,
     fit_block,
     fold_splits,
     grow_trees,
@@ -102,3 +106,21 @@ def test_a_forest_is_cut_into_blocks_of_trees_and_other_models_by_fold() -> None
 def test_unknown_family_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown model family"):
         build_model("xgboost", {})
+
+
+def test_cached_parameter_names_grow_the_same_forest_as_plain_scikit_learn() -> None:
+    """A forest fitted in a fresh interpreter without the cache, against one fitted here."""
+    code = (
+        "import numpy as np; from sklearn.ensemble import RandomForestClassifier as F\n"
+        "rng = np.random.default_rng(0); x = rng.normal(size=(60, 3)); y = (x[:, 0] > 0)\n"
+        "f = F(30, max_samples=0.8, random_state=7).fit(x, y)\n"
+        "print(repr(float(sum(t.tree_.threshold.sum() for t in f.estimators_))))"
+    )
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    cache_param_names()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    forest = RandomForestClassifier(30, max_samples=0.8, random_state=7).fit(x, x[:, 0] > 0)
+    assert RandomForestClassifier._get_param_names.cache_info().hits > 0
+    mine = float(sum(t.tree_.threshold.sum() for t in forest.estimators_))
+    assert repr(mine) == plain.stdout.strip()

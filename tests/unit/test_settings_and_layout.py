@@ -60,12 +60,19 @@ def test_core_package_does_not_import_prefect() -> None:
 def test_using_an_mlflow_store_does_not_change_the_settings_of_the_process(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    import mlflow
+
     from retrain import tracking
     from retrain.settings import load_settings
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("RETRAIN_HOME", str(tmp_path))
+    mine = f"sqlite:///{tmp_path / 'mine.db'}"
+    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", mine)
+    monkeypatch.setattr("mlflow.tracking._model_registry.utils._registry_uri", None)
     with tracking.fluent_store(f"sqlite:///{tmp_path / 'elsewhere.db'}"):
         pass
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert load_settings().tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert mlflow.get_registry_uri() == mlflow.get_tracking_uri() == mine

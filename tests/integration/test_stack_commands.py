@@ -1,0 +1,167 @@
+"""The compose stack's entry commands, run without Docker: the MySQL init script, `mlflow
+server` with its backend store on the test MariaDB, and the worker that serves the champion again
+on start, with the same commands and environment variables as docker/compose.yaml."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pymysql
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.support import stack
+from tests.support.services import free_port, running, stop_model_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+BIN = Path(sys.executable).parent
+INIT_SCRIPT = stack.ROOT / "docker/mysql/10-retrain-users.sh"
+
+
+def run_init_script(mysql_url: str) -> dict[str, str]:
+    """docker/mysql/10-retrain-users.sh as MySQL's entrypoint runs it (its docker_process_sql
+    feeds SQL to the client as root); returns the variables it was given, unique per test."""
+    admin, suffix = make_url(mysql_url), uuid.uuid4().hex[:8]
+    names = {
+        "RETRAIN_DB_NAME": f"app_{suffix}", "RETRAIN_DB_USER": f"app_{suffix}",
+        "RETRAIN_DB_PASSWORD": secrets.token_hex(8), "MLFLOW_DB_NAME": f"mlflow_{suffix}",
+        "MLFLOW_DB_USER": f"mlflow_{suffix}", "MLFLOW_DB_PASSWORD": secrets.token_hex(8),
+    }  # fmt: skip
+    shim = (
+        'docker_process_sql() { mariadb --protocol=tcp -h "$HOST" -P "$PORT" -u "$ADMIN" '
+        '--password="$ADMIN_PASSWORD" --database=mysql; }; source "$0"'
+    )
+    admin_env = {"HOST": admin.host, "PORT": str(admin.port), "ADMIN": admin.username,
+                 "ADMIN_PASSWORD": admin.password}  # fmt: skip
+    result = subprocess.run(
+        ["bash", "-c", shim, str(INIT_SCRIPT)], env={**os.environ, **names, **admin_env},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert set(names) <= stack.environment_keys("mysql")
+    return {**names, "HOST": admin.host, "PORT": str(admin.port)}
+
+
+def url_of(db: dict[str, str], role: str) -> str:
+    user, password, name = (db[f"{role}_DB_{k}"] for k in ("USER", "PASSWORD", "NAME"))
+    return f"mysql+pymysql://{user}:{password}@{db['HOST']}:{db['PORT']}/{name}"
+
+
+def connect(db: dict[str, str], role: str) -> pymysql.Connection:
+    url = make_url(url_of(db, role))
+    return pymysql.connect(host=url.host, port=url.port, user=url.username,
+                           password=url.password, database=url.database)  # fmt: skip
+
+
+def test_the_init_script_gives_the_app_user_its_own_database_only(mysql_url: str) -> None:
+    db = run_init_script(mysql_url)
+    with connect(db, "RETRAIN") as app, app.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+        cur.execute("RENAME TABLE t TO t_swapped")
+        cur.execute("DROP TABLE t_swapped")
+        with pytest.raises(pymysql.err.OperationalError):
+            cur.execute(f"SELECT 1 FROM `{db['MLFLOW_DB_NAME']}`.experiments")
+        cur.execute("SHOW GRANTS")
+        grants = " ".join(row[0] for row in cur.fetchall())
+    assert "ALL PRIVILEGES" not in grants and "FILE" not in grants and "GRANT OPTION" not in grants
+
+
+def http_ok(url: str) -> None:
+    with urllib.request.urlopen(url, timeout=3) as answer:
+        assert answer.status == 200
+
+
+async def workers_of(pool: str) -> list:
+    from prefect import get_client
+
+    async with get_client() as client:
+        return await client.read_workers_for_work_pool(pool)
+
+
+def mlflow_server(db: dict[str, str], port: int, workdir: Path, base: dict):
+    """compose's `mlflow` service: its command on loopback, backend store on the test MariaDB."""
+    command = stack.command(
+        "mlflow",
+        {"--host": "127.0.0.1", "--port": str(port),
+         "--artifacts-destination": str(workdir / "mlartifacts")},
+    )  # fmt: skip
+    env = {
+        "MLFLOW_BACKEND_STORE_URI": url_of(db, "MLFLOW"),
+        "MLFLOW_SERVER_ALLOWED_HOSTS": f"127.0.0.1:{port},localhost:*",
+    }
+    assert set(env) == stack.environment_keys("mlflow")
+    ready = lambda: http_ok(f"http://127.0.0.1:{port}/health")  # noqa: E731
+    return running(command, {**base, **env}, workdir / "mlflow.log", ready, timeout=180)
+
+
+def worker_environment(db: dict[str, str], prefect_api: str, mlflow_port: int, home: Path) -> dict:
+    """compose's worker environment, pointing at the services this test started."""
+    env = {
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_UI_URL": prefect_api.removesuffix("/api"),
+        "RETRAIN_DB_URL": url_of(db, "RETRAIN"),
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
+        "RETRAIN_SERVE_HOST": "127.0.0.1",
+        "RETRAIN_SERVE_PORT": str(free_port()),
+        "RETRAIN_DATASET": f"s{uuid.uuid4().hex[:8]}",
+        "RETRAIN_MODEL_NAME": f"m{uuid.uuid4().hex[:8]}",
+        "RETRAIN_EXPERIMENT": "stack-test",
+        "RETRAIN_TIMEZONE": "UTC",
+        "RETRAIN_ALERT_URL": "",
+    }
+    assert set(env) == stack.environment_keys("worker")
+    return {**env, "RETRAIN_HOME": str(home)}
+
+
+def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_champion(
+    mysql_url: str, prefect_api: str, tmp_path: Path
+) -> None:
+    db = run_init_script(mysql_url)
+    base = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    mlflow_port, health_port, home = free_port(), free_port(), tmp_path / "home"
+    env = {**base, **worker_environment(db, prefect_api, mlflow_port, home)}
+    with mlflow_server(db, mlflow_port, tmp_path, base):
+        run = subprocess.run(
+            ["retrain", "run", "--trials", "3", "--no-serve"], env=env, cwd=stack.ROOT,
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        with connect(db, "MLFLOW") as backend, backend.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM runs")
+            assert cur.fetchone()[0] >= 4  # the parent and one run per trial, on MariaDB
+        assert list((tmp_path / "mlartifacts").rglob("MLmodel")), "artifacts bypassed the server"
+
+        pool = f"stack-{uuid.uuid4().hex[:6]}"
+        worker = [*stack.command("worker"), "--pool", pool]
+        worker_env = {**env, "PREFECT_WORKER_WEBSERVER_PORT": str(health_port)}
+        ready = lambda: http_ok(f"http://127.0.0.1:{health_port}/health")  # noqa: E731
+        try:
+            with running(worker, worker_env, tmp_path / "worker.log", ready, timeout=300):
+                status = subprocess.run(
+                    ["retrain", "serve", "status"], env=env, capture_output=True, text=True
+                )
+                assert "(is the champion), healthy" in status.stdout, status.stderr[-2000:]
+                assert asyncio.run(workers_of(pool)), "the worker did not register on its pool"
+                assert len(predict_one(int(env["RETRAIN_SERVE_PORT"]))["predictions"]) == 1
+        finally:
+            stop_model_server(home)
+
+
+def predict_one(port: int) -> dict:
+    row = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4,
+           "petal width (cm)": 0.2}  # fmt: skip
+    body = json.dumps({"dataframe_records": [row]}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=body,
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())

