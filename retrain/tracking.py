@@ -158,6 +158,7 @@ class LoggedModel:
     run_id: str
     model_uri: str
     tracking_uri: str
+    model_id: str
 
 
 def type_sample(model: Any) -> Any:
@@ -184,7 +185,7 @@ def log_model(tracking_uri: str, run_id: str, model: Any, example: pd.DataFrame)
             pip_requirements=pip_requirements(),
             skops_trusted_types=trusted,
         )
-    return LoggedModel(run_id, info.model_uri, tracking_uri)
+    return LoggedModel(run_id, info.model_uri, tracking_uri, info.model_id)
 
 
 def log_training_data(tracking_uri: str, run_id: str, parts: dict[str, pd.DataFrame]) -> None:
@@ -217,6 +218,7 @@ def register_challenger(
             logged.model_uri,
             run_id=logged.run_id,
             tags={"validation_status": "pending", **tags},
+            model_id=logged.model_id,  # a tracking server refuses a models:/m-... source without it
         )
     client.set_registered_model_alias(model_name, "challenger", version.version)
     return str(version.version)
