@@ -32,7 +32,7 @@ def filled_env_file(tmp_path: Path) -> Path:
     return path
 
 
-def resolved_compose(tmp_path: Path, env_file: Path) -> dict:
+def compose_config(env_file: Path) -> subprocess.CompletedProcess:
     """`docker-compose config`: the real compose parser, interpolation and validation."""
     binary = shutil.which("docker-compose")
     if binary is None:
@@ -41,17 +41,16 @@ def resolved_compose(tmp_path: Path, env_file: Path) -> dict:
             pytest.fail(f"{message}; CI=true: the compose check must run")
         pytest.skip(message)
     env = {k: v for k, v in os.environ.items() if k not in stack.compose_variables()}
-    result = subprocess.run(
+    return subprocess.run(
         [binary, "--env-file", str(env_file), "-f", str(stack.COMPOSE), "config"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return yaml.safe_load(result.stdout)
 
 
 def test_docker_compose_parses_the_stack_with_the_example_env(tmp_path: Path) -> None:
-    resolved = resolved_compose(tmp_path, filled_env_file(tmp_path))
-    services = resolved["services"]
+    result = compose_config(filled_env_file(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    services = yaml.safe_load(result.stdout)["services"]
     assert set(services) == {
         "mysql",
         "mlflow",
@@ -75,14 +74,7 @@ def test_docker_compose_parses_the_stack_with_the_example_env(tmp_path: Path) ->
 def test_the_stack_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("RETRAIN_DB_NAME=retrain\n")
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        pytest.fail("no docker-compose binary") if IN_CI else pytest.skip("no docker-compose")
-    env = {k: v for k, v in os.environ.items() if k not in stack.compose_variables()}
-    result = subprocess.run(
-        [binary, "--env-file", str(env_file), "-f", str(stack.COMPOSE), "config"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = compose_config(env_file)
     assert result.returncode != 0
     assert "in docker/.env" in result.stderr
 
@@ -139,3 +131,11 @@ def test_the_image_runs_as_a_non_root_user_from_the_lock_file() -> None:
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert stack.command("bootstrap") == ["python", "-m", "deployments.bootstrap"]
     assert stack.command("worker")[:2] == ["retrain", "worker"]
+
+
+def test_the_worker_polls_the_pool_the_deployments_use() -> None:
+    from retrain.settings import WORK_POOL
+
+    deployments = yaml.safe_load((stack.ROOT / "prefect.yaml").read_text())["deployments"]
+    assert {d["work_pool"]["name"] for d in deployments} == {WORK_POOL}
+    assert "--pool" not in stack.command("worker")  # so `retrain worker` uses WORK_POOL
