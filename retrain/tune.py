@@ -294,16 +294,12 @@ def finish_tuning(
         "test_accuracy": refit.test_accuracy,
     }
     tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
-    with ThreadPoolExecutor(1, thread_name_prefix="pictures") as pool:
-        # Plotting waits less on the GIL than it seems (fANOVA's forest, PNG encoding, file
-        # writes): drawn beside log_model, it mostly hides in that call's I/O and checks.
-        pictures = pool.submit(log_pictures, run, client, study, refit)
-        example = data.train[data.features].head(5)
-        logged = tracking.log_model(settings.tracking_uri, parent, refit.model, example)
-        tracking.log_training_data(
-            settings.tracking_uri, parent, {"training": data.train, "holdout": data.holdout}
-        )
-        pictures.result()
+    log_pictures(run, client, study, refit)
+    example = data.train[data.features].head(5)
+    logged = tracking.log_model(settings.tracking_uri, parent, refit.model, example)
+    tracking.log_training_data(
+        settings.tracking_uri, parent, {"training": data.train, "holdout": data.holdout}
+    )
     tags = {"batch_ids": run.batch_ids[:5000], "code_version": code_version()}
     version = tracking.register_challenger(
         client, settings.model_name, logged, {**tags, "family": refit.family}
