@@ -27,7 +27,7 @@ from retrain.promotion import PromotionRules
 from retrain.settings import load_settings
 from retrain.tune import TuneConfig, tune_and_register
 from retrain.validation import load_schema
-from tests.support.services import prefect_server
+from tests.support.services import prefect_server, stop_model_server
 
 TINY_FLOW = (
     "from prefect import flow, task\n"
@@ -76,12 +76,6 @@ def tiny_flow_seconds(env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def stop_served() -> None:
-    left = server.read_state(load_settings().home)
-    if left:
-        server.stop(left)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
@@ -99,7 +93,7 @@ def main() -> None:
                 try:
                     timings[name] = side(args.trials)
                 finally:
-                    stop_served()
+                    stop_model_server(load_settings().home)
             on_server = tiny_flow_seconds(dict(os.environ))
             ephemeral_env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
             ephemeral_env["PREFECT_HOME"] = str(work / "ephemeral-home")

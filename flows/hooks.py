@@ -78,11 +78,10 @@ def announce_promotion(settings: Settings, report: PromotionReport) -> None:
     create_markdown_artifact(
         promotion_table(report), key="promotion", description="champion vs challenger"
     )
-    emit_event(
-        f"retrain.model.{'promoted' if report.promoted else 'kept'}",
-        resource={"prefect.resource.id": f"retrain.model.{settings.model_name}"},
-        payload={"challenger": report.challenger, "champion": report.champion,
-                 "reason": report.decision.reason},
+    emit_model_event(
+        settings, "promoted" if report.promoted else "kept",
+        {"challenger": report.challenger, "champion": report.champion,
+         "reason": report.decision.reason},
     )  # fmt: skip
     if report.promoted:
         run_id = str(current_run.id) if current_run.id else None
@@ -96,10 +95,15 @@ def announce_promotion(settings: Settings, report: PromotionReport) -> None:
 
 
 def announce_rollback(settings: Settings, err: RetrainError) -> None:
+    emit_model_event(settings, "rolled_back", {"reason": str(err)})
+
+
+def emit_model_event(settings: Settings, what: str, payload: dict[str, Any]) -> None:
+    """The Prefect event `retrain.model.<what>` about the registered model, for automations."""
     emit_event(
-        "retrain.model.rolled_back",
+        f"retrain.model.{what}",
         resource={"prefect.resource.id": f"retrain.model.{settings.model_name}"},
-        payload={"reason": str(err)},
+        payload=payload,
     )
 
 

@@ -30,7 +30,6 @@ def try_acquire(engine: Engine, name: str, owner: str, ttl_seconds: float) -> st
     """Take the lock (or keep it, if `owner` has it); None on success, else who holds it."""
     now = now_utc()
     with reporting_errors(engine), engine.begin() as conn:
-        LOCKS.create(conn, checkfirst=True)
         conn.execute(delete(LOCKS).where(LOCKS.c.name == name, LOCKS.c.expires_at < now))
         row = conn.execute(select(LOCKS).where(LOCKS.c.name == name)).first()
         if row is not None:
@@ -54,6 +53,8 @@ def held(
     engine: Engine, name: str, owner: str, wait_seconds: float, ttl_seconds: float = 7200
 ) -> Iterator[None]:
     """Hold the lock for the block, waiting up to `wait_seconds` for it."""
+    with reporting_errors(engine), engine.begin() as conn:
+        LOCKS.create(conn, checkfirst=True)
     deadline = time.monotonic() + wait_seconds
     while (holder := try_acquire(engine, name, owner, ttl_seconds)) is not None:
         if time.monotonic() > deadline:

@@ -17,15 +17,6 @@ import pytest
 
 from tests.support import services
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def need_service(reason: str) -> None:
-    """Fail under CI (a service we need is missing), skip elsewhere."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: a missing service is a failure)")
-    pytest.skip(f"{reason}; install it or set the URL (under CI=true this fails)")
-
 
 @pytest.fixture(scope="session")
 def mysql_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -35,7 +26,7 @@ def mysql_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield given
         return
     if services.find_mysql_server() is None:
-        need_service("no mariadbd/mysqld binary found")
+        services.need_service("no mariadbd/mysqld binary found")
     with services.mariadb_server(tmp_path_factory.mktemp("mariadb")) as url:
         yield url
 
@@ -49,7 +40,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server = services.prefect_server(tmp_path_factory.mktemp("prefect"))
         api = server.__enter__()
     except RuntimeError as err:
-        need_service(f"prefect server did not start: {err}")
+        services.need_service(f"prefect server did not start: {err}")
     try:
         with temporary_settings(updates={PREFECT_API_URL: api}):
             yield api

@@ -16,6 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pymysql
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_service(reason: str) -> None:
+    """Fail under CI (a service or tool we need is missing), skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing service is a failure)")
+    pytest.skip(f"{reason}; install it or set the URL (under CI=true this fails)")
 
 
 def free_port() -> int:
