@@ -89,17 +89,19 @@ def test_blocks_of_trees_are_the_trees_of_the_whole_forest() -> None:
     assert np.allclose(summed, whole.predict_proba(x))
 
 
-def test_a_forest_is_cut_into_blocks_of_trees_and_other_models_by_fold() -> None:
-    forest = build_model("random_forest", {"n_estimators": 120})
+def test_a_forest_is_cut_into_even_blocks_of_trees_and_other_models_by_fold() -> None:
+    forest = build_model("random_forest", {"n_estimators": 320})
     blocks = plan_blocks(forest, 2)
     assert [(b.fold, b.start, b.stop) for b in blocks] == [
-        (0, 0, 50),
-        (0, 50, 100),
-        (0, 100, 120),
-        (1, 0, 50),
-        (1, 50, 100),
-        (1, 100, 120),
+        (0, 0, 107),
+        (0, 107, 213),
+        (0, 213, 320),
+        (1, 0, 107),
+        (1, 107, 213),
+        (1, 213, 320),
     ]
+    small = plan_blocks(build_model("random_forest", {"n_estimators": 100}), 2)
+    assert [(b.start, b.stop) for b in small] == [(0, 100), (0, 100)]
     assert [b.stop for b in plan_blocks(build_model("logreg", {"C": 1.0}), 3)] == [None] * 3
 
 
@@ -124,3 +126,34 @@ def test_cached_parameter_names_grow_the_same_forest_as_plain_scikit_learn() -> 
     assert RandomForestClassifier._get_param_names.cache_info().hits > 0
     mine = float(sum(t.tree_.threshold.sum() for t in forest.estimators_))
     assert repr(mine) == plain.stdout.strip()
+
+
+def test_auroc_from_ranks_equals_scikit_learns_area() -> None:
+    """Random scores, with and without ties, 2 to 5 classes, some absent from a sample."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for case in range(400):
+        k = int(rng.integers(2, 6))
+        classes = np.array([f"c{i}" for i in range(k)])
+        y = classes[rng.integers(0, k, int(rng.integers(8, 60)))]
+        proba = rng.dirichlet(np.ones(k), size=len(y))
+        if case % 2:
+            proba = np.round(proba, 1) + 1e-9
+            proba = proba / proba.sum(axis=1, keepdims=True)
+        if len(np.unique(y)) < 2 or (k > 2 and len(np.unique(y)) < k):
+            continue
+        if k == 2:
+            expected = roc_auc_score(y == classes[1], proba[:, 1])
+        else:
+            expected = roc_auc_score(y, proba, multi_class="ovo", labels=classes)
+        assert auroc(y, proba, classes) == pytest.approx(expected, abs=1e-12)
+
+
+def test_auroc_of_a_single_class_is_undefined_as_in_scikit_learn() -> None:
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    y, proba = np.array(["a", "a"]), np.array([[0.4, 0.6], [0.3, 0.7]])
+    with pytest.warns(UndefinedMetricWarning, match="Only one class"):
+        value = auroc(y, proba, np.array(["a", "b"]))
+    assert np.isnan(value)

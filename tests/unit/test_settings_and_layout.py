@@ -57,6 +57,30 @@ def test_core_package_does_not_import_prefect() -> None:
     assert out.stdout.strip() == "False"
 
 
+LOGIC_MODULES = ("modeling", "trees", "promotion", "validation", "source", "reports")
+ADAPTERS = (
+    "sqlalchemy",
+    "mlflow",
+    "prefect",
+    "retrain.store",
+    "retrain.tracking",
+    "retrain.server",
+)
+
+
+def test_logic_modules_import_no_adapter() -> None:
+    """The pure modules run on DataFrames and arrays alone: no database, MLflow or process."""
+    code = (
+        "import sys\n"
+        + "".join(f"import retrain.{m}\n" for m in LOGIC_MODULES)
+        + f"print(sorted(m for m in {ADAPTERS!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def test_using_an_mlflow_store_does_not_change_the_settings_of_the_process(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
