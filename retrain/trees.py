@@ -8,8 +8,10 @@ with exactly the inputs `fit` would give it, in the same order, from the same se
 trees are the same trees (the unit tests compare probabilities bit for bit against `fit`).
 
 It handles the settings this project's search uses (bootstrap, no class or sample weights, no
-leaf limit, no pruning, finite dense features) and says so through `supports`; anything else,
-or a scikit-learn whose private modules moved, goes through the public `fit`.
+leaf limit, no pruning, finite dense features) on the scikit-learn releases the unit tests
+compared (`VERIFIED_RELEASES`), and says so through `supports`; anything else goes through the
+public `fit`, slower and just as right. After upgrading scikit-learn, run tests/unit/test_trees.py
+and add the release here if it passes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from math import ceil
 from typing import Any
 
 import numpy as np
+import sklearn
 from sklearn.ensemble import RandomForestClassifier
 
 try:
@@ -31,6 +34,12 @@ except ImportError:  # pragma: no cover - a scikit-learn that reorganised its in
     CRITERIA_CLF = {}
 
 MAX_SEED = np.iinfo(np.int32).max
+VERIFIED_RELEASES = ("1.9",)
+
+
+def verified_release(version: str = sklearn.__version__) -> bool:
+    """Whether this scikit-learn's tree internals are the ones `summed_proba` was checked on."""
+    return ".".join(version.split(".")[:2]) in VERIFIED_RELEASES
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ def supports(forest: Any, x: np.ndarray) -> bool:
     params = forest.get_params() if type(forest) is RandomForestClassifier else {}
     return bool(
         params
+        and verified_release()
         and CRITERIA_CLF
         and params["criterion"] in CRITERIA_CLF
         and isinstance(params["random_state"], numbers.Integral)

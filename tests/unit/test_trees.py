@@ -51,6 +51,12 @@ def test_the_builder_grows_the_forests_own_trees(params: dict, classes: list[str
         assert np.array_equal(mine, theirs)
 
 
+def test_the_installed_scikit_learn_is_a_verified_release() -> None:
+    """Fails on an upgrade, so the comparisons above are read before the release is trusted."""
+    assert trees.verified_release()
+    assert not trees.verified_release("1.10.0") and not trees.verified_release("2.9.1")
+
+
 def test_settings_it_cannot_reproduce_go_through_the_forest() -> None:
     x, y = blobs(["a", "b"])
     assert not trees.supports(RandomForestClassifier(bootstrap=False), x)
