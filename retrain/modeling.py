@@ -230,7 +230,7 @@ def grow_block(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(classes, summed probabilities on `x_test`) of the block's trees: straight from the
     tree builder when `trees` can grow this forest, through the forest's own fit otherwise."""
-    if trees.supports(forest, x):
+    if trees.supports(forest, x, y):
         return trees.summed_proba(forest, x, y, x_test, block.start, block.stop)
     fitted = grow_trees(forest, x, y, block.start, block.stop)
     return fitted.classes_, sum_tree_proba(fitted.estimators_, x_test)

@@ -54,7 +54,7 @@ class TreeLimits:
     bootstrap_rows: int
 
 
-def supports(forest: Any, x: np.ndarray) -> bool:
+def supports(forest: Any, x: np.ndarray, y: np.ndarray) -> bool:
     """Whether `summed_proba` grows exactly the trees `forest.fit(x, y)` would."""
     params = forest.get_params() if type(forest) is RandomForestClassifier else {}
     return bool(
@@ -71,8 +71,15 @@ def supports(forest: Any, x: np.ndarray) -> bool:
         and params["min_weight_fraction_leaf"] == 0.0
         and isinstance(x, np.ndarray)
         and x.ndim == 2
-        and np.isfinite(x).all()
+        and np.ndim(y) == 1
+        and _finite_as_float32(x)
     )
+
+
+def _finite_as_float32(x: np.ndarray) -> bool:
+    """The builder reads float32: a value beyond its range would become inf there."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(x.astype(np.float32)).all())
 
 
 def tree_limits(forest: RandomForestClassifier, n_rows: int, n_features: int) -> TreeLimits:
@@ -121,7 +128,7 @@ def summed_proba(
     stop: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(classes, sum over trees `start:stop` of their probabilities on `x_test`) of the forest
-    `forest.fit(x, y)` would grow. Call only when `supports(forest, x)`."""
+    `forest.fit(x, y)` would grow. Call only when `supports(forest, x, y)`."""
     classes, encoded = np.unique(y, return_inverse=True)
     targets = np.ascontiguousarray(encoded.reshape(-1, 1), dtype=np.float64)
     rows = np.asarray(x, dtype=np.float32)

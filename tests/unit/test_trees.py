@@ -42,7 +42,7 @@ SETTINGS = [
 def test_the_builder_grows_the_forests_own_trees(params: dict, classes: list[str]) -> None:
     x, y = blobs(classes)
     forest = RandomForestClassifier(**params, random_state=11)
-    assert trees.supports(forest, x)
+    assert trees.supports(forest, x, y)
     stop, cut = forest.n_estimators, len(y) * 2 // 3
     for start in (0, 17):
         labels, mine = trees.summed_proba(forest, x[:cut], y[:cut], x[cut:], start, stop)
@@ -59,15 +59,17 @@ def test_the_installed_scikit_learn_is_a_verified_release() -> None:
 
 def test_settings_it_cannot_reproduce_go_through_the_forest() -> None:
     x, y = blobs(["a", "b"])
-    assert not trees.supports(RandomForestClassifier(bootstrap=False), x)
-    assert not trees.supports(RandomForestClassifier(class_weight="balanced"), x)
-    assert not trees.supports(RandomForestClassifier(max_leaf_nodes=8, random_state=1), x)
-    assert not trees.supports(RandomForestClassifier(random_state=None), x)
-    assert not trees.supports(build_model("logreg", {"C": 1.0}), x)
+    assert not trees.supports(RandomForestClassifier(bootstrap=False), x, y)
+    assert not trees.supports(RandomForestClassifier(class_weight="balanced"), x, y)
+    assert not trees.supports(RandomForestClassifier(max_leaf_nodes=8, random_state=1), x, y)
+    assert not trees.supports(RandomForestClassifier(random_state=None), x, y)
+    assert not trees.supports(build_model("logreg", {"C": 1.0}), x, y)
+    forest = build_model("random_forest", {"n_estimators": 20}, seed=5)
+    assert not trees.supports(forest, x, np.column_stack([y, y]))
+    assert not trees.supports(forest, np.full_like(x, 1e39), y)
     holes = x.copy()
     holes[3, 1] = np.nan
-    forest = build_model("random_forest", {"n_estimators": 20}, seed=5)
-    assert not trees.supports(forest, holes)
+    assert not trees.supports(forest, holes, y)
     labels, proba = grow_block(forest, holes[:40], y[:40], holes[40:], FitBlock(0, 5, 20))
     assert np.array_equal(proba, forest_sum(forest, holes[:40], y[:40], holes[40:], 5, 20)[1])
     assert labels.tolist() == ["a", "b"]
