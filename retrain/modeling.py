@@ -46,7 +46,7 @@ def auroc(
     AUROC of the positive class (the last label in sorted order unless given).
 
     Computed from ranks (the Mann-Whitney statistic, ties counting one half), which is the
-    area scikit-learn's `roc_auc_score` integrates, in about 1/50 of its time (it is called
+    area scikit-learn's `roc_auc_score` integrates, in about a tenth of its time (it is called
     per fold per trial and per bootstrap resample). Inputs scikit-learn would refuse or warn
     about still go through it, so they fail the same way."""
     y_true = np.asarray(y_true)
