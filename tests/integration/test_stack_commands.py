@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support import stack
-from tests.support.services import free_port, running, stop_model_server
+from tests.support.services import free_port, http_ok, running, stop_model_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
@@ -74,11 +74,6 @@ def test_the_init_script_gives_the_app_user_its_own_database_only(mysql_url: str
     assert "ALL PRIVILEGES" not in grants and "FILE" not in grants and "GRANT OPTION" not in grants
 
 
-def http_ok(url: str) -> None:
-    with urllib.request.urlopen(url, timeout=3) as answer:
-        assert answer.status == 200
-
-
 async def workers_of(pool: str) -> list:
     from prefect import get_client
 
@@ -98,7 +93,7 @@ def mlflow_server(db: dict[str, str], port: int, workdir: Path, base: dict):
         "MLFLOW_SERVER_ALLOWED_HOSTS": f"127.0.0.1:{port},localhost:*",
     }
     assert set(env) == stack.environment_keys("mlflow")
-    ready = lambda: http_ok(f"http://127.0.0.1:{port}/health")  # noqa: E731
+    ready = lambda: http_ok(f"http://127.0.0.1:{port}/health", timeout=3)  # noqa: E731
     return running(command, {**base, **env}, workdir / "mlflow.log", ready, timeout=180)
 
 
@@ -142,7 +137,7 @@ def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_cham
         pool = f"stack-{uuid.uuid4().hex[:6]}"
         worker = [*stack.command("worker"), "--pool", pool]
         worker_env = {**env, "PREFECT_WORKER_WEBSERVER_PORT": str(health_port)}
-        ready = lambda: http_ok(f"http://127.0.0.1:{health_port}/health")  # noqa: E731
+        ready = lambda: http_ok(f"http://127.0.0.1:{health_port}/health", timeout=3)  # noqa: E731
         try:
             with running(worker, worker_env, tmp_path / "worker.log", ready, timeout=300):
                 status = subprocess.run(

@@ -153,8 +153,9 @@ def running(
         stop_pid(proc)
 
 
-def _http_ok(url: str) -> None:
-    with urllib.request.urlopen(url, timeout=2) as answer:
+def http_ok(url: str, timeout: float = 2) -> None:
+    """Raise unless GET `url` answers 200 (a readiness check for `running`)."""
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
         if answer.status != 200:
             raise RuntimeError(answer.status)
 
@@ -174,7 +175,7 @@ def prefect_server(workdir: Path) -> Iterator[str]:
     command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     api = f"http://127.0.0.1:{port}/api"
     log = workdir / "prefect-server.log"
-    with running(command, env, log, lambda: _http_ok(f"{api}/health"), timeout=120):
+    with running(command, env, log, lambda: http_ok(f"{api}/health"), timeout=120):
         yield api
 
 
