@@ -54,8 +54,8 @@ def auroc(
     if len(present) < 2 or not np.isin(present, classes).all():
         return _sklearn_auroc(y_true, proba, classes, positive)
     if len(classes) == 2:
-        pos = classes[-1] if positive is None else positive
-        return _rank_auc(y_true == pos, proba[:, list(classes).index(pos)])
+        column = _positive_column(classes, positive)
+        return _rank_auc(y_true == classes[column], proba[:, column])
     if not np.allclose(proba.sum(axis=1), 1.0):
         return _sklearn_auroc(y_true, proba, classes, positive)
     column = {label: i for i, label in enumerate(classes)}
@@ -76,13 +76,17 @@ def _rank_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((rankdata(score)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _positive_column(classes: np.ndarray, positive: object | None) -> int:
+    """Column of the positive class in a binary problem: the last label unless given."""
+    return len(classes) - 1 if positive is None else list(classes).index(positive)
+
+
 def _sklearn_auroc(
     y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, positive: object | None
 ) -> float:
     if len(classes) == 2:
-        pos = classes[-1] if positive is None else positive
-        column = list(classes).index(pos)
-        return float(roc_auc_score(np.asarray(y_true) == pos, proba[:, column]))
+        column = _positive_column(classes, positive)
+        return float(roc_auc_score(np.asarray(y_true) == classes[column], proba[:, column]))
     return float(roc_auc_score(y_true, proba, multi_class="ovo", average="macro", labels=classes))
 
 
