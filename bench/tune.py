@@ -69,6 +69,12 @@ def write_scaled(source: Path, scale: int) -> Path:
     return path
 
 
+def read_dataset(engine, tables):
+    """Training and holdout rows of the cleaned table, split as the tuner splits them."""
+    with engine.connect() as conn:
+        return split_dataset(store.read_cleaned(conn, tables), "target", 0.2)
+
+
 def _import_fit_modules() -> int:
     import sklearn.ensemble  # noqa: F401
 
@@ -85,8 +91,7 @@ def warm_workers() -> None:
 
 def run_baseline(engine, tables, uri: str, trials: int, seed: int) -> tuple[float, float, float]:
     warm_workers()
-    with engine.connect() as conn:
-        data = split_dataset(store.read_cleaned(conn, tables), "target", 0.2)
+    data = read_dataset(engine, tables)
     x, y = data.train[data.features], data.train["target"]
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
     mlflow.set_tracking_uri(uri)
@@ -144,8 +149,7 @@ def sklearn_fit_floor(engine, tables, uri: str, report, seed: int) -> float:
     runs = client.search_runs(
         [report.experiment_id], f"tags.mlflow.parentRunId = '{report.parent_run_id}'"
     )
-    with engine.connect() as conn:
-        data = split_dataset(store.read_cleaned(conn, tables), "target", 0.2)
+    data = read_dataset(engine, tables)
     x, y = data.xy(data.train)
     splits = fold_splits(y, 5, seed)
     cpu = 0.0
