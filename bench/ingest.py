@@ -24,8 +24,8 @@ import pandas as pd
 from sqlalchemy import text
 
 from retrain import ingest, store
+from retrain.schema import load_dataset_schema
 from retrain.settings import BUNDLED_SCHEMAS, Settings
-from retrain.validation import load_schema
 from tests.support.services import mariadb_server
 
 SPECIES = ["setosa", "versicolor", "virginica"]
@@ -77,7 +77,7 @@ def wait_for_quiet_server(engine, limit: float = 30.0) -> None:
 
 def time_retrain(engine, path: Path, dataset: str, chunk_rows: int) -> float:
     wait_for_quiet_server(engine)
-    tables = store.dataset_tables(dataset, load_schema(BUNDLED_SCHEMAS / "iris.yaml"))
+    tables = store.dataset_tables(dataset, load_dataset_schema(BUNDLED_SCHEMAS / "iris.yaml"))
     start = time.perf_counter()
     report = ingest.load_file(engine, tables, path, "utf-8", chunk_rows)
     elapsed = time.perf_counter() - start

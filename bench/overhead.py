@@ -21,12 +21,11 @@ import time
 import warnings
 from pathlib import Path
 
-from retrain import clean, ingest, promote, server, store, tracking
-from retrain.datasets import write_bundled_iris
+from retrain import clean, deploy, ingest, promote, server, store, tracking
+from retrain.bundled import write_bundled_iris
 from retrain.promotion import PromotionRules
 from retrain.settings import load_settings
 from retrain.tune import TuneConfig, tune_and_register
-from retrain.validation import load_schema
 from tests.support.services import prefect_server, stop_model_server
 
 TINY_FLOW = (
@@ -48,7 +47,7 @@ def plain_stages(trials: int) -> float:
     settings = load_settings(trials=trials)
     engine, tables = store.open_dataset(settings)
     report = ingest.load_file(engine, tables, write_bundled_iris(settings.home / "src"), "utf-8")
-    clean.clean_batch(engine, tables, load_schema(settings.schema_file), report.batch_id, 0.2)
+    clean.clean_batch(engine, tables, settings.load_schema(), report.batch_id, 0.2)
     client = tracking.make_client(settings.tracking_uri)
     config = TuneConfig(trials=trials, seed=settings.seed)
     tuned = tune_and_register(engine, tables, client, settings, config)
@@ -56,7 +55,7 @@ def plain_stages(trials: int) -> float:
     decision = promote.promote_if_better(
         engine, tables, client, settings, rules, None, tuned.version
     )
-    promote.deploy_champion(engine, client, settings, decision)
+    deploy.deploy_champion(engine, client, settings, decision)
     return time.perf_counter() - started
 
 
@@ -101,7 +100,7 @@ def main() -> None:
     plain, flow = timings["plain"], timings["prefect"]
     print(f"nightly flow, iris, {args.trials} trials, all five stages incl. a verified deploy")
     print(f"plain function calls : {plain:6.1f} s")
-    print(f"Prefect, local server: {flow:6.1f} s  (+{(flow / plain - 1) * 100:.1f}%, target < 15%)")
+    print(f"Prefect, local server: {flow:6.1f} s  ({(flow / plain - 1) * 100:+.1f}%, target < 15%)")
     print(
         f"two-task flow in a fresh process: {on_server:.1f} s on the running server, "
         f"{ephemeral:.1f} s in ephemeral mode (no server)"

@@ -27,14 +27,16 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from retrain import ingest, promote, server, store, tracking
+from retrain import deploy, ingest, promote, server, store, tracking
+from retrain.bundled import write_bundled_iris
 from retrain.clean import clean_batch
-from retrain.datasets import write_bundled_iris
+from retrain.dataset import dataset_of
 from retrain.deploy import restart
+from retrain.features import prepare_features
+from retrain.modeling import fit_model, pipeline_of
 from retrain.promotion import PromotionRules
 from retrain.settings import Settings, load_settings
-from retrain.tune import split_dataset
-from retrain.validation import load_schema
+from retrain.tune import log_and_register
 
 
 def prepare(home: Path) -> tuple[Settings, object, tracking.MlflowClient]:
@@ -43,26 +45,27 @@ def prepare(home: Path) -> tuple[Settings, object, tracking.MlflowClient]:
     settings = load_settings()
     engine, tables = store.open_dataset(settings)
     report = ingest.load_file(engine, tables, write_bundled_iris(home / "src"), "utf-8")
-    clean_batch(engine, tables, load_schema(settings.schema_file), report.batch_id, 0.2)
+    clean_batch(engine, tables, settings.load_schema(), report.batch_id, 0.2)
     return settings, (engine, tables), tracking.make_client(settings.tracking_uri)
 
 
 def register(settings: Settings, stores, client, model) -> pd.DataFrame:
+    """Fit `model` behind the standard preprocessing; log and register it as the challenger."""
     engine, tables = stores
     with engine.connect() as conn:
-        data = split_dataset(store.read_cleaned(conn, tables), settings.target, 0.2)
-    model.fit(data.train[data.features], data.train[data.target])
+        data = dataset_of(store.read_cleaned(conn, tables), settings.load_schema())
+    x = prepare_features(data.train, data.kinds)
+    pipeline = fit_model(pipeline_of(model, data.kinds), x, data.labels(data.train), data.kinds)
     experiment = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
     run = tracking.start_parent_run(client, experiment, "bench", {})
-    logged = tracking.log_model(settings.tracking_uri, run, model, data.train[data.features][:5])
-    tracking.register_challenger(client, settings.model_name, logged, {})
+    log_and_register(settings, client, run, pipeline, data, {})
     return data.holdout[data.features]
 
 
 def promote_and_deploy(settings: Settings, stores, client):
     engine, tables = stores
     report = promote.promote_if_better(engine, tables, client, settings, PromotionRules())
-    return promote.deploy_champion(engine, client, settings, report)
+    return deploy.deploy_champion(engine, client, settings, report)
 
 
 def latency(url: str, rows: pd.DataFrame, requests: int) -> tuple[float, float]:
@@ -137,7 +140,11 @@ def run(settings: Settings, stores, client, args: argparse.Namespace) -> None:
     register(settings, stores, client, RandomForestClassifier(200, random_state=0))
     deployed, log, frame = swap_under_load(settings, stores, client, rows)
     allowed = {
-        tuple(tracking.load_version(settings.tracking_uri, settings.model_name, v).predict(frame))
+        tuple(
+            tracking.load_version(settings.tracking_uri, settings.model_name, v).predict_labels(
+                frame
+            )
+        )
         for v in (deployed.previous_version, deployed.version)
     }
     answered = [a for _, a in log if a is not None]

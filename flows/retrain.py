@@ -56,6 +56,10 @@ class RunSummary:
 Trials = Annotated[int | None, Field(ge=1, le=10_000)]
 Workers = Annotated[int | None, Field(ge=1, le=64)]
 Margin = Annotated[float | None, Field(ge=0.0, le=1.0)]
+Family = Annotated[
+    str | None,
+    Field(pattern=r"^(random_forest|logreg|hgb|lightgbm)(,(random_forest|logreg|hgb|lightgbm))*$"),
+]
 
 
 @flow(name="retrain", timeout_seconds=4 * 3600, **FAILURE_HOOKS)
@@ -63,7 +67,7 @@ def retrain(
     source: str | None = None,
     trials: Trials = None,
     workers: Workers = None,
-    family: Literal["random_forest", "logreg"] | None = None,
+    family: Family = None,
     objective: Literal["auroc", "accuracy"] | None = None,
     min_improvement: Margin = None,
     require_significance: bool | None = None,
@@ -72,10 +76,12 @@ def retrain(
     """Ingest new source data, clean it, tune a challenger, promote it if better, serve it.
 
     Args:
-        source: CSV file or folder of CSV files to load; empty: the bundled iris data.
+        source: CSV file, folder or glob to load; empty: RETRAIN_SOURCE (the bundled iris
+            data for the zero-config iris dataset).
         trials: Optuna trials; empty: RETRAIN_TRIALS (20).
         workers: trial workers on one study (more than 1 needs MySQL); empty: 1.
-        family: model family; logreg searches logistic regression beside the forest.
+        family: model families to search, one or a comma list of random_forest, logreg, hgb,
+            lightgbm; empty: RETRAIN_FAMILY.
         objective: metric the study maximises; both are logged.
         min_improvement: AUROC margin a challenger must beat; empty: RETRAIN_MIN_IMPROVEMENT.
         require_significance: also require a paired bootstrap to find the challenger better.

@@ -88,7 +88,7 @@ def recent_attempts(engine: Engine, dataset: str | None = None, limit: int = 20)
         query = query.where(PROMOTIONS.c.dataset == dataset)
     with reporting_errors(engine), engine.begin() as conn:
         PROMOTIONS.create(conn, checkfirst=True)
-        return [Attempt(**row._mapping) for row in conn.execute(query)]
+        return [Attempt(**row) for row in conn.execute(query).mappings()]
 
 
 def format_attempts(attempts: list[Attempt]) -> list[str]:

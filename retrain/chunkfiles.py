@@ -40,11 +40,30 @@ def write_chunk(path: Path, chunk: list[tuple]) -> None:
             (quoted if "NULL" in row else minimal).writerow(row)
 
 
+def typed_field(value: object) -> str:
+    """One value as LOAD DATA (`OPTIONALLY ENCLOSED BY '"' ESCAPED BY ''`) reads it back:
+    None as the bare word NULL (SQL NULL), a bool as 1/0, a number bare, any other value as a
+    quoted string (so the string "NULL" stays a string; inner quotes are doubled)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace('"', '""') + '"'
+
+
+def write_typed_chunk(path: Path, chunk: list[tuple]) -> None:
+    """Rows of plain Python values (str, int, float, bool, None) in `typed_field`'s format."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.writelines(",".join(map(typed_field, row)) + "\n" for row in chunk)
+
+
 def write_chunks(rows: Iterable[tuple], size: int, folder: Path) -> Iterator[Chunk]:
-    """Chunk files written in turn, each one after the previous was consumed."""
+    """Typed chunk files written in turn, each one after the previous was consumed."""
     for chunk in chunked(rows, size):
         path = folder / "chunk.csv"
-        write_chunk(path, chunk)
+        write_typed_chunk(path, chunk)
         yield path, len(chunk)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandera.pandas as pa
 from sqlalchemy import Engine
 
 from retrain import store
+from retrain.schema import DatasetSchema
 from retrain.store import DatasetTables
 from retrain.validation import split_clean_rejected
 
@@ -37,12 +37,15 @@ class BatchReport:
 def clean_batch(
     engine: Engine,
     tables: DatasetTables,
-    schema: pa.DataFrameSchema,
+    schema: DatasetSchema,
     batch_id: str,
     max_reject_fraction: float | None,
     chunk_rows: int = store.DEFAULT_CHUNK_ROWS,
 ) -> BatchReport:
-    """Clean one batch; its previous results (if any) are replaced in the same transaction."""
+    """Clean one batch; its previous results (if any) are replaced in the same transaction.
+
+    Cleaned rows are written typed (missing values as NULL); a database that refuses them
+    fails the batch whole (StageFailed) and leaves both tables as they were."""
     with store.reporting_errors(engine), engine.begin() as conn:
         store.create_tables(conn, tables)
         raw = store.read_raw_batch(conn, tables, batch_id)

@@ -29,7 +29,9 @@ app = typer.Typer(
 SourceOpt = Annotated[
     Path | None,
     typer.Option(
-        "--source", help="CSV file, or folder of CSV files (one batch each); default: bundled iris"
+        "--source",
+        help="CSV file, folder of CSV files or glob (one batch each); default: RETRAIN_SOURCE, "
+        "or the bundled iris for the iris dataset",
     ),
 ]
 EncodingOpt = Annotated[
@@ -65,6 +67,7 @@ def _prepare() -> None:
     The error line is printed at exit by a hook registered before Prefect's own, so it comes
     after Prefect's last log line (the temporary API server stops at exit too)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     atexit.register(_print_final_lines)
 
 
@@ -100,6 +103,8 @@ def run_stage(start: Callable[[], Any]) -> Any:
 def _check_source(source: Path | None) -> str | None:
     if source is None:
         return None
+    if any(ch in str(source) for ch in "*?["):
+        return str(source.expanduser())
     from retrain.source import list_csv_files
 
     try:
@@ -118,7 +123,11 @@ WorkersOpt = Annotated[
 ]
 FamilyOpt = Annotated[
     str | None,
-    typer.Option("--family", help="random_forest (default) or logreg (adds logistic regression)"),
+    typer.Option(
+        "--family",
+        help="model families to search: one of random_forest (default), logreg, hgb, "
+        "lightgbm, or a comma list of them",
+    ),
 ]
 ObjectiveOpt = Annotated[
     str | None, typer.Option("--objective", help="auroc (default) or accuracy")
@@ -333,25 +342,55 @@ def predict(
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="random rows")] = None,
 ) -> None:
     """Send rows to the served model; print predictions beside the true labels."""
-    import pandas as pd
-
     from retrain import predict as predict_core
-    from retrain import store
-    from retrain.modeling import HOLDOUT_SHARE, holdout_mask
 
     settings, client = _serving_context()
     if source is not None:
         _check_source(source)
-        frame = pd.read_csv(source, encoding=settings.encoding)
-    else:
-        engine, tables = store.open_dataset(settings)
-        with engine.connect() as conn:
-            frame = run_stage(lambda: store.read_cleaned(conn, tables))
-        frame = frame[holdout_mask(frame["row_hash"], HOLDOUT_SHARE)]
-    rows = predict_core.pick_rows(frame, sample, settings.seed)
+    rows = run_stage(lambda: predict_core.load_rows(settings, source, sample))
     report = run_stage(lambda: predict_core.predict_served(settings, client, rows))
     for line in report.lines():
         typer.echo(line)
+
+
+schema_app = typer.Typer(no_args_is_help=True, help="The dataset's schema file.")
+app.add_typer(schema_app, name="schema")
+Columns = Annotated[list[str] | None, typer.Option(help="repeat for several columns")]
+
+
+@schema_app.command("infer")
+def schema_infer(
+    source: Annotated[Path, typer.Option("--source", help="CSV file to read (a sample)")],
+    target: Annotated[str, typer.Option("--target", help="the label column")],
+    positive: Annotated[
+        str | None, typer.Option("--positive", help="positive label of a binary target")
+    ] = None,
+    id: Columns = None,
+    timestamp: Columns = None,
+    required: Columns = None,
+    with_bounds: Annotated[
+        bool, typer.Option("--with-bounds", help="write the sample's min/max as checks")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="schema file to write; default: stdout")
+    ] = None,
+    encoding: EncodingOpt = None,
+) -> None:
+    """Write the dataset's schema file (pandera YAML with retrain's roles) from a CSV file."""
+    from retrain.schema import InferRequest, infer_from_csv
+
+    request = InferRequest(
+        target, positive, tuple(id or ()), tuple(timestamp or ()), tuple(required or ()),
+        with_bounds,
+    )  # fmt: skip
+    if not source.is_file():
+        fail(f"{source}: no such file; pass --source a CSV file", 2)
+    text = run_stage(lambda: infer_from_csv(source, request, encoding or "utf-8"))
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}; use it with RETRAIN_SCHEMA={output.resolve()}", err=True)
 
 
 @app.command()
@@ -371,27 +410,13 @@ def worker(
     down until the next night. A champion that cannot be served is reported and the worker
     starts anyway (the next deploy, or `retrain serve start`, serves it)."""
     settings, client = _serving_context()
-    typer.echo(_serve_champion_again(settings, client), err=True)
+    from retrain.deploy import serve_champion_again
+
+    typer.echo(f"worker: {serve_champion_again(settings, client)}", err=True)
     prefect = str(Path(sys.executable).parent / "prefect")
     command = [prefect, "worker", "start", "--pool", pool, "--type", "process"]
     os.environ.setdefault("PREFECT_WORKER_WEBSERVER_HOST", "127.0.0.1")
     os.execv(prefect, command + (["--with-healthcheck"] if healthcheck else []))
-
-
-def _serve_champion_again(settings: Any, client: Any) -> str:
-    from retrain import deploy, server, tracking
-
-    served = server.read_state(settings.home)
-    if served is not None:
-        return f"worker: version {served.version} is already served at {served.url}"
-    try:
-        version = tracking.alias_version(client, settings.model_name, "champion")
-        if version is None:
-            return "worker: no champion yet; the first promotion will serve one"
-        served = deploy.serve_start(settings, version, settings.health_timeout)
-    except Exception as err:
-        return f"worker: could not serve the champion ({err}); starting the worker anyway"
-    return f"worker: serving champion version {served.version} at {served.url} (pid {served.pid})"
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Deploy: serve a registered version on the main port, verified before the old one goes.
+"""Deploy: serve a registered version on the main port, verified before the old one goes, and
+undo everything a failed deploy moved (aliases, tags, the audit row); manual rollback.
 
 The candidate first runs on a spare loopback port and must answer `/ping` and give, for the
 logged input example, the same predictions as the version loaded in this process. Only then
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain import server, tracking
+from retrain import audit, server, store, tracking
+from retrain.audit import Attempt
+from retrain.errors import BadInput, StageFailed
+from retrain.promote import PromotionReport
+from retrain.promotion import Decision
 from retrain.server import Served, ServeFailed
 from retrain.settings import Settings
 
@@ -63,11 +68,12 @@ class Candidate:
 
 
 def load_candidate(settings: Settings, version: str) -> Candidate:
-    """The version, its input example and what it predicts for it, in this process."""
+    """The version, its input example and the labels the same wrapper gives it in this
+    process (what the server must answer)."""
     model, example = tracking.load_version_and_example(
         settings.tracking_uri, settings.model_name, version
     )
-    expected = np.asarray(model.predict(example)).tolist()
+    expected = np.asarray(model.predict_labels(example)).tolist()
     return Candidate(version, tracking.model_uri(settings.model_name, version), example, expected)
 
 
@@ -189,3 +195,94 @@ def serve_start(settings: Settings, version: str, timeout: float = 120) -> Serve
         )
     uri = tracking.model_uri(settings.model_name, version)
     return start_main(settings, uri, version, settings.serve_host, settings.serve_port, timeout)
+
+
+def deploy_champion(
+    engine: store.Engine,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    promotion: PromotionReport | None = None,
+    flow_run_id: str | None = None,
+    health_timeout: float = 120,
+    check: AnswerCheck = compare_answers,
+) -> DeployReport:
+    """Serve `@champion` the verified way; on failure put aliases, tags and the audit row
+    as DESIGN.md's rollback contract says, and raise."""
+    version = tracking.alias_version(client, settings.model_name, "champion")
+    if version is None:
+        raise StageFailed("there is no champion to serve yet; run `retrain run` first")
+    try:
+        return serve_verified(settings, version, health_timeout, check)
+    except ServeFailed as err:
+        reason = f"deploy of version {version} failed: {err}"
+        undo_deploy(engine, client, settings, version, promotion, reason, flow_run_id)
+        raise ServeFailed(f"{reason}; rolled back, the previous version keeps serving") from err
+
+
+def undo_deploy(
+    engine: store.Engine,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    version: str,
+    promotion: PromotionReport | None,
+    reason: str,
+    flow_run_id: str | None,
+) -> None:
+    """Aliases back where they were before the attempt, the version tagged failed, and the
+    attempt's row `rolled_back` (or a `deploy_failed` row for a deploy with no promotion)."""
+    if promotion and promotion.promoted and promotion.challenger == version:
+        tracking.restore_aliases(client, settings.model_name, promotion.aliases_before)
+        audit.mark_attempt(engine, promotion.attempt_id, "rolled_back", reason)
+    else:
+        attempt = Attempt(
+            settings.dataset, version, None, None, None, "deploy_failed", reason, flow_run_id
+        )
+        audit.record_attempt(engine, attempt)
+    tracking.set_validation(client, settings.model_name, version, "failed", reason)
+
+
+def rollback_champion(
+    engine: store.Engine,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    to_version: str | None = None,
+    flow_run_id: str | None = None,
+) -> tuple[PromotionReport, DeployReport]:
+    """Move `champion` back (to `previous_champion` unless a version is given) and serve it
+    the verified way; a failed deploy restores the aliases as they were."""
+    before = tracking.read_aliases(client, settings.model_name)
+    target = to_version or before["previous_champion"]
+    if target is None:
+        raise StageFailed("no previous champion to roll back to; give one with --to VERSION")
+    current = before["champion"]
+    try:
+        client.get_model_version(settings.model_name, target)
+    except tracking.MlflowException as err:
+        raise BadInput(f"{settings.model_name} has no version {target}") from err
+    client.set_registered_model_alias(settings.model_name, "champion", target)
+    if current and current != target:
+        client.set_registered_model_alias(settings.model_name, "previous_champion", current)
+    decision = Decision(True, f"rolled back by hand from version {current} to {target}")
+    attempt = Attempt(
+        settings.dataset, target, current, None, None, "rolled_back", decision.reason, flow_run_id
+    )
+    report = PromotionReport(
+        decision, target, current, None, None, audit.record_attempt(engine, attempt), before
+    )
+    return report, deploy_champion(engine, client, settings, report, flow_run_id)
+
+
+def serve_champion_again(settings: Settings, client: tracking.MlflowClient) -> str:
+    """Serve @champion when no model server of ours runs (a worker's start, after a reboot);
+    a champion that cannot be served is reported, never raised."""
+    served = server.read_state(settings.home)
+    if served is not None:
+        return f"version {served.version} is already served at {served.url}"
+    try:
+        version = tracking.alias_version(client, settings.model_name, "champion")
+        if version is None:
+            return "no champion yet; the first promotion will serve one"
+        served = serve_start(settings, version, settings.health_timeout)
+    except Exception as err:  # any failure: the worker starts anyway and says why
+        return f"could not serve the champion ({err}); starting anyway"
+    return f"serving champion version {served.version} at {served.url} (pid {served.pid})"

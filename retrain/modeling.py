@@ -1,12 +1,13 @@
-"""Pure modelling logic: holdout split, the one AUROC, search spaces and cross-validation.
+"""Pure modelling logic: the one AUROC, feature preparation, model families as scikit-learn
+Pipelines, search spaces and cross-validation.
 
-Arrays and DataFrames in, values out: no SQL, MLflow, subprocess or Prefect here.
+Arrays and DataFrames in, values out: no SQL, MLflow, subprocess or Prefect here. Only public
+scikit-learn API: each fold is fitted once with `fit` and both metrics come from one
+`predict_proba`.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,28 +16,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from retrain import trees
+from retrain.dataset import align_proba
+from retrain.errors import BadInput
+from retrain.features import prepare_features
 
-HOLDOUT_BUCKETS = 10_000
-HOLDOUT_SHARE = 0.2
-FAMILIES = ("random_forest", "logreg")
-TREES_PER_BLOCK = 150
-
-
-def holdout_mask(row_hashes: pd.Series, share: float = 0.2) -> np.ndarray:
-    """True for rows in the holdout: decided by the row's content hash alone, so a row never
-    changes side from one night to the next and identical rows share a side."""
-    buckets = np.array([int(h, 16) % HOLDOUT_BUCKETS for h in row_hashes], dtype=np.int64)
-    return buckets < round(share * HOLDOUT_BUCKETS)
+FAMILIES = ("random_forest", "logreg", "hgb", "lightgbm")
+NUMERIC_KINDS = ("numeric", "integer", "boolean")
+MAX_CATEGORIES = 250  # HistGradientBoosting needs category codes below its 255 bins
+LIBGOMP_HINT = "apt-get install libgomp1"
 
 
 def auroc(
@@ -91,7 +89,9 @@ def _sklearn_auroc(
 
 
 def suggest_params(trial: Any, family: str) -> dict[str, Any]:
-    """The search space of a family (the classic MLflow + Optuna random-forest space)."""
+    """The search space of a family. The random forest keeps the classic MLflow + Optuna
+    space; the other families' Optuna names carry the family as a prefix (one study may mix
+    families, and Optuna refuses one name with two ranges), the returned keys do not."""
     if family == "random_forest":
         return {
             "n_estimators": trial.suggest_int("n_estimators", 100, 600),
@@ -103,219 +103,267 @@ def suggest_params(trial: Any, family: str) -> dict[str, Any]:
         }
     if family == "logreg":
         return {
-            "C": trial.suggest_float("C", 1e-3, 1e2, log=True),
-            "l1_ratio": trial.suggest_float("l1_ratio", 0.0, 1.0),
+            "C": trial.suggest_float("logreg_C", 1e-3, 1e2, log=True),
+            "l1_ratio": trial.suggest_float("logreg_l1_ratio", 0.0, 1.0),
         }
-    raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if family == "hgb":
+        return {
+            "learning_rate": trial.suggest_float("hgb_learning_rate", 0.02, 0.3, log=True),
+            "max_iter": trial.suggest_int("hgb_max_iter", 50, 500, log=True),
+            "max_leaf_nodes": trial.suggest_int("hgb_max_leaf_nodes", 8, 64, log=True),
+            "min_samples_leaf": trial.suggest_int("hgb_min_samples_leaf", 2, 100, log=True),
+            "l2_regularization": trial.suggest_float("hgb_l2_regularization", 1e-6, 10, log=True),
+        }
+    if family == "lightgbm":
+        return {
+            "n_estimators": trial.suggest_int("lgbm_n_estimators", 50, 500, log=True),
+            "learning_rate": trial.suggest_float("lgbm_learning_rate", 0.02, 0.3, log=True),
+            "num_leaves": trial.suggest_int("lgbm_num_leaves", 8, 128, log=True),
+            "min_child_samples": trial.suggest_int("lgbm_min_child_samples", 2, 100, log=True),
+            "subsample": trial.suggest_float("lgbm_subsample", 0.6, 1.0),
+            "subsample_freq": 1,
+            "colsample_bytree": trial.suggest_float("lgbm_colsample_bytree", 0.5, 1.0),
+            "reg_lambda": trial.suggest_float("lgbm_reg_lambda", 1e-6, 10, log=True),
+        }
+    raise BadInput(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
 
 
-def cache_param_names() -> None:
-    """Make scikit-learn read each estimator class's constructor parameters once per process.
-
-    `get_params`, `set_params` and `clone` look the names up through `inspect.signature` on
-    every call, and a forest calls them several times per tree: on small data that lookup is
-    a fifth of a fit's CPU. The names depend on the class alone, so caching them changes no
-    result (the unit test of `grow_trees` compares whole forests). Called when fits start,
-    never at import; does nothing when this scikit-learn has no such method."""
-    names = BaseEstimator.__dict__.get("_get_param_names")
-    if isinstance(names, classmethod) and not hasattr(names.__func__, "cache_info"):
-        BaseEstimator._get_param_names = classmethod(functools.cache(names.__func__))
+def split_kinds(kinds: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(numeric-like features, categorical features), in the schema's order."""
+    numeric = [c for c, k in kinds.items() if k in NUMERIC_KINDS]
+    return numeric, [c for c, k in kinds.items() if k not in NUMERIC_KINDS]
 
 
-def build_model(family: str, params: dict[str, Any], seed: int = 42) -> ClassifierMixin:
-    """An unfitted estimator of the family with the given hyperparameters."""
-    cache_param_names()
+def ordinal_encoder(max_categories: int | None = None) -> OrdinalEncoder:
+    """Categories as codes; a category never seen in training is treated as missing (NaN)."""
+    return OrdinalEncoder(
+        handle_unknown="use_encoded_value",
+        unknown_value=np.nan,
+        encoded_missing_value=np.nan,
+        max_categories=max_categories,
+    )
+
+
+def tree_preprocessing(kinds: dict[str, str], max_categories: int | None = None):
+    """Numbers as they are (NaN stays missing: the tree families handle it), categories as
+    ordinal codes. Output columns: numeric first, then categorical."""
+    numeric, categorical = split_kinds(kinds)
+    return ColumnTransformer(
+        [("num", "passthrough", numeric), ("cat", ordinal_encoder(max_categories), categorical)],
+        verbose_feature_names_out=False,
+    )
+
+
+def linear_preprocessing(kinds: dict[str, str]) -> ColumnTransformer:
+    """Numbers imputed (median, with missing indicators) and scaled; categories one-hot, the
+    rare and the unseen ones in one infrequent column."""
+    numeric, categorical = split_kinds(kinds)
+    scale = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+    onehot = OneHotEncoder(
+        handle_unknown="infrequent_if_exist", max_categories=50, sparse_output=False
+    )
+    return ColumnTransformer(
+        [("num", scale, numeric), ("cat", onehot, categorical)], verbose_feature_names_out=False
+    )
+
+
+def _categorical_mask(kinds: dict[str, str]) -> list[bool]:
+    numeric, categorical = split_kinds(kinds)
+    return [False] * len(numeric) + [True] * len(categorical)
+
+
+def load_lightgbm() -> Any:
+    """LightGBM's scikit-learn classifier, imported only when the family is chosen."""
+    try:
+        from lightgbm import LGBMClassifier
+    except OSError as err:  # the wheel needs the system's OpenMP runtime
+        raise BadInput(
+            f"lightgbm cannot load ({str(err)[:120]}); {LIBGOMP_HINT}, or choose another --family"
+        ) from err
+    except ImportError as err:
+        raise BadInput("lightgbm is not installed; run ./dev to sync the environment") from err
+    return LGBMClassifier
+
+
+def classifier(family: str, params: dict[str, Any], kinds: dict[str, str], seed: int) -> Any:
+    """The unfitted classifier of a family (the last step of its Pipeline)."""
     if family == "random_forest":
         return RandomForestClassifier(**params, random_state=seed, n_jobs=1)
     if family == "logreg":
-        logreg = LogisticRegression(solver="saga", max_iter=2000, random_state=seed, **params)
-        return Pipeline([("scale", StandardScaler()), ("model", logreg)])
-    raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+        return LogisticRegression(solver="saga", max_iter=2000, random_state=seed, **params)
+    if family == "hgb":
+        mask = _categorical_mask(kinds)
+        return HistGradientBoostingClassifier(
+            **params, categorical_features=mask if any(mask) else None, random_state=seed
+        )
+    if family == "lightgbm":
+        return load_lightgbm()(**params, random_state=seed, n_jobs=1, verbose=-1)
+    raise BadInput(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+
+
+def build_model(
+    family: str, params: dict[str, Any], kinds: dict[str, str], seed: int = 42
+) -> Pipeline:
+    """An unfitted Pipeline: the family's preprocessing, then its classifier."""
+    model = classifier(family, params, kinds, seed)
+    if family == "logreg":
+        prep = linear_preprocessing(kinds)
+    else:
+        prep = tree_preprocessing(kinds, MAX_CATEGORIES if family == "hgb" else None)
+    return Pipeline([("prep", prep), ("model", model)])
+
+
+def pipeline_of(model: Any, kinds: dict[str, str]) -> Pipeline:
+    """Any scikit-learn classifier behind the tree families' preprocessing (numbers as they
+    are, categories as codes)."""
+    return Pipeline([("prep", tree_preprocessing(kinds)), ("model", model)])
+
+
+def fit_params(model: Pipeline, kinds: dict[str, str]) -> dict[str, Any]:
+    """What `fit` needs beyond the rows: LightGBM is told which columns are categorical."""
+    if type(model[-1]).__name__ != "LGBMClassifier":
+        return {}
+    mask = _categorical_mask(kinds)
+    return {"model__categorical_feature": [i for i, cat in enumerate(mask) if cat] or "auto"}
+
+
+def fit_model(model: Pipeline, x: pd.DataFrame, y: np.ndarray, kinds: dict[str, str]) -> Pipeline:
+    """Fit a fresh copy of the Pipeline (fold warnings of tiny classes are expected)."""
+    fitted = clone(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message=".*least populated class.*")
+        warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
+        fitted.fit(x, y, **fit_params(model, kinds))
+    return fitted
+
+
+def predict_aligned(model: Pipeline, x: pd.DataFrame, classes: np.ndarray) -> np.ndarray:
+    """Class probabilities with one column per class of `classes` (zeros for unseen ones)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
+        proba = model.predict_proba(x)
+    return align_proba(proba, model.classes_, classes)
 
 
 @dataclass(frozen=True)
 class FoldScore:
     auroc: float
     accuracy: float
+    cpu_seconds: float = 0.0
 
 
 def fold_splits(
     y: np.ndarray, n_folds: int = 5, seed: int = 42
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds, fixed by the seed so every trial sees the same splits."""
-    return list(
-        StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
-    )
+    """Stratified folds, fixed by the seed so every trial sees the same splits. A class with
+    fewer rows than folds is simply absent from some folds."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*least populated class.*")
+        return list(
+            StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        )
 
 
-@dataclass(frozen=True)
-class FitBlock:
-    """One unit of cross-validation work: trees `start:stop` of a forest on one fold, or the
-    whole model (`stop` None) for families that fit in one piece."""
-
-    fold: int
-    start: int = 0
-    stop: int | None = None
-
-
-@dataclass(frozen=True)
-class BlockResult:
-    fold: int
-    proba_sum: np.ndarray
-    weight: int
-    labels: np.ndarray
-    cpu_seconds: float
-
-
-def plan_blocks(model: ClassifierMixin, n_folds: int) -> list[FitBlock]:
-    """Cut the fits of one trial into blocks of at most TREES_PER_BLOCK trees, as even as
-    possible, so a few processes stay busy to the end of the trial instead of waiting on the
-    last fold. The plan depends on the model alone, never on the number of processes, so the
-    scores do not either."""
-    if not isinstance(model, RandomForestClassifier):
-        return [FitBlock(fold) for fold in range(n_folds)]
-    n = model.n_estimators
-    cuts = np.linspace(0, n, -(-n // TREES_PER_BLOCK) + 1).round().astype(int)
-    return [
-        FitBlock(fold, int(start), int(stop))
-        for fold in range(n_folds)
-        for start, stop in itertools.pairwise(cuts)
-    ]
-
-
-def grow_trees(
-    forest: RandomForestClassifier, x: np.ndarray, y: np.ndarray, start: int, stop: int
-) -> RandomForestClassifier:
-    """Trees `start:stop` of the forest `forest.fit(x, y)` would grow, grown alone.
-
-    Each tree's seed is drawn in order from the forest's random_state, and a warm start
-    draws (and discards) the seeds of the trees it already has: so a forest holding `start`
-    placeholders grows exactly the trees a whole fit would put at `start:stop`."""
-    block = clone(forest).set_params(n_estimators=stop, warm_start=True)
-    block.estimators_ = [None] * start
-    block.fit(x, y)
-    block.estimators_ = block.estimators_[start:]
-    return block
-
-
-def sum_tree_proba(trees: list[Any], x: np.ndarray) -> np.ndarray:
-    """Sum of the trees' predicted probabilities. The rows are converted once to the trees'
-    float32 layout so each tree skips its own input check (a tenth of a fit's CPU here)."""
-    x32 = np.ascontiguousarray(x, dtype=np.float32)
-    return np.sum([tree.predict_proba(x32, check_input=False) for tree in trees], axis=0)
-
-
-def fit_block(
-    model: ClassifierMixin,
-    x: np.ndarray,
+def score_fold(
+    model: Pipeline,
+    x: pd.DataFrame,
     y: np.ndarray,
     split: tuple[np.ndarray, np.ndarray],
-    block: FitBlock,
-) -> BlockResult:
-    """Fit one block on its fold's training rows; the summed probabilities on its test rows."""
-    cache_param_names()
+    kinds: dict[str, str],
+    classes: np.ndarray,
+    positive: Any = None,
+) -> FoldScore:
+    """Fit on the fold's training rows once; AUROC and accuracy from one predict_proba."""
     started = time.thread_time()
     train, test = split
-    if block.stop is None:
-        fitted = clone(model).fit(x[train], y[train])
-        labels, proba, weight = fitted.classes_, fitted.predict_proba(x[test]), 1
-    else:
-        labels, proba = grow_block(model, x[train], y[train], x[test], block)
-        weight = block.stop - block.start
-    return BlockResult(block.fold, proba, weight, labels, time.thread_time() - started)
-
-
-def grow_block(
-    forest: RandomForestClassifier,
-    x: np.ndarray,
-    y: np.ndarray,
-    x_test: np.ndarray,
-    block: FitBlock,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(classes, summed probabilities on `x_test`) of the block's trees: straight from the
-    tree builder when `trees` can grow this forest, through the forest's own fit otherwise."""
-    if trees.supports(forest, x, y):
-        return trees.summed_proba(forest, x, y, x_test, block.start, block.stop)
-    fitted = grow_trees(forest, x, y, block.start, block.stop)
-    return fitted.classes_, sum_tree_proba(fitted.estimators_, x_test)
-
-
-def score_blocks(
-    results: list[BlockResult],
-    y: np.ndarray,
-    splits: list[tuple[np.ndarray, np.ndarray]],
-    classes: np.ndarray,
-) -> list[FoldScore]:
-    """Per fold: average the blocks' probabilities (in plan order) and score them."""
-    scores = []
-    for fold, (_, test) in enumerate(splits):
-        mine = [r for r in results if r.fold == fold]
-        proba = np.sum([r.proba_sum for r in mine], axis=0) / sum(r.weight for r in mine)
-        scores.append(FoldScore(*score_proba(mine[0].labels, y[test], proba, classes)))
-    return scores
+    fitted = fit_model(model, x.iloc[train], y[train], kinds)
+    proba = predict_aligned(fitted, x.iloc[test], classes)
+    score = score_proba(classes, y[test], proba, classes, positive)
+    return FoldScore(*score, time.thread_time() - started)
 
 
 def score_proba(
-    labels: np.ndarray, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
+    labels: np.ndarray,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+    positive: Any = None,
 ) -> tuple[float, float]:
     """(AUROC, accuracy) of predicted probabilities whose columns follow `labels`."""
     predicted = np.asarray(labels)[proba.argmax(axis=1)]
-    return auroc(y_true, proba, classes), float(np.mean(predicted == np.asarray(y_true)))
+    return auroc(y_true, proba, classes, positive), float(np.mean(predicted == np.asarray(y_true)))
 
 
 def learning_curve(
-    fitted: ClassifierMixin,
-    train: tuple[Any, np.ndarray],
-    test: tuple[Any, np.ndarray],
+    fitted: Pipeline,
+    train: tuple[pd.DataFrame, np.ndarray],
+    test: tuple[pd.DataFrame, np.ndarray],
     classes: np.ndarray,
+    positive: Any = None,
     points: int = 20,
 ) -> list[tuple[int, float, float]]:
-    """(step, holdout AUROC, holdout accuracy) as the model grows: after each block of trees
-    for a forest, after each epoch (refit one pass at a time, warm-started) otherwise."""
-    if isinstance(fitted, RandomForestClassifier):
-        return _forest_curve(fitted, *test, classes, points)
-    return _epoch_curve(fitted, train, test, classes)
-
-
-def _forest_curve(
-    forest: RandomForestClassifier, x: Any, y: np.ndarray, classes: np.ndarray, points: int
-) -> list[tuple[int, float, float]]:
-    trees = len(forest.estimators_)
-    every = max(1, trees // points)
-    total = np.zeros((len(x), len(forest.classes_)))
+    """(step, holdout AUROC, holdout accuracy) as the fitted model grows, over its whole fit:
+    per tree for a forest, per boosting round for the boosted families, per epoch of a
+    warm-started refit for logistic regression. About `points` evenly spaced steps."""
+    total = count_steps(fitted[-1])
+    every = max(1, total // points)
+    keep = {k for k in range(1, total + 1) if k % every == 0 or k == total}
     curve = []
-    for grown, tree in enumerate(forest.estimators_, start=1):
-        total += sum_tree_proba([tree], x)
-        if grown % every == 0 or grown == trees:
-            curve.append((grown, *score_proba(forest.classes_, y, total / grown, classes)))
+    for step, labels, proba in _stages(fitted, train, test[0], keep):
+        aligned = align_proba(proba, labels, classes)
+        curve.append((step, *score_proba(classes, test[1], aligned, classes, positive)))
     return curve
 
 
-def _epoch_curve(
-    pipeline: Pipeline,
-    train: tuple[Any, np.ndarray],
-    test: tuple[Any, np.ndarray],
-    classes: np.ndarray,
-    max_epochs: int = 100,
-) -> list[tuple[int, float, float]]:
-    epochs = min(int(np.max(pipeline[-1].n_iter_)), max_epochs)
-    stepper = clone(pipeline).set_params(model__max_iter=1, model__warm_start=True)
-    curve = []
+def count_steps(model: Any) -> int:
+    """How many steps (trees, boosting rounds, epochs) the fitted classifier took."""
+    if isinstance(model, RandomForestClassifier):
+        return len(model.estimators_)
+    if isinstance(model, HistGradientBoostingClassifier | LogisticRegression):
+        return int(np.max(model.n_iter_))
+    return int(model.booster_.current_iteration())
+
+
+def _stages(fitted: Pipeline, train: tuple, x: pd.DataFrame, keep: set[int]):
+    """(step, class labels, holdout probabilities) at the kept steps of the fit."""
+    model = fitted[-1]
+    if isinstance(model, LogisticRegression):
+        yield from _epoch_stages(fitted, train, x, keep)
+        return
+    xt = fitted[:-1].transform(x)
+    if isinstance(model, RandomForestClassifier):
+        x32 = np.ascontiguousarray(xt, dtype=np.float32)
+        total = np.zeros((len(x32), len(model.classes_)))
+        for grown, tree in enumerate(model.estimators_, start=1):
+            total += tree.predict_proba(x32)
+            if grown in keep:
+                yield grown, model.classes_, total / grown
+    elif isinstance(model, HistGradientBoostingClassifier):
+        for step, proba in enumerate(model.staged_predict_proba(xt), start=1):
+            if step in keep:
+                yield step, model.classes_, proba
+    else:
+        for step in sorted(keep):
+            yield step, model.classes_, model.predict_proba(xt, num_iteration=step)
+
+
+def _epoch_stages(fitted: Pipeline, train: tuple, x: pd.DataFrame, keep: set[int]):
+    stepper = clone(fitted).set_params(model__max_iter=1, model__warm_start=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for epoch in range(1, epochs + 1):
+        for epoch in range(1, max(keep) + 1):
             stepper.fit(*train)
-            proba = stepper.predict_proba(test[0])
-            curve.append((epoch, *score_proba(stepper.classes_, test[1], proba, classes)))
-    return curve
+            if epoch in keep:
+                yield epoch, stepper.classes_, stepper.predict_proba(x)
 
 
-def align_proba(proba: np.ndarray, model_classes: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Probabilities with one column per class of `classes`, in that order; a class the model
-    never saw gets 0 (a champion trained before a class appeared can still be scored)."""
-    out = np.zeros((len(proba), len(classes)))
-    index = {label: i for i, label in enumerate(classes)}
-    for column, label in enumerate(model_classes):
-        if label in index:
-            out[:, index[label]] = proba[:, column]
+def example_rows(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Feature rows as a client sends them (the model's input example): numbers as floats,
+    booleans as True/False, categories as strings, None where a value is missing."""
+    prepared = prepare_features(frame, kinds)
+    out = prepared.astype(object).where(prepared.notna(), None)
+    for column, kind in kinds.items():
+        if kind == "boolean":
+            out[column] = [None if v is None else bool(v) for v in out[column]]
     return out

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from retrain import server, tracking
+from retrain import server, store, tracking
+from retrain.dataset import HOLDOUT_SHARE, holdout_mask
 from retrain.errors import StageFailed
 from retrain.settings import Settings
-from retrain.validation import ROW_KEYS
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,19 @@ class PredictionReport:
         return out
 
 
+def load_rows(settings: Settings, source: Path | None, sample: int | None) -> pd.DataFrame:
+    """The rows to send: a CSV file as it is, or the holdout rows of the cleaned table; all of
+    them or a seeded sample."""
+    if source is not None:
+        frame = pd.read_csv(source, encoding=settings.encoding)
+    else:
+        engine, tables = store.open_dataset(settings)
+        with store.reporting_errors(engine), engine.connect() as conn:
+            frame = store.read_cleaned(conn, tables)
+        frame = frame[holdout_mask(frame["row_hash"], HOLDOUT_SHARE)]
+    return pick_rows(frame, sample, settings.seed)
+
+
 def pick_rows(frame: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
     """All rows, or a seeded sample of them."""
     if sample is None or sample >= len(frame):
@@ -44,8 +57,9 @@ def predict_served(
     served = server.read_state(settings.home)
     if served is None:
         raise StageFailed("no model is being served; run `retrain serve start` or `retrain run`")
-    target = settings.target
-    features = rows.drop(columns=[c for c in (target, *ROW_KEYS) if c in rows.columns])
+    schema = settings.load_schema()
+    target = schema.target
+    features = rows[[c for c in schema.features if c in rows.columns]]
     started = time.perf_counter()
     try:
         predictions = server.invoke(served.url, features)

@@ -56,6 +56,7 @@ def paired_bootstrap(
     champion: np.ndarray,
     classes: np.ndarray,
     rules: PromotionRules,
+    positive: object | None = None,
 ) -> Bootstrap:
     """Resample the holdout rows with replacement; both models are scored on the same
     resample. A resample missing a class (a single class, for binary data) has no AUROC: it
@@ -69,7 +70,8 @@ def paired_bootstrap(
             skipped += 1
             continue
         diffs.append(
-            auroc(y[rows], challenger[rows], classes) - auroc(y[rows], champion[rows], classes)
+            auroc(y[rows], challenger[rows], classes, positive)
+            - auroc(y[rows], champion[rows], classes, positive)
         )
     if not diffs:
         return Bootstrap(float("nan"), float("nan"), 0, skipped)

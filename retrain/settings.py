@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrain.errors import BadInput
 
+if TYPE_CHECKING:
+    from retrain.schema import DatasetSchema
+
 DEFAULT_CHUNK_ROWS = 25_000
 BUNDLED_SCHEMAS = Path(__file__).parent / "schemas"
 WORK_POOL = "retrain-pool"  # the process work pool of prefect.yaml
+FAMILIES = ("random_forest", "logreg", "hgb", "lightgbm")
 
 
 class Settings(BaseSettings):
     """Every tunable of retrain; each field is the env variable RETRAIN_<NAME> unless noted."""
 
-    model_config = SettingsConfigDict(env_prefix="RETRAIN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RETRAIN_", extra="ignore", env_ignore_empty=True)
 
     home: Path = Field(Path("~/.retrain"), description="state folder: stores, artifacts, serving")
     db_url: str | None = Field(None, description="SQLAlchemy URL of the data store")
@@ -26,15 +31,27 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "RETRAIN_MLFLOW_TRACKING_URI"),
         description="MLflow tracking URI (MLflow's own variable)",
     )
-    dataset: str = Field("iris", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
+    dataset: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,40}$",
+        description="dataset name and table prefix; default: the schema's name, else iris",
+    )
     schema_path: Path | None = Field(
         None,
         validation_alias=AliasChoices("RETRAIN_SCHEMA", "RETRAIN_SCHEMA_PATH"),
         description="pandera YAML schema of the dataset; default: the bundled iris schema",
     )
-    target: str = Field("target", description="label column of the dataset")
-    model_name: str = "iris_model"
-    experiment: str = "iris_classification_experiment"
+    source: str | None = Field(
+        None, description="file, folder or glob loaded when no --source is given"
+    )
+    target: str | None = Field(None, description="label column; default: the schema's target")
+    positive_class: str | None = Field(
+        None, description="positive label of a binary target; default: the schema's"
+    )
+    model_name: str | None = Field(None, description="registered model; default <dataset>_model")
+    experiment: str | None = Field(
+        None, description="MLflow experiment; default <dataset>_classification_experiment"
+    )
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(1234, ge=1, le=65535)
     alert_url: str | None = None
@@ -42,7 +59,9 @@ class Settings(BaseSettings):
     max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
     trials: int = Field(20, ge=1, description="Optuna trials per tuning run")
     family: str = Field(
-        "random_forest", description="model family; 'logreg' adds logistic regression"
+        "random_forest",
+        description="model families to search, one name or a comma list of "
+        "random_forest, logreg, hgb, lightgbm",
     )
     objective: str = Field("auroc", pattern="^(auroc|accuracy)$", description="metric to maximise")
     seed: int = Field(42, description="seed of the sampler, the folds and the models")
@@ -72,10 +91,38 @@ class Settings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("family")
+    @classmethod
+    def _known_families(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = [n for n in names if n not in FAMILIES]
+        if unknown or not names:
+            raise ValueError(f"unknown families {unknown or [value]}; choose from {FAMILIES}")
+        return ",".join(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _names_follow_dataset(self) -> Settings:
+        """The dataset is RETRAIN_DATASET, else the schema's `name:`, else iris; the model and
+        experiment names follow it, so two datasets never share a champion."""
+        if self.dataset is None:
+            from retrain.schema import dataset_name, read_schema_name
+
+            name = read_schema_name(self.schema_file)
+            self.dataset = dataset_name(name) if name else "iris"
+        self.model_name = self.model_name or f"{self.dataset}_model"
+        self.experiment = self.experiment or f"{self.dataset}_classification_experiment"
+        return self
+
     @property
     def families(self) -> tuple[str, ...]:
-        """`logreg` searches logistic regression beside the random forest."""
-        return ("random_forest", "logreg") if self.family == "logreg" else (self.family,)
+        """Each name of RETRAIN_FAMILY alone (a comma list searches several)."""
+        return tuple(self.family.split(","))
+
+    def load_schema(self) -> DatasetSchema:
+        """The dataset's schema file, with RETRAIN_TARGET / RETRAIN_POSITIVE_CLASS applied."""
+        from retrain.schema import load_dataset_schema
+
+        return load_dataset_schema(self.schema_file, self.target, self.positive_class)
 
     @property
     def serve_url(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import glob
 import hashlib
 import itertools
 from collections.abc import Iterator
@@ -34,7 +35,15 @@ class SourceFile:
 
 
 def list_csv_files(source: Path) -> list[Path]:
-    """The file itself, or every *.csv file of a folder in name order."""
+    """The file itself, every *.csv file of a folder, or every file a glob matches, in name
+    order."""
+    if any(ch in str(source) for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(str(source.expanduser())) if Path(p).is_file())
+        if not files:
+            raise BadInput(
+                f"{source}: no file matches this pattern; check --source or RETRAIN_SOURCE"
+            )
+        return files
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
         if not files:

@@ -3,6 +3,11 @@
 Every function takes its engine or connection as an argument. MySQL/MariaDB gets the server's
 own bulk path (LOAD DATA LOCAL INFILE of prepared chunk files); other databases get SQLAlchemy
 Core inserts with bound parameters. Identifiers are always quoted by SQLAlchemy.
+
+`<dataset>_cleaned` is typed by each column's kind (REAL / BIGINT / BOOLEAN / TEXT, NULL where
+the schema lets a value be missing); raw and rejected keep the source's text. Tables opened for
+writing are checked against the schema (`SchemaChanged`), and every database error becomes one
+line whose class says whether a retry can help (`store_error`).
 """
 
 from __future__ import annotations
@@ -10,14 +15,16 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -30,14 +37,25 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import TypeEngine
 
 from retrain.chunkfiles import chunked, write_chunks
-from retrain.errors import BadInput, StoreUnreachable
+from retrain.errors import (
+    BadInput,
+    RetrainError,
+    SchemaChanged,
+    StageFailed,
+    StoreBusy,
+    StoreMisconfigured,
+    StoreUnreachable,
+)
+from retrain.schema import DatasetSchema
 from retrain.settings import DEFAULT_CHUNK_ROWS, Settings
 from retrain.validation import ROW_KEYS
 
@@ -45,6 +63,13 @@ LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 ROW_META = ROW_KEYS
 RAW_EXTRA = ["n_fields", "extra_fields"]
 RESERVED = {*ROW_META, *RAW_EXTRA, "loaded_at", "reason"}
+# The pandas dtype of a cleaned column read back, by its kind (as validation makes them).
+KIND_DTYPES = {
+    "numeric": "float64",
+    "integer": "Int64",
+    "boolean": "boolean",
+    "categorical": object,
+}
 
 
 @cache
@@ -53,7 +78,7 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            make_folder(Path(parsed.database).parent)
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -66,6 +91,17 @@ def make_engine(url: str) -> Engine:
             pool_recycle=3600,
         )
     return create_engine(url, pool_pre_ping=True)
+
+
+def make_folder(folder: Path) -> None:
+    """The SQLite file's folder; one that cannot be made is a configuration error."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreMisconfigured(
+            f"cannot create the folder {folder} of the sqlite file ({err.strerror}); check "
+            "RETRAIN_HOME and RETRAIN_DB_URL"
+        ) from err
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -85,17 +121,78 @@ def describe_url(url: str | URL) -> str:
     )
 
 
+# MySQL/MariaDB error numbers (client 2xxx, server 1xxx) by what they mean for a retry.
+MYSQL_UNREACHABLE = frozenset({1040, 2002, 2003, 2005, 2006, 2013, 2055})
+MYSQL_BUSY = frozenset({1205, 1213})  # lock wait timeout, deadlock: the transaction was undone
+MYSQL_MISCONFIGURED = frozenset({1044, 1045, 1049})  # access denied, unknown database
+TRANSIENT_KINDS = frozenset({"unreachable", "busy"})
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Text as one line of at most `limit` characters (a value may hold newlines)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def error_code(err: DBAPIError) -> int | None:
+    """The MySQL error number: the MySQL drivers' errors carry it as their first argument."""
+    args = getattr(err.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def error_detail(err: DBAPIError) -> str:
+    """The database's own first line ("1045 Access denied ..."), never the SQL or its values."""
+    args = getattr(err.orig, "args", ())
+    if len(args) >= 2 and isinstance(args[0], int):
+        return one_line(f"{args[0]} {args[1] or type(err.orig).__name__}")
+    return one_line(str(err.orig)) or type(err.orig or err).__name__
+
+
+def error_kind(err: DBAPIError) -> str:
+    """'unreachable' (retry), 'busy' (a lock; retry), 'misconfigured' (fix the URL) or
+    'failed' (the database refused a statement: final)."""
+    code, text = error_code(err), error_detail(err).lower()
+    if code in MYSQL_UNREACHABLE or err.connection_invalidated:
+        return "unreachable"
+    if code in MYSQL_BUSY or "database is locked" in text:
+        return "busy"
+    if code in MYSQL_MISCONFIGURED or "unable to open database file" in text:
+        return "misconfigured"
+    return "failed"
+
+
+def store_error(err: DBAPIError, url: str | URL) -> RetrainError:
+    """The one-line error a database error means, naming the store but never the password."""
+    where, detail, kind = describe_url(url), error_detail(err), error_kind(err)
+    if kind == "unreachable":
+        return StoreUnreachable(
+            f"cannot use the {where} ({detail}); check RETRAIN_DB_URL and that the server "
+            "is running"
+        )
+    if kind == "busy":
+        return StoreBusy(
+            f"the {where} was busy: another transaction held a lock ({detail}); this is "
+            "transient and the stage can simply run again"
+        )
+    if kind == "misconfigured":
+        fix = (
+            "RETRAIN_HOME and RETRAIN_DB_URL (the file's folder must be writable)"
+            if make_url(url).get_backend_name() == "sqlite"
+            else "RETRAIN_DB_URL (user, password and database name)"
+        )
+        return StoreMisconfigured(f"cannot use the {where} ({detail}); check {fix}")
+    return StageFailed(
+        f"the {where} refused a statement ({detail}); nothing of that transaction was kept"
+    )
+
+
 @contextmanager
 def reporting_errors(engine: Engine) -> Iterator[None]:
-    """Turn a database that does not answer into one line naming the host, never the password."""
+    """Turn a database error into its one-line RetrainError (see `store_error`)."""
     try:
         yield
-    except (OperationalError, InterfaceError) as err:
-        detail = str(err.orig).splitlines()[0] if err.orig is not None else type(err).__name__
-        raise StoreUnreachable(
-            f"cannot use the {describe_url(engine.url)} ({detail[:160]}); check RETRAIN_DB_URL "
-            "and that the server is running"
-        ) from err
+    except DBAPIError as err:
+        raise store_error(err, engine.url) from err
 
 
 def is_mysql(bind: Engine | Connection) -> bool:
@@ -104,24 +201,18 @@ def is_mysql(bind: Engine | Connection) -> bool:
 
 @dataclass(frozen=True)
 class DatasetTables:
-    """The tables of one dataset: raw, batches, cleaned, rejected."""
+    """The tables of one dataset: raw, batches, cleaned, rejected.
+
+    `columns` are the schema's columns in order; `kinds` maps each to its kind (numeric,
+    integer, boolean, categorical), which types its column in cleaned and its dtype when read.
+    """
 
     raw: Table
     batches: Table
     cleaned: Table
     rejected: Table
     columns: list[str]
-
-
-def _sql_type(dtype: object):
-    kind = str(dtype)
-    if kind.startswith("float"):
-        return Float(53)
-    if kind.startswith(("int", "uint")):
-        return Integer()
-    if kind.startswith("bool"):
-        return Integer()
-    return String(255)
+    kinds: dict[str, str] = field(hash=False)
 
 
 def _keys() -> list[Column]:
@@ -142,12 +233,46 @@ def _source_row(columns: list[str]) -> list[Column]:
     ]
 
 
-def dataset_tables(dataset: str, schema: pa.DataFrameSchema) -> DatasetTables:
-    """Build (not create) the dataset's tables from its schema; column names pass unchanged."""
-    columns = list(schema.columns)
-    clash = RESERVED.intersection(columns)
+def kind_type(kind: str) -> TypeEngine:
+    """A cleaned column's SQL type by kind: FLOAT(53) (DOUBLE on MySQL, REAL affinity on
+    SQLite), BIGINT, BOOLEAN (TINYINT(1) on MySQL) or TEXT (LONGTEXT on MySQL; no cleaned
+    column is a key, so TEXT is fine)."""
+    if kind == "numeric":
+        return Float(53)
+    if kind == "integer":
+        return BigInteger()
+    if kind == "boolean":
+        return Boolean()
+    return LONG_TEXT
+
+
+def _cleaned_columns(schema: DatasetSchema) -> list[Column]:
+    """Typed by kind; NULL allowed exactly where the schema lets a value be missing."""
+    return [
+        Column(c, kind_type(schema.kind(c)), nullable=schema.nullable(c)) for c in schema.columns
+    ]
+
+
+def check_names(columns: list[str]) -> None:
+    """Refuse names the tables cannot hold on any store: SQLite and MySQL column names ignore
+    case, so two names that differ only in case (or one that is a bookkeeping column's) clash."""
+    clash = sorted(c for c in columns if c.casefold() in RESERVED)
     if clash:
-        raise BadInput(f"schema uses reserved column names {sorted(clash)}; rename them")
+        raise BadInput(f"schema uses reserved column names {clash}; rename them")
+    seen: dict[str, str] = {}
+    for name in columns:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise BadInput(
+                f"columns {other!r} and {name!r} differ only in case, which the store's column "
+                "names do not tell apart; rename one in the source file and the schema"
+            )
+
+
+def dataset_tables(dataset: str, schema: DatasetSchema) -> DatasetTables:
+    """Build (not create) the dataset's tables from its schema; column names pass unchanged."""
+    columns = schema.columns
+    check_names(columns)
     meta = MetaData()
     opts = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
     raw = Table(
@@ -166,13 +291,7 @@ def dataset_tables(dataset: str, schema: pa.DataFrameSchema) -> DatasetTables:
         Column("loaded_at", DateTime, nullable=False),
         **opts,
     )
-    cleaned = Table(
-        f"{dataset}_cleaned",
-        meta,
-        *[Column(c, _sql_type(schema.columns[c].dtype), nullable=False) for c in columns],
-        *_keys(),
-        **opts,
-    )
+    cleaned = Table(f"{dataset}_cleaned", meta, *_cleaned_columns(schema), *_keys(), **opts)
     rejected = Table(
         f"{dataset}_rejected",
         meta,
@@ -180,12 +299,120 @@ def dataset_tables(dataset: str, schema: pa.DataFrameSchema) -> DatasetTables:
         Column("reason", Text, nullable=False),
         **opts,
     )
-    return DatasetTables(raw, batches, cleaned, rejected, columns)
+    kinds = {c: schema.kind(c) for c in columns}
+    return DatasetTables(raw, batches, cleaned, rejected, columns, kinds)
 
 
 def create_tables(bind: Engine | Connection, tables: DatasetTables) -> None:
-    """Create the dataset's tables if they do not exist (safe to repeat)."""
+    """Open the dataset's tables for writing: check that the store can hold every name, create
+    the tables that do not exist (safe to repeat), and check that the existing ones still have
+    the schema's columns and types (`SchemaChanged` otherwise)."""
+    check_identifiers(bind.dialect, tables)
     tables.raw.metadata.create_all(bind, checkfirst=True)
+    check_tables_match(bind, tables)
+
+
+def identifier_limit(dialect: Dialect) -> int:
+    """The longest table or column name the store takes. SQLAlchemy's MySQL
+    `max_identifier_length` (255) is the limit of aliases; table, column and index names are
+    limited to 64 characters, which is its `max_index_name_length`."""
+    limits = [dialect.max_identifier_length, dialect.max_index_name_length]
+    return min(n for n in limits if n)
+
+
+def check_identifiers(dialect: Dialect, tables: DatasetTables) -> None:
+    """Refuse, before anything is written, a column name the store cannot hold."""
+    limit = identifier_limit(dialect)
+    for name in tables.columns:
+        if len(name) > limit:
+            raise BadInput(
+                f"column {one_line(name, 80)!r} is {len(name)} characters long; the "
+                f"{dialect.name} store allows at most {limit} in a name: rename it in the "
+                "source file and the schema (RETRAIN_SCHEMA)"
+            )
+        if dialect.name in ("mysql", "mariadb") and any(ord(ch) > 0xFFFF for ch in name):
+            raise BadInput(
+                f"column {one_line(name, 80)!r} holds a character outside Unicode's Basic "
+                "Multilingual Plane (an emoji?), which MySQL names cannot: rename it in the "
+                "source file and the schema (RETRAIN_SCHEMA)"
+            )
+
+
+# Reflected type names by family, compared loosely (the stores spell the same type apart).
+TYPE_FAMILIES = {
+    **dict.fromkeys(
+        ["REAL", "DOUBLE", "DOUBLE PRECISION", "FLOAT", "NUMERIC", "DECIMAL"], "numeric"
+    ),
+    **dict.fromkeys(["INTEGER", "INT", "BIGINT", "SMALLINT", "MEDIUMINT"], "integer"),
+    **dict.fromkeys(["BOOLEAN", "BOOL", "TINYINT"], "boolean"),
+    **dict.fromkeys(
+        ["TEXT", "LONGTEXT", "MEDIUMTEXT", "TINYTEXT", "VARCHAR", "CHAR", "NVARCHAR", "CLOB"],
+        "text",
+    ),
+}
+KIND_FAMILIES = {"numeric": "numeric", "integer": "integer", "boolean": "boolean"}
+FAMILY_WORDS = {
+    "numeric": "numeric (REAL)",
+    "integer": "integer (INTEGER)",
+    "boolean": "boolean (BOOLEAN)",
+    "text": "categorical (TEXT)",
+}
+
+
+def type_name(sql_type: object) -> str:
+    """A reflected type's name as the store spells it: DOUBLE, BIGINT, TINYINT, LONGTEXT..."""
+    return type(sql_type).__name__.upper().replace("_", " ")
+
+
+def table_problems(conn: Engine | Connection, table: Table, families: dict[str, str]) -> list[str]:
+    """How an existing table differs from the one the schema makes: a missing, extra or
+    retyped column, or a NOT NULL column the schema now lets be missing."""
+    found = {c["name"]: c for c in inspect(conn).get_columns(table.name)}
+    problems = []
+    for column in table.columns:
+        have = found.get(column.name)
+        want = families.get(column.name)
+        if have is None:
+            whose = "the schema names" if column.name in families else "retrain keeps"
+            problems.append(f"table {table.name} has no column {column.name!r}, which {whose}")
+        elif want and TYPE_FAMILIES.get(type_name(have["type"])) != want:
+            problems.append(
+                f"table {table.name} has column {column.name!r} of type "
+                f"{type_name(have['type'])} but the schema says {FAMILY_WORDS[want]}"
+            )
+        elif column.nullable and not have["nullable"]:
+            problems.append(
+                f"table {table.name} has column {column.name!r} NOT NULL but the schema lets "
+                "it be missing"
+            )
+    extra = [name for name in found if name not in table.columns]
+    problems += [f"table {table.name} has column {n!r}, which the schema lacks" for n in extra]
+    return problems
+
+
+def check_tables_match(conn: Engine | Connection, tables: DatasetTables) -> None:
+    """Raise SchemaChanged, naming the first difference and what to do, when the dataset's
+    tables were created for other columns or types than the schema now says."""
+    everything = ", ".join(t.name for t in (tables.raw, tables.batches, tables.cleaned))
+    rebuild_all = (
+        "load this source under a new RETRAIN_DATASET, or drop the dataset's tables "
+        f"({everything}, {tables.rejected.name}) and load its files again"
+    )
+    rebuild_cleaned = (
+        f"use a new RETRAIN_DATASET, or drop {tables.cleaned.name} and {tables.rejected.name} "
+        "so that every loaded batch is cleaned again under the new schema"
+    )
+    as_text = dict.fromkeys(tables.columns, "text")
+    by_kind = {c: KIND_FAMILIES.get(k, "text") for c, k in tables.kinds.items()}
+    for table, families, fix in (
+        (tables.raw, as_text, rebuild_all),
+        (tables.rejected, as_text, rebuild_all),
+        (tables.cleaned, by_kind, rebuild_cleaned),
+    ):
+        problems = table_problems(conn, table, families)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise SchemaChanged(f"{problems[0]}{more}; {fix}")
 
 
 def now_utc() -> datetime:
@@ -202,7 +429,8 @@ def bulk_insert(
 ) -> int:
     """Insert tuples (in `columns` order) inside the caller's transaction; returns the count.
 
-    `constants` are columns whose value is the same for every row (sent once, not per row).
+    Values are plain Python (str, int, float, bool; None is NULL). `constants` are columns
+    whose value is the same for every row (sent once, not per row).
     """
     constants = constants or {}
     if is_mysql(conn):
@@ -221,7 +449,8 @@ def _load_statement(
     conn: Connection, table: Table, columns: list[str], constants: dict[str, object]
 ) -> str:
     """LOAD DATA for chunk files; constants are bound once into session variables, so that
-    no value ever appears in SQL text."""
+    no value ever appears in SQL text. The dialect's identifier preparer quotes names for
+    driver-level SQL (it doubles a % in a name, as the driver %-formats the statement)."""
     quote = conn.dialect.identifier_preparer
     if constants:
         assign = ", ".join(f"@retrain_c{i} = %s" for i in range(len(constants)))
@@ -242,21 +471,51 @@ def load_chunks(
     chunks: Iterator[tuple[Path, int]],
     constants: dict[str, object],
 ) -> int:
-    """LOAD DATA each chunk file as it comes, inside the caller's transaction."""
+    """LOAD DATA each chunk file as it comes, inside the caller's transaction; a warning or a
+    row count short of the chunk's fails the load (StageFailed: the caller rolls back)."""
     statement = _load_statement(conn, table, columns, constants)
     total = 0
     for path, expected in chunks:
         result = conn.exec_driver_sql(statement, (str(path),))
+        raise_on_load_warnings(conn, table)
         if result.rowcount != expected:
-            raise RuntimeError(f"LOAD DATA stored {result.rowcount} of {expected} rows")
+            raise StageFailed(
+                f"LOAD DATA stored {result.rowcount} of {expected} rows of a chunk into "
+                f"{table.name}; nothing was written"
+            )
         total += expected
     return total
 
 
+def raise_on_load_warnings(conn: Connection, table: Table) -> None:
+    """Fail on any warning of the LOAD DATA just run. With LOCAL the server cannot stop the
+    file half-way, so every conversion error is only a warning and the value is stored
+    coerced ('abc' in a DOUBLE as 0, a NULL in a NOT NULL column as 0 or ''): never accept it.
+    SHOW COUNT(*) WARNINGS and SHOW WARNINGS are diagnostic statements and keep the list."""
+    count = int(conn.exec_driver_sql("SHOW COUNT(*) WARNINGS").scalar_one())
+    if count == 0:
+        return
+    first = conn.exec_driver_sql("SHOW WARNINGS LIMIT 2").all()
+    shown = "; ".join(f"{level} {code}: {message}" for level, code, message in first)
+    raise StageFailed(
+        f"LOAD DATA into {table.name} raised {count} warning(s), so values would be stored "
+        f"coerced ({one_line(shown, 300)}); nothing was written: fix the rows or the schema"
+    )
+
+
+def plain_values(series: pd.Series) -> list:
+    """A column as plain Python values (bool, int, float, str), None where missing (NaN, NA,
+    None): the drivers bind numpy and pandas scalars badly or not at all."""
+    values = series.astype(object).where(series.notna(), None).tolist()
+    if series.dtype == object:
+        return [v.item() if isinstance(v, np.generic) else v for v in values]
+    return values
+
+
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, chunk_rows: int) -> int:
-    """Insert a DataFrame whose columns are a subset of the table's."""
+    """Insert a DataFrame whose columns are a subset of the table's; missing values are NULL."""
     columns = list(frame.columns)
-    rows = frame.itertuples(index=False, name=None)
+    rows = zip(*(plain_values(frame[c]) for c in columns), strict=True)
     return bulk_insert(conn, table, columns, rows, chunk_rows)
 
 
@@ -319,15 +578,25 @@ def count_rows(conn: Connection, table: Table, batch_id: str | None = None) -> i
 
 
 def read_cleaned(conn: Connection, tables: DatasetTables) -> pd.DataFrame:
-    """Every cleaned row, with its batch id and row hash, in a stable order."""
+    """Every cleaned row, with its batch id and row hash, in a stable order; each column has
+    the dtype cleaning gave it (numeric float64, integer Int64, boolean boolean, categorical
+    object), a NULL is NaN / NA / None. Built column by column, so that an integer column
+    holding a NULL never passes through float."""
     cleaned = tables.cleaned
     query = select(cleaned).order_by(cleaned.c.batch_id, cleaned.c.line_no)
-    return pd.DataFrame(conn.execute(query).all(), columns=[c.name for c in cleaned.columns])
+    rows = conn.execute(query).all()
+    names = [c.name for c in cleaned.columns]
+    dtypes = {c: KIND_DTYPES[k] for c, k in tables.kinds.items()} | {"line_no": "int64"}
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return pd.DataFrame(
+        {
+            n: pd.Series(v, dtype=object).astype(dtypes.get(n, object))
+            for n, v in zip(names, values, strict=True)
+        }
+    )
 
 
 def open_dataset(settings: Settings) -> tuple[Engine, DatasetTables]:
     """The store engine and the dataset's tables, as the settings say."""
-    from retrain.validation import load_schema
-
-    schema = load_schema(settings.schema_file)
-    return make_engine(settings.database_url), dataset_tables(settings.dataset, schema)
+    tables = dataset_tables(settings.dataset, settings.load_schema())
+    return make_engine(settings.database_url), tables

@@ -6,54 +6,90 @@ global configuration, so the flows choose the tracking store.
 
 from __future__ import annotations
 
-import copy
 import fcntl
 import functools
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import joblib
 import mlflow
 import mlflow.data
+import mlflow.pyfunc
+import mlflow.sklearn
 import pandas as pd
-import skops.io
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
-from mlflow.tracking._model_registry import utils as registry_utils
-from mlflow.tracking._tracking_service import utils as tracking_utils
+from mlflow.models import Model
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from retrain.pyfunc import PIPELINE_ARTIFACT, ClassifierModel, build_signature
+
 FLUENT_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-PINNED = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
+# What the logged model needs beside mlflow: the Pipeline's libraries, joblib for its artifact,
+# cloudpickle for the wrapper. lightgbm is added when the Pipeline uses it.
+PINNED = ("scikit-learn", "pandas", "numpy", "scipy", "joblib", "cloudpickle")
+
+
+@dataclass(frozen=True)
+class FluentState:
+    """The process-wide URIs as `mlflow.get_*_uri()` answer them, and the two variables."""
+
+    tracking_uri: str
+    registry_uri: str
+    variables: dict[str, str | None]
+
+
+def save_fluent() -> FluentState:
+    return FluentState(
+        mlflow.get_tracking_uri(),
+        mlflow.get_registry_uri(),
+        {name: os.environ.get(name) for name in FLUENT_VARIABLES},
+    )
+
+
+def restore_variables(variables: dict[str, str | None]) -> None:
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def restore_fluent(saved: FluentState) -> None:
+    """Put back the URIs and variables of `saved` through public calls. Setting None first
+    drops the override `set_*_uri` left, so the URIs follow the variables (or MLflow's
+    default) again as they did before; a URI that was set explicitly is set again."""
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    restore_variables(saved.variables)
+    if mlflow.get_tracking_uri() != saved.tracking_uri:
+        mlflow.set_tracking_uri(saved.tracking_uri)
+    if mlflow.get_registry_uri() != saved.registry_uri:
+        mlflow.set_registry_uri(saved.registry_uri)
+    restore_variables(saved.variables)  # `set_*_uri` export what they set
 
 
 @contextmanager
 def fluent_store(tracking_uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at `tracking_uri` for the block. `mlflow.set_tracking_uri`
-    also exports MLFLOW_TRACKING_URI (and the registry its own variable) and keeps both URIs in
-    module globals; all are restored here, or the next Settings read or fluent call in this
-    process would silently follow the last store used (a deleted one, in a test or a bench)."""
+    also exports MLFLOW_TRACKING_URI (and the registry its own variable); both URIs and both
+    variables are restored here, or the next Settings read or fluent call in this process
+    would silently follow the last store used (a deleted one, in a test or a bench)."""
     prepare_store(tracking_uri)
-    saved = {name: os.environ.get(name) for name in FLUENT_VARIABLES}
-    saved_globals = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    saved = save_fluent()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved_globals
+        restore_fluent(saved)
 
 
 @functools.cache
@@ -146,11 +182,21 @@ def log_figures(client: MlflowClient, run_id: str, figures: dict[str, Any]) -> N
         client.log_artifacts(run_id, tmp, "plots")
 
 
-def pip_requirements() -> list[str]:
+def uses_lightgbm(pipeline: Any) -> bool:
+    """True when the Pipeline (or any estimator nested in it) comes from lightgbm."""
+    parts = [pipeline, *pipeline.get_params(deep=True).values()]
+    return any(type(part).__module__.split(".")[0] == "lightgbm" for part in parts)
+
+
+def pip_requirements(pipeline: Any = None) -> list[str]:
     """Explicit requirements (inferring them costs seconds in a subprocess)."""
     from importlib.metadata import version
 
-    return [f"mlflow=={mlflow.__version__}", *(f"{p}=={version(p)}" for p in PINNED)]
+    packages = [
+        *PINNED,
+        *(["lightgbm"] if pipeline is not None and uses_lightgbm(pipeline) else []),
+    ]
+    return [f"mlflow=={mlflow.__version__}", *(f"{p}=={version(p)}" for p in packages)]
 
 
 @dataclass(frozen=True)
@@ -161,30 +207,29 @@ class LoggedModel:
     model_id: str
 
 
-def type_sample(model: Any) -> Any:
-    """A copy of `model` holding the same kinds of objects but one tree at most: listing the
-    types skops must trust by dumping a whole forest costs as much as saving it."""
-    if not isinstance(getattr(model, "estimators_", None), list):
-        return model
-    sample = copy.copy(model)
-    sample.estimators_ = model.estimators_[:1]
-    return sample
-
-
-def log_model(tracking_uri: str, run_id: str, model: Any, example: pd.DataFrame) -> LoggedModel:
-    """Log the fitted model under `run_id` with signature, input example and the exact skops
-    types it needs (MLflow refuses untrusted types unless they are listed)."""
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(type_sample(model)))
-    signature = infer_signature(example, model.predict(example))
-    with fluent_store(tracking_uri), mlflow.start_run(run_id=run_id):
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            skops_trusted_types=trusted,
-        )
+def log_model(
+    tracking_uri: str,
+    run_id: str,
+    pipeline: Any,
+    example: pd.DataFrame,
+    kinds: dict[str, str],
+    nullable: Collection[str],
+) -> LoggedModel:
+    """Log the fitted Pipeline under `run_id` as the served pyfunc model: raw rows in (the
+    signature marks `nullable` features optional), labels out, probabilities on request."""
+    signature = build_signature(kinds, nullable, pipeline.classes_)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pipeline.joblib"
+        joblib.dump(pipeline, path)
+        with fluent_store(tracking_uri), mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ClassifierModel(kinds),
+                artifacts={PIPELINE_ARTIFACT: str(path)},
+                signature=signature,
+                input_example=example,
+                pip_requirements=pip_requirements(pipeline),
+            )
     return LoggedModel(run_id, info.model_uri, tracking_uri, info.model_id)
 
 
@@ -264,18 +309,37 @@ def model_uri(model_name: str, version: str) -> str:
     return f"models:/{model_name}/{version}"
 
 
-def load_version(tracking_uri: str, model_name: str, version: str) -> Any:
-    """The registered version as a scikit-learn model, loaded in this process."""
-    with fluent_store(tracking_uri):
-        return mlflow.sklearn.load_model(model_uri(model_name, version))
+def download_version(tracking_uri: str, model_name: str, version: str, folder: str) -> str:
+    """The version's model folder, downloaded under `folder` from the given store only (a
+    `models:/` URI would be resolved through the process-wide registry URI instead)."""
+    location = make_client(tracking_uri).get_model_version_download_uri(model_name, version)
+    return mlflow.artifacts.download_artifacts(
+        location, dst_path=folder, tracking_uri=tracking_uri, registry_uri=tracking_uri
+    )
+
+
+def load_local(local: str) -> ClassifierModel:
+    """A downloaded model folder as the wrapper. A version of the older sklearn flavor (numeric
+    features only) is wrapped too, its features read from the fitted model, so every version
+    is scored through the same `predict_proba`."""
+    if "sklearn" not in Model.load(local).flavors:
+        return mlflow.pyfunc.load_model(local).unwrap_python_model()
+    estimator = mlflow.sklearn.load_model(local)
+    kinds = {str(name): "numeric" for name in estimator.feature_names_in_}
+    return ClassifierModel(kinds, estimator)
+
+
+def load_version(tracking_uri: str, model_name: str, version: str) -> ClassifierModel:
+    """The registered version loaded in this process (`.pipeline`, `.classes`,
+    `.predict_proba(frame)` on raw rows)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_local(download_version(tracking_uri, model_name, version, tmp))
 
 
 def load_version_and_example(
     tracking_uri: str, model_name: str, version: str
-) -> tuple[Any, pd.DataFrame]:
+) -> tuple[ClassifierModel, pd.DataFrame]:
     """The version loaded in this process and the input example logged with it (one download)."""
-    from mlflow.models import Model
-
-    with fluent_store(tracking_uri), tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(model_uri(model_name, version), dst_path=tmp)
-        return mlflow.sklearn.load_model(local), Model.load(local).load_input_example(local)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = download_version(tracking_uri, model_name, version, tmp)
+        return load_local(local), Model.load(local).load_input_example(local)

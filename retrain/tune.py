@@ -12,27 +12,26 @@ from importlib.metadata import version
 
 import numpy as np
 import optuna
-import pandas as pd
 from joblib import Parallel, delayed
 
 from retrain import reports, store, tracking
-from retrain.errors import BadInput, StageFailed
+from retrain.dataset import HOLDOUT_SHARE, Dataset, dataset_of
+from retrain.errors import BadInput
 from retrain.modeling import (
     FAMILIES,
-    HOLDOUT_SHARE,
     build_model,
-    fit_block,
+    example_rows,
+    fit_model,
     fold_splits,
-    holdout_mask,
     learning_curve,
-    plan_blocks,
-    score_blocks,
+    predict_aligned,
+    prepare_features,
+    score_fold,
     score_proba,
     suggest_params,
 )
 from retrain.settings import Settings
 from retrain.store import DatasetTables
-from retrain.validation import ROW_KEYS
 
 
 @dataclass(frozen=True)
@@ -51,70 +50,36 @@ class TuneConfig:
         return self.trials // self.workers + (worker < self.trials % self.workers)
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """Training and holdout rows of the current cleaned data, split by row hash."""
-
-    train: pd.DataFrame
-    holdout: pd.DataFrame
-    features: list[str]
-    target: str
-
-    @property
-    def classes(self) -> np.ndarray:
-        return np.unique(self.train[self.target].to_numpy())
-
-    @property
-    def known_classes(self) -> np.ndarray:
-        """Labels of training and holdout rows together (a holdout may hold a new class)."""
-        return np.unique(np.concatenate([self.train[self.target], self.holdout[self.target]]))
-
-    def xy(self, part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return part[self.features].to_numpy(dtype=float), part[self.target].to_numpy()
-
-
-def split_dataset(cleaned: pd.DataFrame, target: str, share: float) -> Dataset:
-    """Training rows and holdout rows; refuses data too small or with a single class."""
-    if target not in cleaned.columns:
-        raise StageFailed(f"no label column {target!r} in the cleaned data; set RETRAIN_TARGET")
-    features = [c for c in cleaned.columns if c != target and c not in ROW_KEYS]
-    mask = holdout_mask(cleaned["row_hash"], share)
-    data = Dataset(cleaned[~mask], cleaned[mask], features, target)
-    if data.train[target].nunique() < 2 or len(data.holdout) == 0:
-        raise StageFailed(
-            f"not enough cleaned data to tune ({len(cleaned)} rows); ingest and "
-            "clean more data first"
-        )
-    return data
-
-
 TrialLogger = Callable[[int, dict, dict[str, float]], None]
 
 
 def run_trials(
     data: Dataset, config: TuneConfig, study: optuna.Study, n_trials: int, log_trial: TrialLogger
 ) -> optuna.Study:
-    """Maximise the cross-validated objective for `n_trials` trials of `study`. The fits of a
-    trial run in parallel processes, cut in blocks of trees so no process waits on the last
-    fold; the scores do not depend on how many processes there are. A trial is logged by a
-    background thread, in order, while the next trial fits (a store commit waits on disk)."""
-    x, y = data.xy(data.train)
+    """Maximise the cross-validated objective for `n_trials` trials of `study`. The folds of a
+    trial are fitted in parallel processes, each once, both metrics from one predict_proba. A
+    trial is logged by a background thread, in order, while the next trial fits."""
+    x, y = prepare_features(data.train, data.kinds), data.labels(data.train)
     splits = fold_splits(y, config.n_folds, config.seed)
     logged: list[Future] = []
     with (
-        Parallel(n_jobs=config.parallel_folds, backend="loky") as parallel,
+        Parallel(n_jobs=min(config.parallel_folds, config.n_folds), backend="loky") as parallel,
         ThreadPoolExecutor(1, thread_name_prefix="trial-log") as logger,
     ):
 
         def objective(trial: optuna.Trial) -> float:
             family = trial.suggest_categorical("family", list(config.families))
             params = suggest_params(trial, family)
-            model = build_model(family, params, config.seed)
-            blocks = plan_blocks(model, config.n_folds)
-            results = parallel(delayed(fit_block)(model, x, y, splits[b.fold], b) for b in blocks)
-            metrics = _summarise(score_blocks(results, y, splits, data.classes))
+            model = build_model(family, params, data.kinds, config.seed)
+            scores = parallel(
+                delayed(score_fold)(model, x, y, split, data.kinds, data.classes, data.positive)
+                for split in splits
+            )
+            metrics = _summarise(scores)
+            trial.set_user_attr("family", family)
+            trial.set_user_attr("params", params)
             trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
-            trial.set_user_attr("cpu_seconds", sum(r.cpu_seconds for r in results))
+            trial.set_user_attr("cpu_seconds", sum(s.cpu_seconds for s in scores))
             logged.append(
                 logger.submit(log_trial, trial.number, {"family": family, **params}, metrics)
             )
@@ -150,15 +115,18 @@ class Refit:
 
 
 def refit_best(data: Dataset, study: optuna.Study, seed: int) -> Refit:
-    """Fit the best trial's model on all training rows and score it on the holdout."""
-    best = dict(study.best_params)
-    family = best.pop("family")
-    features, target = data.features, data.target
-    model = build_model(family, best, seed).fit(data.train[features], data.train[target])
-    y_test = data.holdout[target].to_numpy()
-    proba = model.predict_proba(data.holdout[features])
-    test_auroc, test_accuracy = score_proba(model.classes_, y_test, proba, data.classes)
-    return Refit(model, best, family, test_auroc, test_accuracy, proba)
+    """Fit the best trial's Pipeline on all training rows and score it on the holdout (whose
+    labels may include one the training rows lack: its column is zero)."""
+    best = study.best_trial
+    family, params = best.user_attrs["family"], dict(best.user_attrs["params"])
+    x = prepare_features(data.train, data.kinds)
+    model = build_model(family, params, data.kinds, seed)
+    model = fit_model(model, x, data.labels(data.train), data.kinds)
+    classes = data.known_classes
+    proba = predict_aligned(model, prepare_features(data.holdout, data.kinds), classes)
+    y_test = data.labels(data.holdout)
+    test_auroc, test_accuracy = score_proba(classes, y_test, proba, classes, data.positive)
+    return Refit(model, params, family, test_auroc, test_accuracy, proba)
 
 
 def code_version() -> str:
@@ -210,7 +178,7 @@ def start_tuning(
     check_config(config, storage)
     with store.reporting_errors(engine), engine.connect() as conn:
         cleaned = store.read_cleaned(conn, tables)
-    data = split_dataset(cleaned, settings.target, config.holdout_share)
+    data = dataset_of(cleaned, settings.load_schema(), config.holdout_share)
     experiment_id = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
     parent = tracking.start_parent_run(
         client, experiment_id, "tune", {"retrain.stage": "tune", **(tags or {})}
@@ -295,14 +263,12 @@ def finish_tuning(
     }
     tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
     log_pictures(run, client, study, refit)
-    example = data.train[data.features].head(5)
-    logged = tracking.log_model(settings.tracking_uri, parent, refit.model, example)
     tracking.log_training_data(
         settings.tracking_uri, parent, {"training": data.train, "holdout": data.holdout}
     )
     tags = {"batch_ids": run.batch_ids[:5000], "code_version": code_version()}
-    version = tracking.register_challenger(
-        client, settings.model_name, logged, {**tags, "family": refit.family}
+    version = log_and_register(
+        settings, client, parent, refit.model, data, {**tags, "family": refit.family}
     )
     client.set_terminated(parent)
     trials = study.get_trials(deepcopy=False)
@@ -313,23 +279,42 @@ def finish_tuning(
     )  # fmt: skip
 
 
+def log_and_register(
+    settings: Settings,
+    client: tracking.MlflowClient,
+    run_id: str,
+    pipeline: object,
+    data: Dataset,
+    tags: dict[str, str],
+) -> str:
+    """Log a fitted Pipeline as the served pyfunc model under `run_id` and register it as the
+    challenger; returns the new version."""
+    example = example_rows(data.train.head(5), data.kinds)
+    logged = tracking.log_model(
+        settings.tracking_uri, run_id, pipeline, example, data.kinds, data.nullable
+    )
+    return tracking.register_challenger(client, settings.model_name, logged, tags)
+
+
 def log_pictures(
     run: TuningRun, client: tracking.MlflowClient, study: optuna.Study, refit: Refit
 ) -> None:
     """The learning curve as step metrics, and the PNGs: confusion matrix, ROC, Optuna plots."""
     data = run.data
-    train, test = data.xy(data.train), data.xy(data.holdout)
-    curve = learning_curve(refit.model, train, test, data.classes)
+    train = prepare_features(data.train, data.kinds), data.labels(data.train)
+    test = prepare_features(data.holdout, data.kinds), data.labels(data.holdout)
+    classes = data.known_classes
+    curve = learning_curve(refit.model, train, test, classes, data.positive)
     tracking.log_steps(
         client,
         run.parent_run_id,
         {"curve_test_auroc": [(s, a) for s, a, _ in curve],
          "curve_test_accuracy": [(s, acc) for s, _, acc in curve]},
     )  # fmt: skip
-    predicted = refit.model.classes_[refit.holdout_proba.argmax(axis=1)]
+    predicted = classes[refit.holdout_proba.argmax(axis=1)]
     figures = {
-        "confusion_matrix.png": reports.confusion_matrix_figure(test[1], predicted, data.classes),
-        "roc_curves.png": reports.roc_figure(test[1], refit.holdout_proba, data.classes),
+        "confusion_matrix.png": reports.confusion_matrix_figure(test[1], predicted, classes),
+        "roc_curves.png": reports.roc_figure(test[1], refit.holdout_proba, classes),
         **reports.study_figures(study),
     }
     tracking.log_figures(client, run.parent_run_id, figures)

@@ -8,30 +8,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from retrain.errors import BadInput
+from retrain.features import FALSE_TEXT, TRUE_TEXT
+from retrain.schema import MISSING_MARKERS, DatasetSchema
 
 ROW_KEYS = ["batch_id", "line_no", "row_hash"]
 QUARANTINE_PREFIX = "batch quarantined"
-
-
-def load_schema(path: Path) -> pa.DataFrameSchema:
-    """Read a pandera YAML schema file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise BadInput(f"cannot read schema {path} ({err.strerror}); check RETRAIN_SCHEMA") from err
-    try:
-        return pa.DataFrameSchema.from_yaml(text)
-    except Exception as err:
-        raise BadInput(
-            f"schema {path} is not a pandera YAML schema ({err}); check RETRAIN_SCHEMA"
-        ) from err
 
 
 @dataclass(frozen=True)
@@ -57,10 +44,16 @@ def _reason_kind(reason: str) -> str:
     return reason.split(" (got ", 1)[0]
 
 
+PARSE_REASONS = {
+    "numeric": "not a number",
+    "integer": "not an integer",
+    "boolean": "not true or false",
+    "finite": "not a finite number",
+}
+
+
 def describe_check(check: str) -> str:
     """Turn a pandera check name into words a person reads in the rejected table."""
-    if check.startswith("coerce_dtype"):
-        return f"not a number or wrong type [{check}]"
     if check == "not_nullable":
         return "missing value"
     if check.startswith(("isin", "notin")):
@@ -70,37 +63,71 @@ def describe_check(check: str) -> str:
     return f"failed check [{check}]"
 
 
-def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
-    """Row-level failure cases of a lazy validation (index, column, check, failure_case)."""
+def parse_cells(text: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+    """(typed values, why each cell that does not parse as `kind` failed; '' where fine).
+
+    Missing cells (empty, or one of pandas' missing markers such as NA) become nulls; whether
+    a null is allowed is the schema's `nullable`, checked afterwards."""
+    missing = text.isna() | text.isin(MISSING_MARKERS)
+    present = text.where(~missing).astype(object)
+    no_reason = pd.Series("", index=text.index, dtype=object)
+    if kind == "categorical":
+        return present, no_reason
+    if kind == "boolean":
+        words = present.str.strip().str.lower()
+        values = words.map(lambda w: True if w in TRUE_TEXT else False if w in FALSE_TEXT else None)
+        bad = ~missing & values.isna()
+        return values.astype("boolean"), no_reason.mask(bad, PARSE_REASONS["boolean"])
+    numbers = pd.to_numeric(present.str.strip(), errors="coerce").astype("float64")
+    reasons = no_reason.mask(~missing & numbers.isna(), PARSE_REASONS[kind])
+    infinite = np.isinf(numbers)
+    reasons = reasons.mask(infinite, PARSE_REASONS["finite"])
+    numbers = numbers.mask(infinite)
+    if kind == "numeric":
+        return numbers, reasons
+    fractional = numbers.notna() & (numbers % 1 != 0)
+    reasons = reasons.mask(fractional & (reasons == ""), PARSE_REASONS["integer"])
+    return numbers.mask(fractional).astype("Int64"), reasons
+
+
+def parse_frame(data: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.DataFrame, dict]:
+    """Every column parsed as its kind, and {row: {column: reason}} for cells that did not."""
+    typed, reasons = {}, {}
+    for column in schema.columns:
+        typed[column], why = parse_cells(data[column], schema.kind(column))
+        for idx, words in why[why != ""].items():
+            got = _short(data.at[idx, column])
+            reasons.setdefault(int(idx), {})[column] = f"{column}: {words} (got {got})"
+    return pd.DataFrame(typed, index=data.index), reasons
+
+
+def value_rules(schema: DatasetSchema) -> pa.DataFrameSchema:
+    """The schema's checks and nullability alone: the values are already typed."""
+    rules = schema.rules.update_columns(
+        {c: {"dtype": None, "coerce": False} for c in schema.columns}
+    )
+    rules.coerce = False
+    return rules
+
+
+def find_cell_reasons(schema: DatasetSchema, data: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """(typed frame, every reason each row fails, keyed by the frame's index).
+
+    Values that do not parse as their column's kind are reported and blanked first, so the
+    schema's checks then run on typed columns and report every other failing cell."""
+    typed, per_row = parse_frame(data, schema)
     try:
-        schema.validate(frame, lazy=True)
+        value_rules(schema).validate(typed, lazy=True)
     except SchemaErrors as err:
         cases = err.failure_cases
-        return cases[cases["index"].notna()][["index", "column", "check", "failure_case"]]
-    return pd.DataFrame(columns=["index", "column", "check", "failure_case"])
-
-
-def find_cell_reasons(schema: pa.DataFrameSchema, data: pd.DataFrame) -> dict[int, list[str]]:
-    """Every reason each row fails the schema, keyed by the frame's index.
-
-    Two passes: values that cannot be converted are reported and blanked first, so the value
-    checks of the second pass run on typed columns and report every other failing cell.
-    """
-    first = _failures(schema, data)
-    unconvertible = first[first["check"].str.startswith("coerce_dtype")]
-    blanked = data.copy()
-    for idx, col in zip(unconvertible["index"], unconvertible["column"], strict=True):
-        blanked.at[idx, col] = None
-    second = _failures(schema, blanked)
-    reasons: dict[int, dict[str, str]] = {}
-    for case in pd.concat([unconvertible, first.drop(unconvertible.index), second]).itertuples():
-        per_column = reasons.setdefault(int(case.index), {})
-        if case.column not in per_column:
-            words = f"{case.column}: {describe_check(case.check)}"
-            if case.check != "not_nullable":
-                words += f" (got {_short(case.failure_case)})"
-            per_column[case.column] = words
-    return {idx: list(cols.values()) for idx, cols in reasons.items()}
+        for case in cases[cases["index"].notna()].itertuples():
+            per_column = per_row.setdefault(int(case.index), {})
+            if case.column not in per_column:
+                words = f"{case.column}: {describe_check(case.check)}"
+                if case.check != "not_nullable":
+                    words += f" (got {_short(case.failure_case)})"
+                per_column[case.column] = words
+    return typed, {idx: list(cols.values()) for idx, cols in per_row.items()}
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -118,7 +145,7 @@ def shape_reasons(raw: pd.DataFrame, expected_fields: int) -> dict[int, list[str
 
 
 def split_clean_rejected(
-    raw: pd.DataFrame, schema: pa.DataFrameSchema, max_reject_fraction: float | None
+    raw: pd.DataFrame, schema: DatasetSchema, max_reject_fraction: float | None
 ) -> Split:
     """Split one batch of raw text rows into typed cleaned rows and rejected rows with reasons.
 
@@ -126,11 +153,11 @@ def split_clean_rejected(
     every row goes to rejected, the good ones with a reason that starts 'batch quarantined'.
     `None` admits the batch whatever its reject fraction.
     """
-    columns = list(schema.columns)
+    columns = schema.columns
     raw = raw.reset_index(drop=True)
-    data = raw[columns].replace({"": None})
     reasons = shape_reasons(raw, len(columns))
-    for idx, found in find_cell_reasons(schema, data).items():
+    typed, cell_reasons = find_cell_reasons(schema, raw[columns])
+    for idx, found in cell_reasons.items():
         reasons.setdefault(idx, []).extend(found)
     bad = raw.index.isin(list(reasons))
     rejected = _rejected_frame(raw[bad], reasons)
@@ -143,8 +170,7 @@ def split_clean_rejected(
         good = _rejected_frame(raw[~bad], {key: [why] for key in raw.index[~bad]})
         whole = pd.concat([rejected, good]).sort_values("line_no", kind="stable")
         return Split(_empty_cleaned(schema), whole.reset_index(drop=True), len(rejected), True)
-    typed = schema.validate(data[~bad])
-    cleaned = pd.concat([typed, raw.loc[~bad, ROW_KEYS]], axis=1).reset_index(drop=True)
+    cleaned = pd.concat([typed[~bad], raw.loc[~bad, ROW_KEYS]], axis=1).reset_index(drop=True)
     return Split(cleaned, rejected.reset_index(drop=True), len(rejected))
 
 
@@ -154,5 +180,5 @@ def _rejected_frame(rows: pd.DataFrame, reasons: dict[int, list[str]]) -> pd.Dat
     return out
 
 
-def _empty_cleaned(schema: pa.DataFrameSchema) -> pd.DataFrame:
+def _empty_cleaned(schema: DatasetSchema) -> pd.DataFrame:
     return pd.DataFrame(columns=[*schema.columns, *ROW_KEYS])

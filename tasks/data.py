@@ -6,22 +6,19 @@ from pathlib import Path
 
 from prefect import task
 
-from retrain import clean, ingest, source, store
+from retrain import clean, ingest, store
+from retrain.bundled import source_files
 from retrain.clean import BatchReport
-from retrain.datasets import write_bundled_iris
 from retrain.ingest import LoadReport
 from retrain.settings import Settings
 from retrain.store import open_dataset
-from retrain.validation import load_schema
 from tasks.policies import IO_TASK
 
 
 @task
 def find_source_files(settings: Settings, source_path: str | None) -> list[Path]:
-    """The CSV files to load: the given file or folder, or the bundled iris data."""
-    if source_path is None:
-        return [write_bundled_iris(settings.home / "sources")]
-    return source.list_csv_files(Path(source_path).expanduser())
+    """The CSV files to load: --source, else RETRAIN_SOURCE, else the bundled iris data."""
+    return source_files(settings, source_path)
 
 
 @task(**IO_TASK)
@@ -46,5 +43,5 @@ def find_pending_batches(settings: Settings, readmit: str | None) -> list[str]:
 def clean_one_batch(settings: Settings, batch_id: str, threshold: float | None) -> BatchReport:
     """Split one batch into cleaned and rejected rows in one transaction."""
     engine, tables = open_dataset(settings)
-    schema = load_schema(settings.schema_file)
+    schema = settings.load_schema()
     return clean.clean_batch(engine, tables, schema, batch_id, threshold, settings.chunk_rows)

@@ -7,20 +7,22 @@ from typing import Any
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import DBAPIError
 
-from retrain.errors import RetrainError, StoreUnreachable
+from retrain import store
+from retrain.errors import RetrainError
 
 IO_RETRIES = 3
 IO_BACKOFF = exponential_backoff(backoff_factor=2)
 
 
 def is_transient(_task: Any, _task_run: Any, state: Any) -> bool:
-    """Retry database/tracking hiccups; an expected failure (bad input, quarantine) is final."""
+    """Retry a store that did not answer or was busy (a lock); everything else is final: bad
+    input, a quarantine, a changed schema, a statement the database refused, bad credentials."""
     exc = state.result(raise_on_failure=False)
-    if isinstance(exc, StoreUnreachable):
-        return True
+    if isinstance(exc, DBAPIError):  # one that escaped `store.reporting_errors`
+        return store.error_kind(exc) in store.TRANSIENT_KINDS
     if isinstance(exc, RetrainError):
-        return False
-    return isinstance(exc, DBAPIError | ConnectionError | TimeoutError | OSError)
+        return exc.transient
+    return isinstance(exc, ConnectionError | TimeoutError)
 
 
 IO_TASK = {

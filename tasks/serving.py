@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from retrain import promote, tracking
+from retrain import deploy, promote, tracking
 from retrain.deploy import DeployReport
 from retrain.promote import PromotionReport
 from retrain.promotion import PromotionRules
@@ -44,7 +44,7 @@ def serve_champion(settings: Settings, promotion: PromotionReport | None) -> Dep
     """Serve @champion after a spare-port check; rolls back on any failure (no retries)."""
     engine, _ = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
-    return promote.deploy_champion(
+    return deploy.deploy_champion(
         engine, client, settings, promotion, current_flow_run_id(), settings.health_timeout
     )
 
@@ -56,4 +56,4 @@ def roll_back_champion(
     """Move champion back and serve it the verified way."""
     engine, _ = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
-    return promote.rollback_champion(engine, client, settings, to_version, current_flow_run_id())
+    return deploy.rollback_champion(engine, client, settings, to_version, current_flow_run_id())

@@ -66,8 +66,11 @@ def dataset() -> str:
 def env(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, dataset: str
 ) -> Iterator[dict]:
-    """Settings environment for one isolated test: own home, store URL, dataset and serving
-    port; a model server the test leaves running is stopped by its recorded pid."""
+    """Settings environment for one isolated test: own home, store URL, dataset (iris rules
+    and data under a unique table prefix) and serving port; a model server the test leaves
+    running is stopped by its recorded pid."""
+    from retrain.bundled import write_bundled_iris
+
     values = {
         "RETRAIN_SERVE_PORT": str(services.free_port()),
         "RETRAIN_HEALTH_TIMEOUT": "90",
@@ -75,6 +78,7 @@ def env(
         "RETRAIN_DB_URL": db_url,
         "RETRAIN_DATASET": dataset,
         "RETRAIN_SCHEMA": str(Path(__file__).parents[1] / "retrain/schemas/iris.yaml"),
+        "RETRAIN_SOURCE": str(write_bundled_iris(tmp_path / "bundled")),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
     for key, value in values.items():

@@ -8,7 +8,6 @@ from sqlalchemy import text
 
 from retrain import store
 from retrain.settings import load_settings
-from retrain.validation import load_schema
 
 COLUMNS = [
     "sepal length (cm)",
@@ -31,8 +30,8 @@ def write_csv(folder: Path, name: str, rows: list[str], header: str = HEADER) ->
 def open_store() -> tuple[store.Engine, store.DatasetTables]:
     """Engine and tables as the current environment's settings say."""
     settings = load_settings()
-    schema = load_schema(settings.schema_file)
-    return store.make_engine(settings.database_url), store.dataset_tables(settings.dataset, schema)
+    tables = store.dataset_tables(settings.dataset, settings.load_schema())
+    return store.make_engine(settings.database_url), tables
 
 
 def count(table: str, where: str = "") -> int:

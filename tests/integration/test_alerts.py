@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from retrain import tracking
-from retrain.datasets import write_bundled_iris
+from retrain.bundled import write_bundled_iris
 from retrain.server import ServeFailed
 from retrain.settings import load_settings
 from tests.integration.test_promote_and_serve import (

@@ -11,9 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from retrain import clean, ingest
-from retrain.errors import BadInput
+from retrain.errors import BadInput, StageFailed
 from retrain.settings import load_settings
-from retrain.validation import load_schema
 from tests.integration.helpers import GOOD_ROWS, count, open_store, row_keys, write_csv
 
 pytestmark = pytest.mark.integration
@@ -27,7 +26,7 @@ def load(path: Path, chunk_rows: int = 2):
 
 def clean_pending(threshold: float | None = 0.2):
     engine, tables = open_store()
-    schema = load_schema(load_settings().schema_file)
+    schema = load_settings().load_schema()
     from retrain import store
 
     with engine.connect() as conn:
@@ -76,7 +75,7 @@ def test_quarantine_then_readmit(env: dict, tmp_path: Path) -> None:
     assert count(f"{ds}_cleaned") == 3
     assert count(f"{ds}_rejected", "WHERE reason LIKE 'batch quarantined%'") == 1
     engine, tables = open_store()
-    schema = load_schema(load_settings().schema_file)
+    schema = load_settings().load_schema()
     readmitted = clean.clean_batch(engine, tables, schema, bad_id, None)
     assert (readmitted.cleaned, readmitted.rejected, readmitted.quarantined) == (1, 2, False)
     assert count(f"{ds}_cleaned") == 4 and count(f"{ds}_rejected") == 2
@@ -105,9 +104,10 @@ def test_a_failed_clean_write_leaves_both_tables_as_they_were(env: dict, tmp_pat
                     "ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'disk full'"
                 )
             )
-    schema = load_schema(load_settings().schema_file)
-    with pytest.raises(Exception, match="disk full"):
+    schema = load_settings().load_schema()
+    with pytest.raises(StageFailed, match=r"refused a statement .*disk full") as err:
         clean.clean_batch(engine, tables, schema, first.batch_id, None)
+    assert not err.value.transient and "\n" not in str(err.value)
     assert (row_keys(f"{ds}_cleaned"), row_keys(f"{ds}_rejected")) == before
 
 

@@ -81,16 +81,17 @@ def run_cli(args: list[str], environ: dict, timeout: float = 180) -> subprocess.
 
 
 @pytest.fixture
-def cli_env(prefect_api: str, tmp_path: Path, dataset: str) -> Iterator[dict]:
-    """Environment for the console script: SQLite store, the test Prefect server, a free
-    serving port (a server left running is stopped by its recorded pid)."""
+def cli_env(prefect_api: str, tmp_path: Path) -> Iterator[dict]:
+    """Environment for the console script as the quick start has it (the zero-config iris
+    dataset), in its own home and SQLite store, on the test Prefect server and a free serving
+    port (a server left running is stopped by its recorded pid)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("RETRAIN_")}
     yield {
-        **os.environ,
+        **inherited,
         "RETRAIN_SERVE_PORT": str(free_port()),
         "PREFECT_API_URL": prefect_api,
         "RETRAIN_HOME": str(tmp_path / "home"),
         "RETRAIN_DB_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
-        "RETRAIN_DATASET": dataset,
     }
     stop_model_server(tmp_path / "home")
 

@@ -14,14 +14,17 @@ from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from retrain import audit, promote, server, store, tracking
-from retrain.datasets import write_bundled_iris
+from retrain import audit, deploy, promote, server, store, tracking
+from retrain.bundled import write_bundled_iris
+from retrain.dataset import dataset_of
 from retrain.deploy import serve_verified
 from retrain.errors import StageFailed
+from retrain.features import prepare_features
+from retrain.modeling import fit_model, pipeline_of
 from retrain.promotion import PromotionRules
 from retrain.server import ServeFailed
 from retrain.settings import Settings, load_settings
-from retrain.tune import split_dataset
+from retrain.tune import log_and_register
 from tests.integration.test_tune import load_and_clean
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,15 +48,20 @@ def context() -> tuple[Settings, store.Engine, store.DatasetTables, tracking.Mlf
 
 
 def register(model) -> str:
-    """Fit `model` on the training rows, log and register it as the challenger."""
+    """Fit `model` behind the standard preprocessing on the training rows; log and register it
+    as the challenger."""
     settings, engine, tables, client = context()
     with engine.connect() as conn:
-        data = split_dataset(store.read_cleaned(conn, tables), settings.target, 0.2)
-    model.fit(data.train[data.features], data.train[data.target])
+        data = dataset_of(store.read_cleaned(conn, tables), settings.load_schema())
+    pipeline = fit_model(
+        pipeline_of(model, data.kinds),
+        prepare_features(data.train, data.kinds),
+        data.labels(data.train),
+        data.kinds,
+    )
     experiment = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
     run = tracking.start_parent_run(client, experiment, "tune", {"retrain.stage": "tune"})
-    logged = tracking.log_model(settings.tracking_uri, run, model, data.train[data.features][:5])
-    return tracking.register_challenger(client, settings.model_name, logged, {})
+    return log_and_register(settings, client, run, pipeline, data, {})
 
 
 def promote_now(rules: PromotionRules | None = None) -> promote.PromotionReport:
@@ -63,7 +71,7 @@ def promote_now(rules: PromotionRules | None = None) -> promote.PromotionReport:
 
 def deploy_now(promotion=None, **kwargs):
     settings, engine, _, client = context()
-    return promote.deploy_champion(engine, client, settings, promotion, **kwargs)
+    return deploy.deploy_champion(engine, client, settings, promotion, **kwargs)
 
 
 def weak_model() -> LogisticRegression:
@@ -131,7 +139,7 @@ def test_rollback_by_command_serves_the_previous_champion(served_env: dict) -> N
     deploy_now(promote_now())
     second = register(strong_model())
     deploy_now(promote_now())
-    _, deployed = promote.rollback_champion(engine, client, settings)
+    _, deployed = deploy.rollback_champion(engine, client, settings)
     assert deployed.version == first and server.read_state(settings.home).version == first
     aliases = tracking.read_aliases(client, settings.model_name)
     assert aliases["champion"] == first and aliases["previous_champion"] == second
@@ -153,8 +161,8 @@ def corrupt_model_files(client: tracking.MlflowClient, settings: Settings, versi
     source = client.get_model_version(settings.model_name, version).source
     logged = mlflow.MlflowClient(settings.tracking_uri).get_logged_model(source.split("/")[-1])
     folder = Path(logged.artifact_location.removeprefix("file://"))
-    files = list(folder.rglob("model.skops"))
-    assert files, f"no model.skops under {folder}"
+    files = list(folder.rglob("pipeline.joblib"))
+    assert files, f"no pipeline.joblib under {folder}"
     files[0].write_bytes(b"not a model")
 
 
@@ -270,7 +278,11 @@ def test_clients_see_no_wrong_answer_and_fail_only_inside_the_downtime(served_en
     old, new, report = champion_served_then_promoted()
     frame = pd.DataFrame([[6.3, 3.3, 6.0, 2.5]], columns=COLUMNS)
     allowed = {
-        tuple(tracking.load_version(settings.tracking_uri, settings.model_name, v).predict(frame))
+        tuple(
+            tracking.load_version(settings.tracking_uri, settings.model_name, v).predict_labels(
+                frame
+            )
+        )
         for v in (old, new)
     }
     stop, log = threading.Event(), []

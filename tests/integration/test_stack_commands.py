@@ -18,6 +18,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
+from retrain.bundled import write_bundled_iris
 from tests.support import stack
 from tests.support.services import free_port, http_ok, running, stop_model_server
 
@@ -109,6 +110,8 @@ def worker_environment(db: dict[str, str], prefect_api: str, mlflow_port: int, h
         "RETRAIN_DATASET": f"s{uuid.uuid4().hex[:8]}",
         "RETRAIN_MODEL_NAME": f"m{uuid.uuid4().hex[:8]}",
         "RETRAIN_EXPERIMENT": "stack-test",
+        "RETRAIN_SOURCE": str(write_bundled_iris(home.parent / "data")),
+        "RETRAIN_SCHEMA": "",  # empty, as compose passes it when unset: the bundled schema
         "RETRAIN_TIMEZONE": "UTC",
         "RETRAIN_ALERT_URL": "",
     }

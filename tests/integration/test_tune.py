@@ -9,11 +9,11 @@ import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from retrain import clean, ingest, store, tracking
+from retrain.dataset import holdout_mask
 from retrain.errors import BadInput
-from retrain.modeling import holdout_mask
+from retrain.schema import load_dataset_schema
 from retrain.settings import load_settings
 from retrain.tune import TuneConfig, tune_and_register
-from retrain.validation import load_schema
 from tests.integration.helpers import open_store, write_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -23,7 +23,7 @@ IRIS = Path(__file__).parents[2] / "retrain/schemas/iris.yaml"
 def load_and_clean(path: Path) -> None:
     engine, tables = open_store()
     report = ingest.load_file(engine, tables, path, "utf-8")
-    clean.clean_batch(engine, tables, load_schema(IRIS), report.batch_id, 0.2)
+    clean.clean_batch(engine, tables, load_dataset_schema(IRIS), report.batch_id, 0.2)
 
 
 def tune(trials: int = 3, parallel_folds: int = 2, workers: int = 1):
@@ -36,7 +36,7 @@ def tune(trials: int = 3, parallel_folds: int = 2, workers: int = 1):
 
 
 def iris_csv(folder: Path, name: str, every: int = 1, offset: int = 0) -> Path:
-    from retrain.datasets import write_bundled_iris
+    from retrain.bundled import write_bundled_iris
 
     lines = write_bundled_iris(folder / "bundled").read_text().splitlines()
     return write_csv(folder, name, lines[1 + offset :: every], header=lines[0])

@@ -57,7 +57,9 @@ def test_core_package_does_not_import_prefect() -> None:
     assert out.stdout.strip() == "False"
 
 
-LOGIC_MODULES = ("modeling", "trees", "promotion", "validation", "source", "reports")
+LOGIC_MODULES = (
+    "modeling", "dataset", "schema", "promotion", "validation", "source", "reports",
+)  # fmt: skip
 ADAPTERS = (
     "sqlalchemy",
     "mlflow",
@@ -92,11 +94,9 @@ def test_using_an_mlflow_store_does_not_change_the_settings_of_the_process(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("RETRAIN_HOME", str(tmp_path))
-    mine = f"sqlite:///{tmp_path / 'mine.db'}"
-    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", mine)
-    monkeypatch.setattr("mlflow.tracking._model_registry.utils._registry_uri", None)
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with tracking.fluent_store(f"sqlite:///{tmp_path / 'elsewhere.db'}"):
         pass
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert load_settings().tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert mlflow.get_registry_uri() == mlflow.get_tracking_uri() == mine
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before

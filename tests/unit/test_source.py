@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from retrain.chunkfiles import typed_field
 from retrain.errors import BadInput
+from retrain.schema import load_dataset_schema
 from retrain.settings import BUNDLED_SCHEMAS
 from retrain.source import iter_records, list_csv_files, open_source
-from retrain.validation import load_schema
 
-COLUMNS = list(load_schema(BUNDLED_SCHEMAS / "iris.yaml").columns)
+COLUMNS = load_dataset_schema(BUNDLED_SCHEMAS / "iris.yaml").columns
 HEADER = ",".join(f'"{c}"' for c in COLUMNS)
 
 
@@ -100,3 +101,23 @@ def test_plain_and_quoted_blocks_agree_on_values_lines_and_hashes(tmp_path: Path
     assert records[-2][:5] == ("5.1", "3.5", "1.4", "0.2", "set\nosa")
     assert records[0][6] == records[-1][6] == records[5999][6]
     assert records[0][:5] == records[-1][:5]
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        (None, "NULL"),
+        ("NULL", '"NULL"'),
+        ("", '""'),
+        ('say "hi", twice', '"say ""hi"", twice"'),
+        ("set\nosa", '"set\nosa"'),
+        (True, "1"),
+        (False, "0"),
+        (-7, "-7"),
+        (0.1, "0.1"),
+        (1e-300, "1e-300"),
+    ],
+)
+def test_typed_chunk_fields_keep_null_strings_and_booleans_apart(value, field: str) -> None:
+    """LOAD DATA (ESCAPED BY '', OPTIONALLY ENCLOSED BY '"') reads a bare NULL as SQL NULL."""
+    assert typed_field(value) == field

@@ -1,0 +1,85 @@
+"""The served model: a pyfunc wrapper around a fitted scikit-learn Pipeline that takes raw rows.
+
+Rows become what the Pipeline sees through `retrain.features.prepare_features`, the same
+function tuning uses before fitting, so training and serving prepare rows identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import joblib
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+from retrain.features import prepare_features
+
+PIPELINE_ARTIFACT = "pipeline"
+PROBABILITIES = "probabilities"
+# Schema enforcement turns a null in a `boolean` column into False; `double` keeps it NaN and
+# still accepts JSON true/false (as 1.0/0.0). JSON integers upcast to double safely.
+SPEC_TYPES = {
+    "numeric": "double",
+    "integer": "double",
+    "boolean": "double",
+    "categorical": "string",
+}
+
+
+class ClassifierModel(mlflow.pyfunc.PythonModel):
+    """A fitted Pipeline (preprocessing + classifier) answering raw rows: one label per row,
+    or with `params={"probabilities": True}` a frame of `label` and `proba_<class>` columns.
+    Logged without the Pipeline, which travels as the joblib artifact `pipeline`."""
+
+    def __init__(self, kinds: Mapping[str, str], pipeline: Any = None) -> None:
+        self.kinds = dict(kinds)
+        self.pipeline = pipeline
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.pipeline = joblib.load(context.artifacts[PIPELINE_ARTIFACT])
+
+    @property
+    def classes(self) -> np.ndarray:
+        return np.asarray(self.pipeline.classes_)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """One probability column per class of `classes`, rows prepared as for fitting."""
+        return self.pipeline.predict_proba(prepare_features(frame, self.kinds))
+
+    def predict_labels(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.classes[self.predict_proba(frame).argmax(axis=1)]
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> Any:
+        proba = self.predict_proba(model_input)
+        labels = self.classes[proba.argmax(axis=1)]
+        if not (params or {}).get(PROBABILITIES):
+            return labels
+        table = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes])
+        table.insert(0, "label", labels)
+        return table
+
+
+def label_type(classes: np.ndarray) -> str:
+    """The MLflow type of the labels the model answers."""
+    kind = np.asarray(classes).dtype.kind
+    return {"i": "long", "u": "long", "f": "double", "b": "boolean"}.get(kind, "string")
+
+
+def build_signature(
+    kinds: Mapping[str, str], nullable: Collection[str], classes: np.ndarray
+) -> ModelSignature:
+    """Raw rows in (a nullable feature's column is optional), labels out, one boolean param."""
+    inputs = Schema(
+        [
+            ColSpec(SPEC_TYPES[kind], name, required=name not in nullable)
+            for name, kind in kinds.items()
+        ]
+    )
+    params = ParamSchema([ParamSpec(PROBABILITIES, "boolean", False)])
+    return ModelSignature(inputs, Schema([ColSpec(label_type(classes))]), params)

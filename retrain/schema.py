@@ -1,0 +1,264 @@
+"""A dataset's schema file: pandera's YAML rules plus the roles retrain reads from one block.
+
+pandera's YAML keeps no column metadata, so the roles live in one top-level block,
+`metadata: {retrain: {target, positive_class, ids, timestamps}}`, which is read and stripped
+before the rest goes to pandera. Each column's kind follows from its dtype: float numeric,
+int integer, bool boolean, anything else (str) categorical. Reading and inferring a schema is
+all this module does: no SQL, MLflow or Prefect.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+import yaml
+
+from retrain.errors import BadInput
+
+KINDS = ("numeric", "integer", "boolean", "categorical")
+DEFAULT_TARGET = "target"
+# pandas.read_csv's default missing-value markers: a cell holding one of them is missing.
+MISSING_MARKERS = frozenset(
+    ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+     "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+)  # fmt: skip
+
+
+def kind_of(dtype: object) -> str:
+    """The kind of a pandera/pandas dtype: numeric, integer, boolean or categorical."""
+    name = str(dtype).lower()
+    if name.startswith("float"):
+        return "numeric"
+    if name.startswith(("int", "uint")):
+        return "integer"
+    if name.startswith("bool"):
+        return "boolean"
+    return "categorical"
+
+
+@dataclass(frozen=True)
+class Roles:
+    """What each special column is for; ids and timestamps are kept but never features."""
+
+    target: str = DEFAULT_TARGET
+    positive_class: Any = None
+    ids: tuple[str, ...] = ()
+    timestamps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    """The pandera rules of a dataset (roles stripped) and its roles."""
+
+    rules: pa.DataFrameSchema
+    roles: Roles = field(default_factory=Roles)
+
+    @property
+    def name(self) -> str | None:
+        return self.rules.name
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.rules.columns)
+
+    @property
+    def target(self) -> str:
+        return self.roles.target
+
+    @property
+    def positive_class(self) -> Any:
+        return self.roles.positive_class
+
+    @property
+    def features(self) -> list[str]:
+        kept = {self.target, *self.roles.ids, *self.roles.timestamps}
+        return [c for c in self.columns if c not in kept]
+
+    def kind(self, column: str) -> str:
+        return kind_of(self.rules.columns[column].dtype)
+
+    def nullable(self, column: str) -> bool:
+        return bool(self.rules.columns[column].nullable) and column != self.target
+
+    @property
+    def feature_kinds(self) -> dict[str, str]:
+        return {c: self.kind(c) for c in self.features}
+
+    @property
+    def nullable_features(self) -> frozenset[str]:
+        return frozenset(c for c in self.features if self.nullable(c))
+
+
+def parse_roles(block: object, columns: list[str], where: str) -> Roles:
+    """The `metadata.retrain` block, checked against the schema's columns."""
+    block = block or {}
+    if not isinstance(block, dict):
+        raise BadInput(f"{where}: metadata.retrain must be a mapping (target, ids, ...)")
+    target = str(block.get("target") or DEFAULT_TARGET)
+    ids = tuple(str(c) for c in block.get("ids") or ())
+    timestamps = tuple(str(c) for c in block.get("timestamps") or ())
+    for role, names in (("target", [target]), ("ids", ids), ("timestamps", timestamps)):
+        unknown = [c for c in names if c not in columns]
+        if unknown:
+            raise BadInput(
+                f"{where}: {role} {unknown} not among the schema's columns; fix "
+                "metadata.retrain or set RETRAIN_TARGET"
+            )
+    if target in (*ids, *timestamps):
+        raise BadInput(f"{where}: the target {target!r} cannot also be an id or timestamp")
+    return Roles(target, block.get("positive_class"), ids, timestamps)
+
+
+def read_schema_text(text: str, where: str = "schema") -> tuple[dict, dict]:
+    """(pandera part, retrain roles block) of a schema file's YAML text."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise BadInput(f"{where} is not YAML ({str(err).splitlines()[0]})") from err
+    if not isinstance(document, dict) or not isinstance(document.get("columns"), dict):
+        raise BadInput(f"{where} is not a pandera YAML schema (no columns); check RETRAIN_SCHEMA")
+    metadata = document.get("metadata") or {}
+    roles = metadata.pop("retrain", None) if isinstance(metadata, dict) else None
+    if not metadata:
+        document.pop("metadata", None)
+    return document, roles or {}
+
+
+def load_dataset_schema(
+    path: Path, target: str | None = None, positive_class: object | None = None
+) -> DatasetSchema:
+    """Read a schema file; `target`/`positive_class` (RETRAIN_TARGET/_POSITIVE_CLASS) win."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise BadInput(f"cannot read schema {path} ({err.strerror}); check RETRAIN_SCHEMA") from err
+    document, block = read_schema_text(text, f"schema {path}")
+    try:
+        rules = pa.DataFrameSchema.from_yaml(yaml.safe_dump(document, sort_keys=False))
+    except Exception as err:
+        raise BadInput(
+            f"schema {path} is not a pandera YAML schema ({str(err)[:200]}); check RETRAIN_SCHEMA"
+        ) from err
+    block = {**block, **({"target": target} if target else {})}
+    if positive_class is not None:
+        block["positive_class"] = positive_class
+    roles = parse_roles(block, list(rules.columns), f"schema {path}")
+    return DatasetSchema(rules, typed_positive(rules, roles, f"schema {path}"))
+
+
+def typed_positive(rules: pa.DataFrameSchema, roles: Roles, where: str) -> Roles:
+    """The positive class in the target's own type (an integer label stays an integer)."""
+    value = roles.positive_class
+    if value is None:
+        return roles
+    if kind_of(rules.columns[roles.target].dtype) == "integer":
+        try:
+            value = int(value)
+        except ValueError as err:
+            raise BadInput(f"{where}: positive class {value!r} is not an integer label") from err
+    else:
+        value = str(value)
+    return Roles(roles.target, value, roles.ids, roles.timestamps)
+
+
+def read_schema_name(path: Path) -> str | None:
+    """The schema file's `name:`, or None (for choosing the dataset name)."""
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    name = document.get("name") if isinstance(document, dict) else None
+    return str(name) if name else None
+
+
+def dataset_name(stem: str) -> str:
+    """A file stem as a dataset name (a table prefix): letters, digits and underscores."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_")[:40] or "dataset"
+    return name if name[0].isalpha() else f"t{name}"[:40]
+
+
+SAMPLE_ROWS = 100_000
+BOUND_CHECKS = frozenset(
+    ["greater_than", "greater_than_or_equal_to", "less_than", "less_than_or_equal_to", "in_range"]
+)
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """What `retrain schema infer` was asked for."""
+
+    target: str
+    positive_class: str | None = None
+    ids: tuple[str, ...] = ()
+    timestamps: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    with_bounds: bool = False
+
+
+def portable_dtype(dtype: str) -> str:
+    """pandas' string dtypes (`string[pyarrow]`, `object`) written as plain `str`."""
+    return dtype if kind_of(dtype) != "categorical" else "str"
+
+
+def infer_schema_yaml(sample: pd.DataFrame, labels: list, name: str, request: InferRequest) -> str:
+    """A schema file from a sample of the source (pandera's inference and YAML) and the
+    target's labels from a full pass. Only checks no later batch can trip by chance are kept:
+    features nullable unless required, no bounds unless asked, no label lists but the target's."""
+    named = [request.target, *request.ids, *request.timestamps, *request.required]
+    unknown = [c for c in named if c not in sample.columns]
+    if unknown:
+        raise BadInput(f"columns {unknown} are not in the file (it has {list(sample.columns)[:8]})")
+    document = yaml.safe_load(pa.infer_schema(sample).to_yaml())
+    document.pop("index", None)
+    for column, spec in document["columns"].items():
+        spec = {
+            k: v for k, v in (spec or {}).items() if request.with_bounds or k not in BOUND_CHECKS
+        }
+        spec["dtype"] = portable_dtype(str(spec.get("dtype")))
+        spec["nullable"] = column not in (request.target, *request.required)
+        document["columns"][column] = spec
+    document["columns"][request.target]["isin"] = labels
+    document["coerce"] = True
+    document["name"] = name
+    roles: dict[str, Any] = {"target": request.target}
+    if request.positive_class is not None:
+        roles["positive_class"] = typed_label(request.positive_class, labels)
+    roles |= {"ids": list(request.ids), "timestamps": list(request.timestamps)}
+    document["metadata"] = {"retrain": roles}
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def typed_label(value: str, labels: list) -> Any:
+    """`--positive` as one of the labels (an integer label stays an integer)."""
+    for label in labels:
+        if str(label) == str(value):
+            return label
+    raise BadInput(f"positive class {value!r} is not a label of the target (labels: {labels[:10]})")
+
+
+def infer_from_csv(path: Path, request: InferRequest, encoding: str = "utf-8") -> str:
+    """Read a sample of the CSV file (and its whole target column) and infer its schema."""
+    try:
+        sample = pd.read_csv(path, nrows=SAMPLE_ROWS, encoding=encoding, low_memory=False)
+        if request.target not in sample.columns:
+            raise BadInput(
+                f"{path}: no column {request.target!r} for --target (columns: "
+                f"{list(sample.columns)[:8]})"
+            )
+        kind = kind_of(sample[request.target].dtype)
+        labels: set = set()
+        for chunk in pd.read_csv(
+            path, usecols=[request.target], encoding=encoding, chunksize=500_000
+        ):
+            labels.update(chunk[request.target].dropna().tolist())
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise BadInput(f"{path}: cannot read it as CSV ({str(err).splitlines()[0][:160]})") from err
+    ordered = sorted(int(v) for v in labels) if kind == "integer" else sorted(map(str, labels))
+    if len(ordered) < 2:
+        raise BadInput(f"{path}: the target {request.target!r} has fewer than two labels")
+    return infer_schema_yaml(sample, ordered, dataset_name(Path(path).stem), request)

@@ -1,0 +1,138 @@
+"""The served wrapper and its row preparation on tiny frames: real Pipelines, no mocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from retrain.pyfunc import ClassifierModel, build_signature, prepare_features
+
+KINDS = {"size": "numeric", "count": "integer", "member": "boolean", "colour": "categorical"}
+
+
+def raw_rows() -> pd.DataFrame:
+    """Rows as a client sends them: strings, None for missing, an id and the target beside."""
+    return pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "colour": ["red", None, "blue", "NA"],
+            "member": [True, None, False, "true"],
+            "count": [3, None, 5, "7"],
+            "size": [1.5, np.nan, "2.5", ""],
+            "target": ["a", "b", "a", "b"],
+        }
+    )
+
+
+def test_prepare_features_types_each_kind_and_keeps_missing_as_nan() -> None:
+    prepared = prepare_features(raw_rows(), KINDS)
+    assert list(prepared.columns) == list(KINDS)
+    assert prepared.dtypes.to_dict() == {
+        "size": np.float64, "count": np.float64, "member": np.float64, "colour": object,
+    }  # fmt: skip
+    assert prepared["colour"].tolist()[0::2] == ["red", "blue"]
+    assert prepared["colour"].isna().tolist() == [False, True, False, True]
+    assert prepared["member"].tolist()[0::2] == [1.0, 0.0] and prepared["member"][3] == 1.0
+    assert prepared["count"].tolist()[0::2] == [3.0, 5.0] and prepared["count"][3] == 7.0
+    assert prepared[["size", "count", "member"]].isna().sum().tolist() == [2, 1, 1]
+
+
+def test_prepare_features_takes_typed_cleaned_rows_and_absent_optional_columns() -> None:
+    cleaned = pd.DataFrame(
+        {
+            "size": [1.0, None],
+            "count": pd.array([2, None], dtype="Int64"),
+            "member": [1, 0],
+            "colour": pd.array(["x", None], dtype="string"),
+        }
+    )
+    prepared = prepare_features(cleaned, KINDS)
+    assert prepared["count"].tolist()[0] == 2.0 and np.isnan(prepared["count"][1])
+    assert prepared["member"].tolist() == [1.0, 0.0]
+    assert prepared["colour"].dtype == object and prepared["colour"].isna().tolist() == [
+        False,
+        True,
+    ]
+    absent = prepare_features(cleaned.drop(columns=["colour", "member"]), KINDS)
+    assert absent["colour"].isna().all() and absent["member"].isna().all()
+
+
+def test_prepare_features_refuses_values_that_are_not_their_kind() -> None:
+    with pytest.raises(ValueError, match="member"):
+        prepare_features(pd.DataFrame({"member": ["maybe"]}), {"member": "boolean"})
+    with pytest.raises(ValueError, match="size"):
+        prepare_features(pd.DataFrame({"size": ["big"]}), {"size": "numeric"})
+
+
+def fitted_model(labels: list) -> ClassifierModel:
+    """A tiny Pipeline fitted on prepared rows: categories ordinal-encoded (unseen and missing
+    become NaN), gradient boosting that takes NaN."""
+    rng = np.random.default_rng(0)
+    rows = 40
+    train = pd.DataFrame(
+        {
+            "size": rng.normal(size=rows),
+            "count": rng.integers(0, 9, rows),
+            "member": rng.integers(0, 2, rows).astype(bool),
+            "colour": rng.choice(["red", "blue", "green"], rows),
+        }
+    )
+    y = np.array(labels)[np.arange(rows) % len(labels)]
+    encoder = OrdinalEncoder(
+        handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
+    )
+    prep = ColumnTransformer([("cat", encoder, ["colour"])], remainder="passthrough")
+    pipeline = Pipeline([("prep", prep), ("clf", HistGradientBoostingClassifier(max_iter=5))])
+    pipeline.fit(prepare_features(train, KINDS), y)
+    return ClassifierModel(KINDS, pipeline)
+
+
+@pytest.mark.parametrize("labels", [["no", "yes"], [0, 1, 2]])
+def test_wrapper_answers_one_label_per_raw_row(labels: list) -> None:
+    model = fitted_model(labels)
+    answers = model.predict(None, raw_rows())
+    assert len(answers) == 4 and set(answers.tolist()) <= set(labels)
+    assert answers.dtype.kind == np.asarray(labels).dtype.kind
+    assert model.predict(None, raw_rows(), params={"probabilities": False}).tolist() == list(
+        answers
+    )
+
+
+@pytest.mark.parametrize("labels", [["no", "yes"], [0, 1, 2]])
+def test_wrapper_gives_label_and_one_probability_per_class_when_asked(labels: list) -> None:
+    model = fitted_model(labels)
+    table = model.predict(None, raw_rows(), params={"probabilities": True})
+    assert list(table.columns) == ["label", *(f"proba_{c}" for c in labels)]
+    proba = table.drop(columns="label").to_numpy()
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert table["label"].tolist() == np.asarray(labels)[proba.argmax(axis=1)].tolist()
+    assert np.allclose(model.predict_proba(raw_rows()), proba)
+
+
+def test_unseen_category_and_extra_columns_still_get_a_prediction() -> None:
+    model = fitted_model(["no", "yes"])
+    row = pd.DataFrame(
+        {"colour": ["violet"], "size": [0.1], "count": [2], "member": [None], "note": ["x"]}
+    )
+    assert model.predict(None, row).tolist()[0] in ("no", "yes")
+    shuffled = raw_rows()[["target", "size", "colour", "id", "member", "count"]]
+    assert model.predict_labels(shuffled).tolist() == model.predict_labels(raw_rows()).tolist()
+
+
+def test_signature_marks_nullable_features_optional_and_types_the_labels() -> None:
+    signature = build_signature(KINDS, {"colour", "member"}, np.array([0, 1]))
+    inputs = {spec.name: (spec.type.name, spec.required) for spec in signature.inputs.inputs}
+    assert inputs == {
+        "size": ("double", True), "count": ("double", True),
+        "member": ("double", False), "colour": ("string", False),
+    }  # fmt: skip
+    assert signature.outputs.inputs[0].type.name == "long"
+    assert signature.params.params[0].name == "probabilities"
+    assert build_signature(KINDS, set(), np.array(["a", "b"])).outputs.inputs[0].type.name == (
+        "string"
+    )
