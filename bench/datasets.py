@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 
 from retrain import clean, ingest, promote, store, tracking
@@ -152,6 +153,8 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=sorted(TABLES))
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     warnings.filterwarnings("ignore")
     print(
         f"{'table':<14}{'rows':>7} {'features':<16}{'champion':<15}{'AUROC':>8}"

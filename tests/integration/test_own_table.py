@@ -4,10 +4,8 @@ rows with a null and an unseen category. On SQLite and on MariaDB."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from retrain import server
 from retrain.settings import load_settings
 from tests.integration.helpers import count
+from tests.support.services import post_invocations
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RETRAIN = str(Path(sys.executable).parent / "retrain")
@@ -48,16 +47,6 @@ def infer_schema(source: Path, output: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def post(url: str, body: dict) -> list:
-    request = urllib.request.Request(
-        f"{url}/invocations",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())["predictions"]
-
-
 RAW_ROWS = {
     "columns": ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm",
                 "body_mass_g", "sex", "year"],
@@ -87,9 +76,11 @@ def test_a_csv_of_your_own_becomes_a_served_model(
     assert settings.model_name == f"{dataset}_model"
     served = server.read_state(settings.home)
     assert served is not None and served.version == summary.tuned.version
-    labels = post(served.url, {"dataframe_split": RAW_ROWS})
+    labels = post_invocations(served.url, {"dataframe_split": RAW_ROWS})
     assert len(labels) == 2 and set(labels) <= {"Adelie", "Chinstrap", "Gentoo"}
-    rows = post(served.url, {"dataframe_split": RAW_ROWS, "params": {"probabilities": True}})
+    rows = post_invocations(
+        served.url, {"dataframe_split": RAW_ROWS, "params": {"probabilities": True}}
+    )
     assert [r["label"] for r in rows] == labels
     assert all(
         abs(sum(r[f"proba_{c}"] for c in ("Adelie", "Chinstrap", "Gentoo")) - 1) < 1e-9

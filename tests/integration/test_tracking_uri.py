@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -23,7 +22,7 @@ from sklearn.preprocessing import OrdinalEncoder
 from retrain import server, tracking
 from retrain.deploy import compare_answers
 from retrain.pyfunc import prepare_features
-from tests.support.services import free_port
+from tests.support.services import free_port, post_invocations
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -136,16 +135,6 @@ def test_an_older_sklearn_flavor_version_still_loads(tmp_path: Path) -> None:
     assert model.predict_labels(frame).tolist() == estimator.predict(numeric).tolist()
 
 
-def post(url: str, body: dict) -> list:
-    request = urllib.request.Request(
-        f"{url}/invocations",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())["predictions"]
-
-
 def test_served_version_answers_raw_rows_and_probabilities(tmp_path: Path) -> None:
     tracking_uri, version = log_and_register(tmp_path)
     model, example = tracking.load_version_and_example(tracking_uri, MODEL, version)
@@ -158,9 +147,11 @@ def test_served_version_answers_raw_rows_and_probabilities(tmp_path: Path) -> No
         assert len(labels) == 3 and set(labels) <= set(LABELS)
         assert compare_answers(model.predict_labels(example).tolist(), labels) is None
         split = json.loads(raw_rows().assign(target="pike", id=7).to_json(orient="split"))
-        assert post(served.url, {"dataframe_split": split}) == labels
+        assert post_invocations(served.url, {"dataframe_split": split}) == labels
         table = pd.DataFrame(
-            post(served.url, {"dataframe_split": split, "params": {"probabilities": True}})
+            post_invocations(
+                served.url, {"dataframe_split": split, "params": {"probabilities": True}}
+            )
         )
     finally:
         server.stop(served)

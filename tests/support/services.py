@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -151,6 +152,17 @@ def running(
         yield proc
     finally:
         stop_pid(proc)
+
+
+def post_invocations(url: str, body: dict) -> list:
+    """POST a JSON body to a model server's /invocations; its `predictions`."""
+    request = urllib.request.Request(
+        f"{url}/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())["predictions"]
 
 
 def http_ok(url: str, timeout: float = 2) -> None:

@@ -197,3 +197,19 @@ def test_auroc_of_a_single_class_is_undefined_as_in_scikit_learn() -> None:
     with pytest.warns(UndefinedMetricWarning, match="Only one class"):
         value = auroc(y, proba, np.array(["a", "b"]))
     assert np.isnan(value)
+
+
+def test_a_holdout_label_never_seen_in_training_is_scored_not_crashed() -> None:
+    from retrain.dataset import Dataset
+    from retrain.tune import TuneConfig, refit_best, run_trials
+
+    frame, kinds = mixed_frame()
+    holdout = frame.iloc[:12].copy()
+    holdout.loc[holdout.index[0], "label"] = "new"
+    data = Dataset(frame.iloc[12:], holdout, kinds, "label")
+    config = TuneConfig(trials=1, parallel_folds=1)
+    study = run_trials(data, config, optuna.create_study(direction="maximize"), 1, print)
+    refit = refit_best(data, study, seed=1)
+    new = list(data.known_classes).index("new")
+    assert refit.holdout_proba.shape == (12, 4) and (refit.holdout_proba[:, new] == 0).all()
+    assert 0.5 < refit.test_auroc <= 1.0
