@@ -56,6 +56,7 @@ class RunSummary:
 Trials = Annotated[int | None, Field(ge=1, le=10_000)]
 Workers = Annotated[int | None, Field(ge=1, le=64)]
 Margin = Annotated[float | None, Field(ge=0.0, le=1.0)]
+Budget = Annotated[float | None, Field(gt=0, le=24 * 3600)]
 Family = Annotated[
     str | None,
     Field(pattern=r"^(random_forest|logreg|hgb|lightgbm)(,(random_forest|logreg|hgb|lightgbm))*$"),
@@ -67,6 +68,7 @@ def retrain(
     source: str | None = None,
     trials: Trials = None,
     workers: Workers = None,
+    budget: Budget = None,
     family: Family = None,
     objective: Literal["auroc", "accuracy"] | None = None,
     min_improvement: Margin = None,
@@ -78,7 +80,8 @@ def retrain(
     Args:
         source: CSV file, folder or glob to load; empty: RETRAIN_SOURCE (the bundled iris
             data for the zero-config iris dataset).
-        trials: Optuna trials; empty: RETRAIN_TRIALS (20).
+        trials: most Optuna trials; empty: RETRAIN_TRIALS (20).
+        budget: seconds the tuning study may take; empty: RETRAIN_TUNE_BUDGET (300).
         workers: trial workers on one study (more than 1 needs MySQL); empty: 1.
         family: model families to search, one or a comma list of random_forest, logreg, hgb,
             lightgbm; empty: RETRAIN_FAMILY.
@@ -91,7 +94,10 @@ def retrain(
     summary.loaded = staged("ingest", lambda: ingest(source=source))
     summary.cleaned = staged("clean", clean)
     summary.tuned = staged(
-        "tune", lambda: tune(trials=trials, workers=workers, family=family, objective=objective)
+        "tune",
+        lambda: tune(
+            trials=trials, workers=workers, family=family, objective=objective, budget=budget
+        ),
     )
     with promotion_section(load_settings()):
         summary.promotion = staged(

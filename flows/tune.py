@@ -18,21 +18,28 @@ def tune(
     workers: int | None = None,
     family: str | None = None,
     objective: str | None = None,
+    budget: float | None = None,
 ) -> TuneReport:
     """Tune on the training rows (holdout chosen by row hash) and register a challenger.
 
     With several workers each is a task run against one Optuna study in RDB storage."""
     logger = get_run_logger()
-    settings = load_settings(trials=trials, workers=workers, family=family, objective=objective)
+    settings = load_settings(
+        trials=trials, workers=workers, family=family, objective=objective, tune_budget=budget
+    )
     config = TuneConfig(
         trials=settings.trials,
         families=settings.families,
         objective=settings.objective,
         seed=settings.seed,
         workers=settings.workers,
+        budget=settings.tune_budget,
     )
     run = start_study(settings, config)
-    logger.info(f"study {run.study_name}: {config.trials} trials on {config.workers} worker(s)")
+    logger.info(
+        f"study {run.study_name}: at most {config.trials} trials in {config.budget:.0f} s on "
+        f"{config.workers} worker(s)"
+    )
     started = time.perf_counter()
     futures = [run_trial_worker.submit(settings, config, run, w) for w in range(config.workers)]
     try:

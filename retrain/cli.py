@@ -114,7 +114,11 @@ def _check_source(source: Path | None) -> str | None:
     return str(source.expanduser().resolve())
 
 
-TrialsOpt = Annotated[int | None, typer.Option("--trials", min=1, help="Optuna trials")]
+TrialsOpt = Annotated[int | None, typer.Option("--trials", min=1, help="most Optuna trials")]
+BudgetOpt = Annotated[
+    float | None,
+    typer.Option("--budget", min=1, help="seconds the tuning study may take (RETRAIN_TUNE_BUDGET)"),
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
@@ -151,6 +155,7 @@ SignificanceOpt = Annotated[
 def run(
     source: SourceOpt = None,
     trials: TrialsOpt = None,
+    budget: BudgetOpt = None,
     workers: WorkersOpt = None,
     family: FamilyOpt = None,
     objective: ObjectiveOpt = None,
@@ -166,11 +171,12 @@ def run(
     from retrain.settings import load_settings
 
     options = {
-        "trials": trials, "workers": workers, "family": family, "objective": objective,
-        "min_improvement": min_improvement, "require_significance": require_significance,
-        "serve": serve,
+        "trials": trials, "budget": budget, "workers": workers, "family": family,
+        "objective": objective, "min_improvement": min_improvement,
+        "require_significance": require_significance, "serve": serve,
     }  # fmt: skip
-    run_stage(lambda: load_settings(**{k: v for k, v in options.items() if k != "serve"}))
+    checked = {k: v for k, v in options.items() if k not in ("serve", "budget")}
+    run_stage(lambda: load_settings(**checked, tune_budget=budget))
     summary = run_stage(lambda: retrain(source=path, **options))
     for line in summary.lines():
         typer.echo(line)
@@ -219,6 +225,7 @@ def clean(
 @app.command()
 def tune(
     trials: TrialsOpt = None,
+    budget: BudgetOpt = None,
     workers: WorkersOpt = None,
     family: FamilyOpt = None,
     objective: ObjectiveOpt = None,
@@ -227,7 +234,7 @@ def tune(
     from flows.tune import tune as tune_flow
 
     options = {"trials": trials, "workers": workers, "family": family, "objective": objective}
-    report = run_stage(lambda: tune_flow(**options))
+    report = run_stage(lambda: tune_flow(**options, budget=budget))
     typer.echo(report.describe())
 
 

@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     alert_url: str | None = None
     encoding: str = Field("utf-8", description="text encoding of source CSV files")
     max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
-    trials: int = Field(20, ge=1, description="Optuna trials per tuning run")
+    trials: int = Field(20, ge=1, description="most Optuna trials per tuning run")
+    tune_budget: float = Field(
+        300.0, gt=0, description="seconds the whole tuning study may take (trials is a cap)"
+    )
     family: str = Field(
         "random_forest",
         description="model families to search, one name or a comma list of "
@@ -85,6 +88,9 @@ class Settings(BaseSettings):
     )
     timezone: str = Field("UTC", description="IANA timezone of the nightly schedule")
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1, description="rows per bulk-load chunk")
+    snapshot_max_bytes: int = Field(
+        5_000_000, ge=0, description="largest CSV snapshot of training/holdout rows logged"
+    )
 
     @field_validator("home")
     @classmethod

@@ -233,9 +233,14 @@ def log_model(
     return LoggedModel(run_id, info.model_uri, tracking_uri, info.model_id)
 
 
-def log_training_data(tracking_uri: str, run_id: str, parts: dict[str, pd.DataFrame]) -> None:
-    """Lineage: each part (training, holdout rows) as a dataset input and a CSV snapshot, so a
-    version keeps what it saw after the tables grow."""
+def log_training_data(
+    tracking_uri: str, run_id: str, parts: dict[str, pd.DataFrame], max_bytes: int
+) -> dict[str, bool]:
+    """Lineage: each part (training, holdout rows) as a dataset input (digest, row count), and
+    a CSV snapshot when it is under `max_bytes`, so a version keeps what it saw after the
+    tables grow without a night's logging costing hundreds of MB. Returns which parts got a
+    snapshot."""
+    kept = {name: estimated_csv_bytes(frame) <= max_bytes for name, frame in parts.items()}
     with (
         fluent_store(tracking_uri),
         mlflow.start_run(run_id=run_id),
@@ -243,8 +248,20 @@ def log_training_data(tracking_uri: str, run_id: str, parts: dict[str, pd.DataFr
     ):
         for name, frame in parts.items():
             mlflow.log_input(mlflow.data.from_pandas(frame, name=name), context=name)
-            frame.to_csv(Path(tmp) / f"{name}.csv", index=False)
-        mlflow.log_artifacts(tmp, artifact_path="data")
+            if kept[name]:
+                frame.to_csv(Path(tmp) / f"{name}.csv", index=False)
+        if any(kept.values()):
+            mlflow.log_artifacts(tmp, artifact_path="data")
+    return kept
+
+
+def estimated_csv_bytes(frame: pd.DataFrame, sample: int = 1000) -> int:
+    """The size a CSV of `frame` would have, from its first rows (writing it to find out would
+    cost what the cap saves)."""
+    if frame.empty:
+        return 0
+    head = frame.head(sample)
+    return int(len(head.to_csv(index=False).encode()) * len(frame) / len(head))
 
 
 def register_challenger(

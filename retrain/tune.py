@@ -16,7 +16,7 @@ from joblib import Parallel, delayed
 
 from retrain import reports, store, tracking
 from retrain.dataset import HOLDOUT_SHARE, Dataset, dataset_of
-from retrain.errors import BadInput
+from retrain.errors import BadInput, StageFailed
 from retrain.modeling import (
     FAMILIES,
     build_model,
@@ -44,6 +44,7 @@ class TuneConfig:
     holdout_share: float = HOLDOUT_SHARE
     workers: int = 1
     parallel_folds: int = field(default_factory=lambda: os.cpu_count() or 1)
+    budget: float | None = None  # seconds the whole study may take; `trials` is then a cap
 
     def trials_of(self, worker: int) -> int:
         """This worker's share of the trials (the shares add up to `trials`)."""
@@ -53,8 +54,18 @@ class TuneConfig:
 TrialLogger = Callable[[int, dict, dict[str, float]], None]
 
 
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds until a wall-clock deadline (None: no deadline), never below zero."""
+    return None if deadline is None else max(0.0, deadline - time.time())
+
+
 def run_trials(
-    data: Dataset, config: TuneConfig, study: optuna.Study, n_trials: int, log_trial: TrialLogger
+    data: Dataset,
+    config: TuneConfig,
+    study: optuna.Study,
+    n_trials: int,
+    log_trial: TrialLogger,
+    deadline: float | None = None,
 ) -> optuna.Study:
     """Maximise the cross-validated objective for `n_trials` trials of `study`. The folds of a
     trial are fitted in parallel processes, each once, both metrics from one predict_proba. A
@@ -85,7 +96,9 @@ def run_trials(
             )
             return metrics[f"mean_{config.objective}"]
 
-        study.optimize(objective, n_trials=n_trials)
+        timeout = seconds_left(deadline)
+        if timeout is None or timeout > 0:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout)
     for future in logged:
         future.result()
     return study
@@ -163,6 +176,7 @@ class TuningRun:
     study_name: str
     storage: str | None
     batch_ids: str
+    deadline: float | None = None  # wall clock (time.time()), shared by every worker
 
 
 def start_tuning(
@@ -188,7 +202,8 @@ def start_tuning(
     if storage:
         optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
     batches = ",".join(sorted(cleaned["batch_id"].unique()))
-    return TuningRun(data, experiment_id, parent, study_name, storage, batches)
+    deadline = time.time() + config.budget if config.budget else None
+    return TuningRun(data, experiment_id, parent, study_name, storage, batches, deadline)
 
 
 def run_worker(
@@ -207,7 +222,7 @@ def run_worker(
     def log_trial(number: int, params: dict, metrics: dict[str, float]) -> None:
         tracking.log_trial(client, run.experiment_id, run.parent_run_id, number, params, metrics)
 
-    return run_trials(run.data, config, study, config.trials_of(worker), log_trial)
+    return run_trials(run.data, config, study, config.trials_of(worker), log_trial, run.deadline)
 
 
 def run_workers(run: TuningRun, client: tracking.MlflowClient, config: TuneConfig) -> optuna.Study:
@@ -244,6 +259,17 @@ class TuneReport:
         )
 
 
+def count_trials(study: optuna.Study) -> dict[str, int]:
+    """How many trials started, completed and were pruned."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    state = optuna.trial.TrialState
+    return {
+        "trials_started": len(states),
+        "trials_completed": states.count(state.COMPLETE),
+        "trials_pruned": states.count(state.PRUNED),
+    }
+
+
 def finish_tuning(
     run: TuningRun,
     client: tracking.MlflowClient,
@@ -252,8 +278,19 @@ def finish_tuning(
     study: optuna.Study,
     search_seconds: float,
 ) -> TuneReport:
-    """Refit the best trial, log what people read and look at, register the challenger."""
+    """Refit the best trial, log what people read and look at, register the challenger. A
+    study the budget ended early is a normal outcome; one with no completed trial fails."""
     data, parent = run.data, run.parent_run_id
+    counts = count_trials(study)
+    tracking.log_parent_summary(
+        client, parent, {}, {**counts, "budget_seconds": config.budget or 0}
+    )
+    if counts["trials_completed"] == 0:
+        client.set_terminated(parent, "FAILED")
+        raise StageFailed(
+            f"no trial completed within the tuning budget of {config.budget or 0:.0f} s; raise "
+            "RETRAIN_TUNE_BUDGET (--budget) or tune a smaller family"
+        )
     refit = refit_best(data, study, config.seed)
     best_cv = float(study.best_trial.user_attrs["mean_auroc"])
     metrics = {
@@ -263,9 +300,8 @@ def finish_tuning(
     }
     tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
     log_pictures(run, client, study, refit)
-    tracking.log_training_data(
-        settings.tracking_uri, parent, {"training": data.train, "holdout": data.holdout}
-    )
+    parts = {"training": data.train, "holdout": data.holdout}
+    tracking.log_training_data(settings.tracking_uri, parent, parts, settings.snapshot_max_bytes)
     tags = {"batch_ids": run.batch_ids[:5000], "code_version": code_version()}
     version = log_and_register(
         settings, client, parent, refit.model, data, {**tags, "family": refit.family}

@@ -10,7 +10,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from retrain import clean, ingest, store, tracking
 from retrain.dataset import holdout_mask
-from retrain.errors import BadInput
+from retrain.errors import BadInput, StageFailed
 from retrain.schema import load_dataset_schema
 from retrain.settings import load_settings
 from retrain.tune import TuneConfig, tune_and_register
@@ -115,3 +115,27 @@ def test_two_workers_share_one_study_and_one_parent_run(env: dict, tmp_path: Pat
     assert len(runs) == 6
     assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == [0, 1, 2, 3, 4]
     assert report.best_cv == pytest.approx(study.best_trial.user_attrs["mean_auroc"])
+
+
+def test_a_spent_budget_fails_the_stage_and_snapshots_respect_their_cap(
+    env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_and_clean(iris_csv(tmp_path, "iris.csv"))
+    settings = load_settings()
+    engine, tables = open_store()
+    client = tracking.make_client(settings.tracking_uri)
+    with pytest.raises(StageFailed, match="no trial completed within the tuning budget"):
+        tune_and_register(engine, tables, client, settings, TuneConfig(trials=3, budget=1e-6))
+    (failed,) = client.search_runs(
+        [client.get_experiment_by_name(settings.experiment).experiment_id]
+    )
+    assert failed.info.status == "FAILED" and failed.data.metrics["trials_started"] == 0
+    monkeypatch.setenv("RETRAIN_SNAPSHOT_MAX_BYTES", "4000")
+    report, client, _ = tune(trials=2)
+    parent = client.get_run(report.parent_run_id)
+    assert (
+        parent.data.metrics["trials_completed"] == 2 and parent.data.metrics["budget_seconds"] == 0
+    )
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"training", "holdout"}
+    snapshot = {a.path for a in client.list_artifacts(report.parent_run_id, "data")}
+    assert snapshot == {"data/holdout.csv"}  # the ~8 kB of training rows are over the cap

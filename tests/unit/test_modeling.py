@@ -213,3 +213,32 @@ def test_a_holdout_label_never_seen_in_training_is_scored_not_crashed() -> None:
     new = list(data.known_classes).index("new")
     assert refit.holdout_proba.shape == (12, 4) and (refit.holdout_proba[:, new] == 0).all()
     assert 0.5 < refit.test_auroc <= 1.0
+
+
+def test_a_budget_ends_the_study_normally_with_fewer_trials() -> None:
+    import time
+
+    from retrain.dataset import Dataset
+    from retrain.tune import TuneConfig, count_trials, run_trials
+
+    frame, kinds = mixed_frame(900)
+    data = Dataset(frame, frame.iloc[:10], kinds, "label")
+    config = TuneConfig(trials=50, parallel_folds=1)
+    study = optuna.create_study(direction="maximize")
+    started = time.perf_counter()
+    run_trials(data, config, study, 50, lambda *_: None, deadline=time.time() + 2)
+    counts = count_trials(study)
+    assert 1 <= counts["trials_completed"] == counts["trials_started"] < 50
+    assert time.perf_counter() - started < 30
+    spent = optuna.create_study(direction="maximize")
+    run_trials(data, config, spent, 5, lambda *_: None, deadline=time.time() - 1)
+    assert count_trials(spent)["trials_started"] == 0
+
+
+def test_a_snapshot_estimate_follows_the_rows() -> None:
+    from retrain.tracking import estimated_csv_bytes
+
+    frame, _ = mixed_frame(3000)
+    exact = len(frame.to_csv(index=False).encode())
+    assert 0.8 * exact < estimated_csv_bytes(frame) < 1.2 * exact
+    assert estimated_csv_bytes(frame.iloc[:0]) == 0
