@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import time
 
+import optuna
 from prefect import flow, get_run_logger
+from prefect.exceptions import TerminationSignal
 
 from flows.hooks import publish_tuning
-from retrain.settings import load_settings
-from retrain.tune import TuneConfig, TuneReport
+from retrain.settings import Settings, load_settings
+from retrain.tune import TuneConfig, TuneReport, TuningRun
 from tasks.training import abandon_study, register_best, run_trial_worker, start_study
+
+
+def run_workers(settings: Settings, config: TuneConfig, run: TuningRun) -> list[optuna.Study]:
+    """One worker runs in this thread, so a cancel (SIGTERM) interrupts its fits at once and
+    joblib stops the fit processes; several run as concurrent task runs."""
+    if config.workers == 1:
+        return [run_trial_worker(settings, config, run, 0)]
+    futures = [run_trial_worker.submit(settings, config, run, w) for w in range(config.workers)]
+    return [future.result() for future in futures]
+
+
+def is_cancellation(err: BaseException) -> bool:
+    """A cancel from the Prefect UI (SIGTERM) or Ctrl-C, as opposed to a failure."""
+    return isinstance(err, TerminationSignal | KeyboardInterrupt)
 
 
 @flow(name="tune", timeout_seconds=6 * 3600)
@@ -41,11 +57,10 @@ def tune(
         f"{config.workers} worker(s)"
     )
     started = time.perf_counter()
-    futures = [run_trial_worker.submit(settings, config, run, w) for w in range(config.workers)]
     try:
-        studies = [future.result() for future in futures]
-    except BaseException:
-        abandon_study(settings, run)
+        studies = run_workers(settings, config, run)
+    except BaseException as err:
+        abandon_study(settings, run, "KILLED" if is_cancellation(err) else "FAILED")
         raise
     report = register_best(settings, config, run, studies[0], time.perf_counter() - started)
     logger.info(report.describe())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from retrain.errors import BadInput, RetrainError
+from retrain.errors import BadInput, Cancelled, RetrainError
 from retrain.settings import WORK_POOL
 
 app = typer.Typer(
@@ -67,6 +68,7 @@ def _prepare() -> None:
     The error line is printed at exit by a hook registered before Prefect's own, so it comes
     after Prefect's last log line (the temporary API server stops at exit too)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    signal.signal(signal.SIGTERM, _raise_cancelled)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     atexit.register(_print_final_lines)
 
@@ -98,6 +100,15 @@ def run_stage(start: Callable[[], Any]) -> Any:
         return start()
     except RetrainError as err:
         fail(str(err), err.exit_code)
+    except KeyboardInterrupt:
+        fail(str(Cancelled("Ctrl-C")), 1)
+
+
+def _raise_cancelled(signum: int, _frame: Any) -> None:
+    """SIGTERM (a cancel from the Prefect UI, `kill`) as an exception: Prefect's flow engine
+    handles it first (the run ends Crashed, a tuning run KILLED), then hands the signal back
+    here, so the command still ends with exit 1 and one line instead of dying silently."""
+    raise Cancelled(signal.Signals(signum).name)
 
 
 def _check_source(source: Path | None) -> str | None:

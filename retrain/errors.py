@@ -46,3 +46,13 @@ class StoreBusy(RetrainError):
 class SchemaChanged(RetrainError):
     """The dataset's tables were created for other columns or types than the schema now names
     (exit 1, not retried: the tables or the dataset name must change)."""
+
+
+class Cancelled(StageFailed):
+    """The command was cancelled (SIGTERM from a Prefect UI cancel, or Ctrl-C); exit 1."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(
+            f"cancelled ({how}): the running stage stopped; a tuning study in progress is marked "
+            "KILLED and registers no version"
+        )

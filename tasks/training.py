@@ -49,6 +49,7 @@ def register_best(
 
 
 @task(**IO_TASK, cache_policy=NO_CACHE)
-def abandon_study(settings: Settings, run: TuningRun) -> None:
-    """Mark the parent run FAILED so a broken study does not look like one still running."""
-    tracking.make_client(settings.tracking_uri).set_terminated(run.parent_run_id, "FAILED")
+def abandon_study(settings: Settings, run: TuningRun, status: str = "FAILED") -> None:
+    """Mark the parent run FAILED (or KILLED, when cancelled) so a study that ended without a
+    version does not look like one still running."""
+    tracking.make_client(settings.tracking_uri).set_terminated(run.parent_run_id, status)
