@@ -184,7 +184,7 @@ def run_ours(engine, tables, work: Path, trials: int) -> tuple[float, TuneReport
     tracking.ensure_experiment(client, "ours", settings.artifact_root)
     warm_workers()
     started = time.perf_counter()
-    config = TuneConfig(trials=trials, seed=SEED, n_folds=N_FOLDS)
+    config = TuneConfig(trials=trials, seed=SEED, n_folds=N_FOLDS, prune=False)
     report = tune_and_register(engine, tables, client, settings, config)
     return time.perf_counter() - started, report
 
@@ -236,7 +236,7 @@ def main() -> None:
             f"round {round_no + 1}: baseline {base_times[-1]:.1f} s, retrain {our_times[-1]:.1f} s"
         )
     b, o, r = statistics.median(base_times), statistics.median(our_times), reports[-1]
-    config = TuneConfig(trials=args.trials, seed=SEED, n_folds=N_FOLDS)
+    config = TuneConfig(trials=args.trials, seed=SEED, n_folds=N_FOLDS, prune=False)
     cores, lanes = os.cpu_count() or 1, fit_lanes(config)
     floor = statistics.median(x.fit_cpu_seconds for x in reports) / lanes
     search = statistics.median(x.search_seconds for x in reports)

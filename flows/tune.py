@@ -50,6 +50,8 @@ def tune(
         seed=settings.seed,
         workers=settings.workers,
         budget=settings.tune_budget,
+        sample_rows=settings.tune_sample_rows,
+        prune=settings.tune_prune,
     )
     run = start_study(settings, config)
     logger.info(

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     encoding: str = Field("utf-8", description="text encoding of source CSV files")
     max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
     trials: int = Field(20, ge=1, description="most Optuna trials per tuning run")
+    tune_sample_rows: int = Field(
+        50_000, ge=100, description="above this many training rows, tune on a stratified sample"
+    )
+    tune_prune: bool = Field(True, description="stop trials that are behind after a fold round")
     tune_budget: float = Field(
         300.0, gt=0, description="seconds the whole tuning study may take (trials is a cap)"
     )

@@ -12,7 +12,9 @@ from importlib.metadata import version
 
 import numpy as np
 import optuna
+import pandas as pd
 from joblib import Parallel, delayed
+from sklearn.model_selection import train_test_split
 
 from retrain import reports, store, tracking
 from retrain.dataset import HOLDOUT_SHARE, Dataset, dataset_of
@@ -45,6 +47,8 @@ class TuneConfig:
     workers: int = 1
     parallel_folds: int = field(default_factory=lambda: os.cpu_count() or 1)
     budget: float | None = None  # seconds the whole study may take; `trials` is then a cap
+    sample_rows: int | None = None  # above this many training rows, tune on a subsample
+    prune: bool = True  # stop trials that are behind after a round of folds
 
     def trials_of(self, worker: int) -> int:
         """This worker's share of the trials (the shares add up to `trials`)."""
@@ -59,6 +63,39 @@ def seconds_left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.time())
 
 
+FOLDS_PER_ROUND = 2  # folds fitted between pruning checks: fixed, so results never depend on cores
+
+
+def fold_rounds(n_folds: int) -> list[range]:
+    """The folds in rounds: after each round but the last the trial reports its mean score so
+    far, and the pruner may stop it."""
+    return [range(i, min(i + FOLDS_PER_ROUND, n_folds)) for i in range(0, n_folds, FOLDS_PER_ROUND)]
+
+
+def tuning_rows(data: Dataset, config: TuneConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows the study cross-validates: every training row, or above `sample_rows` a
+    stratified, seeded subsample (the best trial is still refit on every training row)."""
+    x, y = prepare_features(data.train, data.kinds), data.labels(data.train)
+    if not config.sample_rows or len(y) <= config.sample_rows:
+        return x, y
+    rows = np.arange(len(y))
+    try:
+        keep, _ = train_test_split(
+            rows, train_size=config.sample_rows, stratify=y, random_state=config.seed
+        )
+    except ValueError:  # a class too rare to stratify: a plain seeded sample
+        keep = np.random.default_rng(config.seed).choice(rows, config.sample_rows, replace=False)
+    keep = np.sort(keep)
+    return x.iloc[keep], y[keep]
+
+
+def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
+    """Median pruning after the first rounds of folds (none when `prune` is off)."""
+    if not config.prune:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+
+
 def run_trials(
     data: Dataset,
     config: TuneConfig,
@@ -68,9 +105,10 @@ def run_trials(
     deadline: float | None = None,
 ) -> optuna.Study:
     """Maximise the cross-validated objective for `n_trials` trials of `study`. The folds of a
-    trial are fitted in parallel processes, each once, both metrics from one predict_proba. A
-    trial is logged by a background thread, in order, while the next trial fits."""
-    x, y = prepare_features(data.train, data.kinds), data.labels(data.train)
+    trial are fitted in parallel processes, each once, both metrics from one predict_proba,
+    in rounds between which the pruner may stop a trial that is behind. A trial is logged by a
+    background thread, in order, while the next trial fits."""
+    x, y = tuning_rows(data, config)
     splits = fold_splits(y, config.n_folds, config.seed)
     logged: list[Future] = []
     with (
@@ -82,18 +120,30 @@ def run_trials(
             family = trial.suggest_categorical("family", list(config.families))
             params = suggest_params(trial, family)
             model = build_model(family, params, data.kinds, config.seed)
-            scores = parallel(
-                delayed(score_fold)(model, x, y, split, data.kinds, data.classes, data.positive)
-                for split in splits
-            )
-            metrics = _summarise(scores)
+            scores: list = []
+            for folds in fold_rounds(len(splits)):
+                scores += parallel(
+                    delayed(score_fold)(
+                        model, x, y, splits[i], data.kinds, data.classes, data.positive
+                    )
+                    for i in folds
+                )
+                metrics = _summarise(scores)
+                if len(scores) < len(splits):
+                    trial.report(metrics[f"mean_{config.objective}"], step=len(scores))
+                    if trial.should_prune():
+                        break
+            pruned = len(scores) < len(splits)
             trial.set_user_attr("family", family)
             trial.set_user_attr("params", params)
             trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
             trial.set_user_attr("cpu_seconds", sum(s.cpu_seconds for s in scores))
+            metrics |= {"folds_scored": len(scores), "pruned": float(pruned)}
             logged.append(
                 logger.submit(log_trial, trial.number, {"family": family, **params}, metrics)
             )
+            if pruned:
+                raise optuna.TrialPruned()
             return metrics[f"mean_{config.objective}"]
 
         timeout = seconds_left(deadline)
@@ -212,11 +262,14 @@ def run_worker(
     """One trial worker: its share of the trials, each logged as a nested run of the parent.
     Worker 0 samples with the configured seed, so one worker reproduces its best params."""
     sampler = optuna.samplers.TPESampler(seed=config.seed + worker)
+    pruner = make_pruner(config)
     if run.storage:
-        study = optuna.load_study(study_name=run.study_name, storage=run.storage, sampler=sampler)
+        study = optuna.load_study(
+            study_name=run.study_name, storage=run.storage, sampler=sampler, pruner=pruner
+        )
     else:
         study = optuna.create_study(
-            study_name=run.study_name, direction="maximize", sampler=sampler
+            study_name=run.study_name, direction="maximize", sampler=sampler, pruner=pruner
         )
 
     def log_trial(number: int, params: dict, metrics: dict[str, float]) -> None:

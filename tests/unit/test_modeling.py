@@ -228,7 +228,8 @@ def test_a_budget_ends_the_study_normally_with_fewer_trials() -> None:
     started = time.perf_counter()
     run_trials(data, config, study, 50, lambda *_: None, deadline=time.time() + 2)
     counts = count_trials(study)
-    assert 1 <= counts["trials_completed"] == counts["trials_started"] < 50
+    assert 1 <= counts["trials_started"] < 50
+    assert counts["trials_completed"] + counts["trials_pruned"] == counts["trials_started"]
     assert time.perf_counter() - started < 30
     spent = optuna.create_study(direction="maximize")
     run_trials(data, config, spent, 5, lambda *_: None, deadline=time.time() - 1)
@@ -242,3 +243,34 @@ def test_a_snapshot_estimate_follows_the_rows() -> None:
     exact = len(frame.to_csv(index=False).encode())
     assert 0.8 * exact < estimated_csv_bytes(frame) < 1.2 * exact
     assert estimated_csv_bytes(frame.iloc[:0]) == 0
+
+
+def test_trials_that_are_behind_are_pruned_after_a_round_of_folds() -> None:
+    from retrain.dataset import Dataset
+    from retrain.tune import TuneConfig, count_trials, make_pruner, run_trials
+
+    frame, kinds = mixed_frame(90)
+    data = Dataset(frame, frame.iloc[:10], kinds, "label")
+    config = TuneConfig(trials=16, parallel_folds=1, families=("logreg",))
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3),
+        pruner=make_pruner(config),
+    )  # fmt: skip
+    logged: list[dict] = []
+    run_trials(data, config, study, 16, lambda n, p, m: logged.append(m))
+    counts = count_trials(study)
+    assert counts["trials_pruned"] >= 1 and counts["trials_started"] == 16
+    pruned = [m for m in logged if m["pruned"]]
+    assert len(pruned) == counts["trials_pruned"] and all(m["folds_scored"] < 5 for m in pruned)
+
+
+def test_a_large_training_set_is_tuned_on_a_stratified_sample() -> None:
+    from retrain.dataset import Dataset
+    from retrain.tune import TuneConfig, tuning_rows
+
+    frame, kinds = mixed_frame(600)
+    data = Dataset(frame, frame.iloc[:10], kinds, "label")
+    x, y = tuning_rows(data, TuneConfig(sample_rows=150))
+    assert len(x) == len(y) == 150
+    assert pd.Series(y).value_counts().tolist() == [50, 50, 50]
+    assert len(tuning_rows(data, TuneConfig(sample_rows=None))[0]) == 600
