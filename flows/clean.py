@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.hooks import FAILURE_HOOKS
+from flows.hooks import FAILURE_HOOKS, run_name
 from retrain.clean import BatchReport
 from retrain.errors import StageFailed
 from retrain.settings import load_settings
 from tasks.data import clean_one_batch, find_pending_batches
 
 
-@flow(name="clean", timeout_seconds=3600, **FAILURE_HOOKS)
+@flow(name="clean", flow_run_name=run_name("clean"), timeout_seconds=3600, **FAILURE_HOOKS)
 def clean(
     readmit: str | None = None, max_reject_fraction: float | None = None
 ) -> list[BatchReport]:

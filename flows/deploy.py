@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.hooks import DEPLOY_HOOKS, FAILURE_HOOKS, announce_rollback
+from flows.hooks import DEPLOY_HOOKS, FAILURE_HOOKS, announce_rollback, run_name
 from flows.locking import promotion_section
 from retrain.deploy import DeployReport
 from retrain.promote import PromotionReport
@@ -13,7 +13,13 @@ from retrain.settings import load_settings
 from tasks.serving import roll_back_champion, serve_champion
 
 
-@flow(name="deploy", timeout_seconds=1800, validate_parameters=False, **DEPLOY_HOOKS)
+@flow(
+    name="deploy",
+    flow_run_name=run_name("deploy"),
+    timeout_seconds=1800,
+    validate_parameters=False,
+    **DEPLOY_HOOKS,
+)
 def deploy(promotion: PromotionReport | None = None) -> DeployReport:
     """Swap the served model to @champion; a failure puts aliases and server back."""
     settings = load_settings()
@@ -27,7 +33,7 @@ def deploy(promotion: PromotionReport | None = None) -> DeployReport:
     return report
 
 
-@flow(name="rollback", timeout_seconds=1800, **FAILURE_HOOKS)
+@flow(name="rollback", flow_run_name=run_name("rollback"), timeout_seconds=1800, **FAILURE_HOOKS)
 def rollback(to_version: str | None = None) -> DeployReport:
     """Put champion back on the previous (or given) version and serve it."""
     settings = load_settings()
@@ -39,7 +45,7 @@ def rollback(to_version: str | None = None) -> DeployReport:
     return report
 
 
-@flow(name="redeploy", timeout_seconds=1800, **FAILURE_HOOKS)
+@flow(name="redeploy", flow_run_name=run_name("redeploy"), timeout_seconds=1800, **FAILURE_HOOKS)
 def redeploy() -> DeployReport:
     """Serve the current champion again (after a reboot, say): the verified deploy."""
     return deploy()

@@ -3,12 +3,15 @@ Prefect events that automations can match, and artifacts a person reads in the U
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
+from prefect.runtime import deployment
 from prefect.runtime import flow_run as current_run
 from prefect.settings import PREFECT_UI_URL
 
@@ -20,6 +23,21 @@ from retrain.settings import Settings, load_settings
 from retrain.tune import TuneReport
 
 STAGE_ATTRIBUTE = "retrain_stage"
+
+
+def run_name(stage: str) -> Callable[[], str]:
+    """A flow run name that says what and when (`retrain-iris-2026-12-01-0200`), for the
+    Prefect UI's run lists; a deployment's runs lead with its name (`retrain-nightly-...`)."""
+
+    def name() -> str:
+        try:
+            dataset = load_settings().dataset
+        except RetrainError:  # the flow itself reports bad settings
+            dataset = "unknown"
+        lead = deployment.name or stage
+        return f"{lead}-{dataset}-{datetime.now(UTC):%Y-%m-%d-%H%M}"
+
+    return name
 
 
 def mark_stage(err: BaseException, stage: str) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.hooks import run_name
 from retrain.errors import BadInput
 from retrain.ingest import LoadReport
 from retrain.settings import load_settings
 from tasks.data import find_source_files, load_source_file
 
 
-@flow(name="ingest", timeout_seconds=3600)
+@flow(name="ingest", flow_run_name=run_name("ingest"), timeout_seconds=3600)
 def ingest(source: str | None = None, encoding: str | None = None) -> list[LoadReport]:
     """Load each source file as one batch: seen files add nothing, bad files are refused."""
     logger = get_run_logger()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.hooks import FAILURE_HOOKS, announce_promotion
+from flows.hooks import FAILURE_HOOKS, announce_promotion, run_name
 from flows.locking import promotion_section
 from retrain.promote import PromotionReport
 from retrain.settings import load_settings
 from tasks.serving import compare_and_promote
 
 
-@flow(name="promote", timeout_seconds=1800, **FAILURE_HOOKS)
+@flow(name="promote", flow_run_name=run_name("promote"), timeout_seconds=1800, **FAILURE_HOOKS)
 def promote(
     min_improvement: float | None = None,
     require_significance: bool | None = None,

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from flows.clean import clean
 from flows.deploy import deploy
-from flows.hooks import FAILURE_HOOKS, mark_stage
+from flows.hooks import FAILURE_HOOKS, mark_stage, run_name
 from flows.ingest import ingest
 from flows.locking import promotion_section
 from flows.promote import promote
@@ -63,7 +63,7 @@ Family = Annotated[
 ]
 
 
-@flow(name="retrain", timeout_seconds=4 * 3600, **FAILURE_HOOKS)
+@flow(name="retrain", flow_run_name=run_name("retrain"), timeout_seconds=4 * 3600, **FAILURE_HOOKS)
 def retrain(
     source: str | None = None,
     trials: Trials = None,

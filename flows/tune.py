@@ -8,7 +8,7 @@ import optuna
 from prefect import flow, get_run_logger
 from prefect.exceptions import TerminationSignal
 
-from flows.hooks import publish_tuning
+from flows.hooks import publish_tuning, run_name
 from retrain.settings import Settings, load_settings
 from retrain.tune import TuneConfig, TuneReport, TuningRun
 from tasks.training import abandon_study, register_best, run_trial_worker, start_study
@@ -28,7 +28,7 @@ def is_cancellation(err: BaseException) -> bool:
     return isinstance(err, TerminationSignal | KeyboardInterrupt)
 
 
-@flow(name="tune", timeout_seconds=6 * 3600)
+@flow(name="tune", flow_run_name=run_name("tune"), timeout_seconds=6 * 3600)
 def tune(
     trials: int | None = None,
     workers: int | None = None,

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 RETRAIN = str(Path(sys.executable).parent / "retrain")
 
 
-async def _flow_runs(since: datetime) -> dict[str, str]:
+async def _flow_runs(since: datetime) -> dict[str, tuple[str, str]]:
     """State of each flow's in-process runs created since `since` (the session server is
     shared with the deployment tests, whose schedules keep adding runs)."""
     from prefect.client.orchestration import get_client
@@ -32,7 +32,7 @@ async def _flow_runs(since: datetime) -> dict[str, str]:
             if r.created >= since and r.deployment_id is None
         ]
         names = {f.id: f.name for f in await client.read_flows()}
-    return {names[r.flow_id]: r.state.type.value for r in runs}
+    return {names[r.flow_id]: (r.state.type.value, r.name) for r in runs}
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -43,8 +43,10 @@ def test_nightly_flow_runs_on_a_real_prefect_server(prefect_api: str, env: dict)
     summary = retrain(trials=2)
     assert any("loaded 150 rows" in line for line in summary.lines())
     assert count(f"{env['RETRAIN_DATASET']}_cleaned") == 150
-    states = asyncio.run(_flow_runs(since))
-    assert {states[name] for name in ("retrain", "ingest", "clean", "tune")} == {"COMPLETED"}
+    runs = asyncio.run(_flow_runs(since))
+    assert {runs[name][0] for name in ("retrain", "ingest", "clean", "tune")} == {"COMPLETED"}
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert runs["tune"][1].startswith(f"tune-{env['RETRAIN_DATASET']}-{today}-")
     assert summary.tuned is not None and summary.tuned.version == "1"
 
 
