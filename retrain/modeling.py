@@ -359,11 +359,8 @@ def _epoch_stages(fitted: Pipeline, train: tuple, x: pd.DataFrame, keep: set[int
 
 
 def example_rows(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
-    """Feature rows as a client sends them (the model's input example): numbers as floats,
-    booleans as True/False, categories as strings, None where a value is missing."""
+    """Feature rows as a client sends them (the model's input example): numbers as floats
+    (booleans as 1.0/0.0, as the signature's `double` takes them), categories as strings,
+    None where a value is missing."""
     prepared = prepare_features(frame, kinds)
-    out = prepared.astype(object).where(prepared.notna(), None)
-    for column, kind in kinds.items():
-        if kind == "boolean":
-            out[column] = [None if v is None else bool(v) for v in out[column]]
-    return out
+    return prepared.astype(object).where(prepared.notna(), None)

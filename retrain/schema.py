@@ -152,18 +152,53 @@ def load_dataset_schema(
 
 
 def typed_positive(rules: pa.DataFrameSchema, roles: Roles, where: str) -> Roles:
-    """The positive class in the target's own type (an integer label stays an integer)."""
+    """The positive class in the target's own type (an integer label stays an integer), and
+    one of the target's labels when the schema lists them."""
     value = roles.positive_class
     if value is None:
         return roles
-    if kind_of(rules.columns[roles.target].dtype) == "integer":
-        try:
-            value = int(value)
-        except ValueError as err:
-            raise BadInput(f"{where}: positive class {value!r} is not an integer label") from err
+    column = rules.columns[roles.target]
+    if kind_of(column.dtype) == "integer":
+        value = parse_integer(value)
+        if value is None:
+            raise BadInput(f"{where}: positive class {roles.positive_class!r} is not an integer")
     else:
         value = str(value)
+    allowed = allowed_labels(column)
+    if allowed is not None and value not in allowed:
+        raise BadInput(
+            f"{where}: positive class {value!r} is not a label of {roles.target!r} "
+            f"(labels: {sorted(allowed, key=str)[:10]}); check RETRAIN_POSITIVE_CLASS"
+        )
     return Roles(roles.target, value, roles.ids, roles.timestamps)
+
+
+def allowed_labels(column: pa.Column) -> list | None:
+    """The values an `isin` check of the column allows, or None when it has none."""
+    for check in column.checks:
+        if check.name == "isin":
+            return list(check.statistics.get("allowed_values") or [])
+    return None
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def parse_integer(text: object) -> int | None:
+    """An integer cell exactly (no trip through float: ids above 2**53 keep every digit);
+    `3.0` is 3; None when it is not a whole number that fits in 64 bits."""
+    word = str(text).strip()
+    try:
+        value = int(word)
+    except ValueError:
+        try:
+            number = float(word)
+        except ValueError:
+            return None
+        if not number.is_integer():
+            return None
+        value = int(number)
+    return value if INT64[0] <= value <= INT64[1] else None
 
 
 def read_schema_name(path: Path) -> str | None:
@@ -222,7 +257,9 @@ def infer_schema_yaml(sample: pd.DataFrame, labels: list, name: str, request: In
         spec["dtype"] = portable_dtype(str(spec.get("dtype")))
         spec["nullable"] = column not in (request.target, *request.required)
         document["columns"][column] = spec
-    document["columns"][request.target]["isin"] = labels
+    target_spec = document["columns"][request.target]
+    target_spec["dtype"] = "int64" if all(isinstance(v, int) for v in labels) else "str"
+    target_spec["isin"] = labels
     document["coerce"] = True
     document["name"] = name
     roles: dict[str, Any] = {"target": request.target}
@@ -242,23 +279,48 @@ def typed_label(value: str, labels: list) -> Any:
 
 
 def infer_from_csv(path: Path, request: InferRequest, encoding: str = "utf-8") -> str:
-    """Read a sample of the CSV file (and its whole target column) and infer its schema."""
+    """Read a sample of the CSV file (and its whole target column) and infer its schema.
+    Header names are stripped, as ingest strips them."""
     try:
         sample = pd.read_csv(path, nrows=SAMPLE_ROWS, encoding=encoding, low_memory=False)
+        sample.columns = [str(c).strip() for c in sample.columns]
         if request.target not in sample.columns:
             raise BadInput(
                 f"{path}: no column {request.target!r} for --target (columns: "
                 f"{list(sample.columns)[:8]})"
             )
-        kind = kind_of(sample[request.target].dtype)
-        labels: set = set()
+        texts: set[str] = set()
         for chunk in pd.read_csv(
-            path, usecols=[request.target], encoding=encoding, chunksize=500_000
-        ):
-            labels.update(chunk[request.target].dropna().tolist())
+            path, usecols=lambda c: str(c).strip() == request.target, dtype=str,
+            encoding=encoding, chunksize=500_000,
+        ):  # fmt: skip
+            texts.update(chunk.iloc[:, 0].dropna().str.strip())
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise BadInput(f"{path}: cannot read it as CSV ({str(err).splitlines()[0][:160]})") from err
-    ordered = sorted(int(v) for v in labels) if kind == "integer" else sorted(map(str, labels))
-    if len(ordered) < 2:
-        raise BadInput(f"{path}: the target {request.target!r} has fewer than two labels")
-    return infer_schema_yaml(sample, ordered, dataset_name(Path(path).stem), request)
+    labels = typed_labels(texts - MISSING_MARKERS, f"{path}: the target {request.target!r}")
+    return infer_schema_yaml(sample, labels, dataset_name(Path(path).stem), request)
+
+
+def typed_labels(texts: set[str], what: str) -> list:
+    """The target's labels as the file writes them: integers when every label is a whole
+    number, else strings (True/False stays text). A continuous target is refused: retrain
+    trains classifiers."""
+    if len(texts) < 2:
+        raise BadInput(f"{what} has fewer than two labels; a classifier needs at least two")
+    numbers = [parse_integer(t) for t in texts]
+    if all(n is not None for n in numbers):
+        return sorted(numbers)
+    if len(texts) > 50 and all(_is_number(t) for t in texts):
+        raise BadInput(
+            f"{what} holds {len(texts)} distinct numbers: it looks continuous, and retrain trains "
+            "classifiers; pick a label column for --target"
+        )
+    return sorted(texts)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ def run_trials(
     in rounds between which the pruner may stop a trial that is behind. A trial is logged by a
     background thread, in order, while the next trial fits."""
     x, y = tuning_rows(data, config)
-    splits = fold_splits(y, config.n_folds, config.seed)
+    splits = fold_splits(y, folds_for(y, config.n_folds), config.seed)
     logged: list[Future] = []
     with (
         Parallel(n_jobs=min(config.parallel_folds, config.n_folds), backend="loky") as parallel,
@@ -155,16 +156,27 @@ def run_trials(
 
 
 def _summarise(scores: list) -> dict[str, float]:
+    """Fold means and spread; a fold whose AUROC is undefined (it holds a single class) is
+    left out of the AUROC figures rather than failing the trial."""
     aurocs = np.array([s.auroc for s in scores])
     accs = np.array([s.accuracy for s in scores])
-    return {
-        "mean_auroc": float(aurocs.mean()),
-        "mean_accuracy": float(accs.mean()),
-        "std_auroc": float(aurocs.std()),
-        "std_accuracy": float(accs.std()),
-        "min_auroc": float(aurocs.min()),
-        "max_auroc": float(aurocs.max()),
-    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            "mean_auroc": float(np.nanmean(aurocs)),
+            "mean_accuracy": float(accs.mean()),
+            "std_auroc": float(np.nanstd(aurocs)),
+            "std_accuracy": float(accs.std()),
+            "min_auroc": float(np.nanmin(aurocs)),
+            "max_auroc": float(np.nanmax(aurocs)),
+        }
+
+
+def folds_for(y: np.ndarray, n_folds: int) -> int:
+    """Fewer folds when a binary target has fewer positives than folds, so every fold can
+    score an AUROC (at least 2)."""
+    counts = np.unique(y, return_counts=True)[1]
+    return max(2, min(n_folds, int(counts.min()))) if len(counts) == 2 else n_folds
 
 
 @dataclass(frozen=True)

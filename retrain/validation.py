@@ -15,7 +15,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from retrain.features import FALSE_TEXT, TRUE_TEXT
-from retrain.schema import MISSING_MARKERS, DatasetSchema
+from retrain.schema import MISSING_MARKERS, DatasetSchema, parse_integer
 
 ROW_KEYS = ["batch_id", "line_no", "row_hash"]
 QUARANTINE_PREFIX = "batch quarantined"
@@ -46,7 +46,7 @@ def _reason_kind(reason: str) -> str:
 
 PARSE_REASONS = {
     "numeric": "not a number",
-    "integer": "not an integer",
+    "integer": "not an integer (or beyond 64 bits)",
     "boolean": "not true or false",
     "finite": "not a finite number",
 }
@@ -68,7 +68,7 @@ def parse_cells(text: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
 
     Missing cells (empty, or one of pandas' missing markers such as NA) become nulls; whether
     a null is allowed is the schema's `nullable`, checked afterwards."""
-    missing = text.isna() | text.isin(MISSING_MARKERS)
+    missing = text.isna() | text.astype(object).str.strip().isin(MISSING_MARKERS)
     present = text.where(~missing).astype(object)
     no_reason = pd.Series("", index=text.index, dtype=object)
     if kind == "categorical":
@@ -78,16 +78,22 @@ def parse_cells(text: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         values = words.map(lambda w: True if w in TRUE_TEXT else False if w in FALSE_TEXT else None)
         bad = ~missing & values.isna()
         return values.astype("boolean"), no_reason.mask(bad, PARSE_REASONS["boolean"])
+    if kind == "integer":
+        return parse_integers(present, missing, no_reason)
     numbers = pd.to_numeric(present.str.strip(), errors="coerce").astype("float64")
     reasons = no_reason.mask(~missing & numbers.isna(), PARSE_REASONS[kind])
     infinite = np.isinf(numbers)
     reasons = reasons.mask(infinite, PARSE_REASONS["finite"])
-    numbers = numbers.mask(infinite)
-    if kind == "numeric":
-        return numbers, reasons
-    fractional = numbers.notna() & (numbers % 1 != 0)
-    reasons = reasons.mask(fractional & (reasons == ""), PARSE_REASONS["integer"])
-    return numbers.mask(fractional).astype("Int64"), reasons
+    return numbers.mask(infinite), reasons
+
+
+def parse_integers(
+    present: pd.Series, missing: pd.Series, no_reason: pd.Series
+) -> tuple[pd.Series, pd.Series]:
+    values = [None if gone else parse_integer(t) for t, gone in zip(present, missing, strict=True)]
+    bad = ~missing & pd.Series([v is None for v in values], index=present.index)
+    typed = pd.Series(pd.array(values, dtype="Int64"), index=present.index)
+    return typed, no_reason.mask(bad, PARSE_REASONS["integer"])
 
 
 def parse_frame(data: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.DataFrame, dict]:

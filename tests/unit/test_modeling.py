@@ -275,3 +275,27 @@ def test_a_large_training_set_is_tuned_on_a_stratified_sample() -> None:
     assert len(x) == len(y) == 150
     assert pd.Series(y).value_counts().tolist() == [50, 50, 50]
     assert len(tuning_rows(data, TuneConfig(sample_rows=None))[0]) == 600
+
+
+def test_a_binary_target_with_fewer_positives_than_folds_still_tunes() -> None:
+    from retrain.dataset import Dataset
+    from retrain.tune import TuneConfig, count_trials, run_trials
+
+    rng = np.random.default_rng(5)
+    y = np.array(["no"] * 246 + ["yes"] * 4)
+    frame = pd.DataFrame({"x": rng.normal(size=250) + 3 * (y == "yes"), "label": y})
+    data = Dataset(frame, frame.iloc[:10], {"x": "numeric"}, "label", positive="yes")
+    study = optuna.create_study(direction="maximize")
+    run_trials(data, TuneConfig(trials=2, parallel_folds=1, families=("logreg",)), study, 2, print)
+    assert count_trials(study)["trials_completed"] == 2
+    assert 0.5 < study.best_value <= 1.0
+
+
+def test_exact_integers_and_stripped_missing_markers() -> None:
+    from retrain.validation import parse_cells
+
+    values, reasons = parse_cells(
+        pd.Series(["10000000000000001", "3.0", " NA", "x", "1e19", "2.5", None]), "integer"
+    )
+    assert values.tolist()[:2] == [10000000000000001, 3] and values[2:].isna().all()
+    assert reasons.tolist() == ["", "", "", *["not an integer (or beyond 64 bits)"] * 3, ""]

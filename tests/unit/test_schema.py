@@ -135,3 +135,34 @@ def test_names_follow_the_dataset(
 def test_a_file_stem_becomes_a_table_prefix() -> None:
     assert dataset_name("my-data 2026") == "my_data_2026"
     assert dataset_name("2026_sales") == "t2026_sales"
+
+
+def test_boolean_and_padded_targets_clean_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "flags.csv"
+    path.write_text("reading , fraud \n1.5,True\n2.5,False\n0.5,True\n")
+    out = tmp_path / "f.yaml"
+    out.write_text(infer_from_csv(path, InferRequest(target="fraud", positive_class="True")))
+    schema = load_dataset_schema(out)
+    assert schema.columns == ["reading", "fraud"] and schema.kind("fraud") == "categorical"
+    raw = pd.DataFrame({"reading": ["1.5", "2.5"], "fraud": ["True", "False"]}, dtype=object)
+    raw["batch_id"], raw["line_no"], raw["row_hash"] = "b", [2, 3], ["h1", "h2"]
+    raw["n_fields"], raw["extra_fields"] = 2, ""
+    split = split_clean_rejected(raw, schema, None)
+    assert len(split.cleaned) == 2 and split.rejected.empty
+
+
+def test_a_positive_class_must_be_one_of_the_labels(customers: Path, tmp_path: Path) -> None:
+    path = infer(customers, tmp_path)
+    with pytest.raises(BadInput, match="positive class 'Yes' is not a label of 'churned'"):
+        load_dataset_schema(path, positive_class="Yes")
+
+
+def test_a_stray_text_label_makes_the_labels_text(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("reading,state\n1.5,0\n2.5,1\n0.5,x\n")
+    document = yaml.safe_load(infer_from_csv(path, InferRequest(target="state")))
+    assert document["columns"]["state"] == {
+        "dtype": "str",
+        "nullable": False,
+        "isin": ["0", "1", "x"],
+    }
