@@ -10,7 +10,13 @@ import yaml
 
 from retrain.bundled import source_files
 from retrain.errors import BadInput
-from retrain.schema import InferRequest, dataset_name, infer_from_csv, load_dataset_schema
+from retrain.schema import (
+    DatasetSchema,
+    InferRequest,
+    dataset_name,
+    infer_from_csv,
+    load_dataset_schema,
+)
 from retrain.settings import BUNDLED_SCHEMAS, load_settings
 from retrain.validation import split_clean_rejected
 
@@ -37,6 +43,24 @@ def infer(path: Path, tmp_path: Path, **options) -> Path:
     out = tmp_path / "schema.yaml"
     out.write_text(infer_from_csv(path, request))
     return out
+
+
+def schema_from(tmp_path: Path, text: str, request: InferRequest) -> tuple[Path, DatasetSchema]:
+    """A CSV file of `text`, its inferred schema file, and that schema loaded."""
+    path = tmp_path / "source.csv"
+    path.write_text(text)
+    out = tmp_path / "inferred.yaml"
+    out.write_text(infer_from_csv(path, request))
+    return out, load_dataset_schema(out)
+
+
+def as_raw(text: pd.DataFrame) -> pd.DataFrame:
+    """Text rows with the bookkeeping columns ingest adds."""
+    raw = text.astype(object).copy()
+    raw["batch_id"], raw["line_no"] = "b", range(2, 2 + len(raw))
+    raw["row_hash"] = raw["line_no"].astype(str)
+    raw["n_fields"], raw["extra_fields"] = len(text.columns), ""
+    return raw
 
 
 def test_an_inferred_schema_round_trips_with_its_roles(customers: Path, tmp_path: Path) -> None:
@@ -68,9 +92,7 @@ def test_required_and_bounds_are_written_only_when_asked(customers: Path, tmp_pa
 
 def test_an_inferred_schema_cleans_the_file_it_came_from(customers: Path, tmp_path: Path) -> None:
     schema = load_dataset_schema(infer(customers, tmp_path))
-    raw = pd.read_csv(customers, dtype=str, keep_default_na=False)
-    raw["batch_id"], raw["line_no"] = "b", range(2, 2 + len(raw))
-    raw["row_hash"], raw["n_fields"], raw["extra_fields"] = raw["line_no"].astype(str), 7, ""
+    raw = as_raw(pd.read_csv(customers, dtype=str, keep_default_na=False))
     split = split_clean_rejected(raw, schema, None)
     assert len(split.cleaned) == 5 and split.rejected.empty
     assert split.cleaned["age"].isna().sum() == 1 and split.cleaned["plan"].isna().sum() == 1
@@ -78,11 +100,8 @@ def test_an_inferred_schema_cleans_the_file_it_came_from(customers: Path, tmp_pa
 
 
 def test_integer_labels_stay_integers(tmp_path: Path) -> None:
-    path = tmp_path / "sensors.csv"
-    path.write_text("reading,state\n1.5,0\n2.5,1\n0.5,0\n")
-    out = tmp_path / "s.yaml"
-    out.write_text(infer_from_csv(path, InferRequest(target="state", positive_class="1")))
-    schema = load_dataset_schema(out)
+    text = "reading,state\n1.5,0\n2.5,1\n0.5,0\n"
+    out, schema = schema_from(tmp_path, text, InferRequest(target="state", positive_class="1"))
     assert schema.kind("state") == "integer" and schema.roles.positive_class == 1
     assert yaml.safe_load(out.read_text())["columns"]["state"]["isin"] == [0, 1]
 
@@ -138,15 +157,10 @@ def test_a_file_stem_becomes_a_table_prefix() -> None:
 
 
 def test_boolean_and_padded_targets_clean_every_row(tmp_path: Path) -> None:
-    path = tmp_path / "flags.csv"
-    path.write_text("reading , fraud \n1.5,True\n2.5,False\n0.5,True\n")
-    out = tmp_path / "f.yaml"
-    out.write_text(infer_from_csv(path, InferRequest(target="fraud", positive_class="True")))
-    schema = load_dataset_schema(out)
+    text = "reading , fraud \n1.5,True\n2.5,False\n0.5,True\n"
+    _, schema = schema_from(tmp_path, text, InferRequest(target="fraud", positive_class="True"))
     assert schema.columns == ["reading", "fraud"] and schema.kind("fraud") == "categorical"
-    raw = pd.DataFrame({"reading": ["1.5", "2.5"], "fraud": ["True", "False"]}, dtype=object)
-    raw["batch_id"], raw["line_no"], raw["row_hash"] = "b", [2, 3], ["h1", "h2"]
-    raw["n_fields"], raw["extra_fields"] = 2, ""
+    raw = as_raw(pd.DataFrame({"reading": ["1.5", "2.5"], "fraud": ["True", "False"]}))
     split = split_clean_rejected(raw, schema, None)
     assert len(split.cleaned) == 2 and split.rejected.empty
 
