@@ -341,8 +341,9 @@ def serve_status() -> None:
 def serve_stop() -> None:
     """Stop the model server retrain started (nothing else is ever signalled)."""
     from retrain import server
+    from retrain.settings import load_settings
 
-    settings, _ = _serving_context()
+    settings = run_stage(load_settings)  # no MLflow client: stopping needs only the state file
     served = server.read_state(settings.home)
     if served is None:
         typer.echo("no model server of retrain is running")
