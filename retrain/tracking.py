@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import joblib
 import mlflow
@@ -29,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from retrain.errors import StageFailed
 from retrain.pyfunc import PIPELINE_ARTIFACT, ClassifierModel, build_signature
 
 FLUENT_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -106,6 +108,27 @@ def prepare_store(tracking_uri: str) -> None:
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         client.search_experiments(max_results=1)
         client.search_registered_models(max_results=1)
+
+
+def describe_store(tracking_uri: str) -> str:
+    """Where a tracking URI points, for messages: never a password."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme in ("http", "https"):
+        return f"the tracking server {parts.scheme}://{parts.hostname}:{parts.port or ''}"
+    return f"the tracking store {tracking_uri}"
+
+
+@contextmanager
+def reporting_errors(tracking_uri: str) -> Iterator[None]:
+    """An MLflow failure (a server down, a refused request) as one line that says what to do."""
+    try:
+        yield
+    except MlflowException as err:
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise StageFailed(
+            f"MLflow call to {describe_store(tracking_uri)} failed ({detail}); check "
+            "MLFLOW_TRACKING_URI and that the tracking server is up"
+        ) from err
 
 
 def make_client(tracking_uri: str) -> MlflowClient:

@@ -25,9 +25,10 @@ from tasks.policies import IO_TASK
 def start_study(settings: Settings, config: TuneConfig) -> TuningRun:
     """Read the cleaned rows, open the parent MLflow run and create the Optuna study."""
     engine, tables = open_dataset(settings)
-    client = tracking.make_client(settings.tracking_uri)
     tags = {"prefect.flow_run_id": str(flow_run.id)} if flow_run.id else {}
-    return start_tuning(engine, tables, client, settings, config, tags)
+    with tracking.reporting_errors(settings.tracking_uri):
+        client = tracking.make_client(settings.tracking_uri)
+        return start_tuning(engine, tables, client, settings, config, tags)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="trial-worker-{worker}")
@@ -44,8 +45,9 @@ def register_best(
     settings: Settings, config: TuneConfig, run: TuningRun, study: optuna.Study, seconds: float
 ) -> TuneReport:
     """Refit the best trial, log plots, model and data, register it as challenger."""
-    client = tracking.make_client(settings.tracking_uri)
-    return finish_tuning(run, client, settings, config, study, seconds)
+    with tracking.reporting_errors(settings.tracking_uri):
+        client = tracking.make_client(settings.tracking_uri)
+        return finish_tuning(run, client, settings, config, study, seconds)
 
 
 @task(**IO_TASK, cache_policy=NO_CACHE)

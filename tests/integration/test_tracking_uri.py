@@ -161,3 +161,19 @@ def test_served_version_answers_raw_rows_and_probabilities(tmp_path: Path) -> No
     assert np.allclose(served_proba.sum(axis=1), 1.0)
     # the same numbers as in-process: a null boolean reached the Pipeline as NaN, not False
     assert np.allclose(served_proba, model.predict_proba(raw_rows()))
+
+
+def test_a_tracking_server_that_does_not_answer_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from retrain.errors import StageFailed
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"  # nothing listens there
+    with pytest.raises(StageFailed) as failed, tracking.reporting_errors(uri):
+        tracking.ensure_experiment(tracking.make_client(uri), "nowhere")
+    message = str(failed.value)
+    assert message.startswith(f"MLflow call to the tracking server http://127.0.0.1:{port}")
+    assert "check MLFLOW_TRACKING_URI" in message and "\n" not in message
