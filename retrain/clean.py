@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from retrain import store
 from retrain.schema import DatasetSchema
 from retrain.store import DatasetTables
-from retrain.validation import split_clean_rejected
+from retrain.validation import Tally, quarantined_rows, split_rows
 
 
 @dataclass(frozen=True)
@@ -42,22 +42,48 @@ def clean_batch(
     max_reject_fraction: float | None,
     chunk_rows: int = store.DEFAULT_CHUNK_ROWS,
 ) -> BatchReport:
-    """Clean one batch; its previous results (if any) are replaced in the same transaction.
+    """Clean one batch, `chunk_rows` raw rows at a time (memory does not grow with the batch);
+    its previous results (if any) are replaced in the same transaction.
 
     Cleaned rows are written typed (missing values as NULL); a database that refuses them
-    fails the batch whole (StageFailed) and leaves both tables as they were."""
+    fails the batch whole (StageFailed) and leaves both tables as they were. Whether the batch
+    is quarantined is decided on the whole batch: then its cleaned rows are taken back out
+    and its good rows written to rejected with the batch's reason, chunk by chunk again."""
+    tally = Tally()
     with store.reporting_errors(engine), engine.begin() as conn:
         store.create_tables(conn, tables)
-        raw = store.read_raw_batch(conn, tables, batch_id)
-        split = split_clean_rejected(raw, schema, max_reject_fraction)
         store.delete_batch_results(conn, tables, batch_id)
-        store.insert_frame(conn, tables.cleaned, split.cleaned, chunk_rows)
-        store.insert_frame(conn, tables.rejected, split.rejected, chunk_rows)
+        for raw in store.read_raw_chunks(conn, tables, batch_id, chunk_rows):
+            split = split_rows(raw, schema)
+            store.insert_frame(conn, tables.cleaned, split.cleaned, chunk_rows)
+            store.insert_frame(conn, tables.rejected, split.rejected, chunk_rows)
+            tally.add(raw, split)
+        quarantined = tally.over(max_reject_fraction)
+        if quarantined:
+            quarantine_batch(conn, tables, batch_id, tally, max_reject_fraction, chunk_rows)
+    cleaned = 0 if quarantined else tally.rows - tally.failed
     return BatchReport(
         batch_id,
-        len(split.cleaned),
-        len(split.rejected),
-        split.failed,
-        split.quarantined,
-        split.commonest_reasons(),
+        cleaned,
+        tally.rows - cleaned,
+        tally.failed,
+        quarantined,
+        tally.reasons.most_common(3),
     )
+
+
+def quarantine_batch(
+    conn: Connection,
+    tables: DatasetTables,
+    batch_id: str,
+    tally: Tally,
+    max_reject_fraction: float,
+    chunk_rows: int,
+) -> None:
+    """Move a batch's good rows from cleaned to rejected, each with the batch's reason."""
+    store.delete_rows(conn, tables.cleaned, batch_id)
+    why = tally.quarantine_reason(max_reject_fraction)
+    bad = tally.bad_lines()
+    for raw in store.read_raw_chunks(conn, tables, batch_id, chunk_rows):
+        good = raw[~raw["line_no"].isin(bad)]
+        store.insert_frame(conn, tables.rejected, quarantined_rows(good, why), chunk_rows)

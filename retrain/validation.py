@@ -7,7 +7,7 @@ the bookkeeping columns (`batch_id`, `line_no`, `row_hash`, `n_fields`, `extra_f
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -32,11 +32,14 @@ class Split:
 
     def commonest_reasons(self, n: int = 3) -> list[tuple[str, int]]:
         """The most frequent single reasons among rejected rows (one row may give several)."""
+        return self.reason_counts().most_common(n)
+
+    def reason_counts(self) -> Counter[str]:
         counts: Counter[str] = Counter()
         for reasons in self.rejected["reason"]:
             if not reasons.startswith(QUARANTINE_PREFIX):
                 counts.update(_reason_kind(part) for part in reasons.split("; "))
-        return counts.most_common(n)
+        return counts
 
 
 def _reason_kind(reason: str) -> str:
@@ -63,36 +66,62 @@ def describe_check(check: str) -> str:
     return f"failed check [{check}]"
 
 
+def text_cells(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(each cell stripped, in pandas' string dtype; True where the cell is missing: empty, or
+    one of pandas' missing markers such as NA). Vectorised: a batch may hold millions."""
+    stripped = text.astype("str").str.strip()
+    missing = stripped.isna() | stripped.isin(MISSING_MARKERS)
+    return stripped, missing.to_numpy(dtype=bool)
+
+
 def parse_cells(text: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     """(typed values, why each cell that does not parse as `kind` failed; '' where fine).
 
-    Missing cells (empty, or one of pandas' missing markers such as NA) become nulls; whether
-    a null is allowed is the schema's `nullable`, checked afterwards."""
-    missing = text.isna() | text.astype(object).str.strip().isin(MISSING_MARKERS)
-    present = text.where(~missing).astype(object)
+    Missing cells become nulls; whether a null is allowed is the schema's `nullable`, checked
+    afterwards."""
+    stripped, missing = text_cells(text)
     no_reason = pd.Series("", index=text.index, dtype=object)
     if kind == "categorical":
-        return present, no_reason
+        return text.where(~missing).astype(object), no_reason
     if kind == "boolean":
-        words = present.str.strip().str.lower()
-        values = words.map(lambda w: True if w in TRUE_TEXT else False if w in FALSE_TEXT else None)
-        bad = ~missing & values.isna()
-        return values.astype("boolean"), no_reason.mask(bad, PARSE_REASONS["boolean"])
+        return parse_booleans(stripped, missing, no_reason)
     if kind == "integer":
-        return parse_integers(present, missing, no_reason)
-    numbers = pd.to_numeric(present.str.strip(), errors="coerce").astype("float64")
-    reasons = no_reason.mask(~missing & numbers.isna(), PARSE_REASONS[kind])
+        return parse_integers(stripped, missing, no_reason)
+    numbers = pd.to_numeric(stripped.where(~missing), errors="coerce").astype("float64")
+    reasons = no_reason.mask(~missing & numbers.isna().to_numpy(), PARSE_REASONS[kind])
     infinite = np.isinf(numbers)
     reasons = reasons.mask(infinite, PARSE_REASONS["finite"])
     return numbers.mask(infinite), reasons
 
 
-def parse_integers(
-    present: pd.Series, missing: pd.Series, no_reason: pd.Series
+def parse_booleans(
+    stripped: pd.Series, missing: np.ndarray, no_reason: pd.Series
 ) -> tuple[pd.Series, pd.Series]:
-    values = [None if gone else parse_integer(t) for t, gone in zip(present, missing, strict=True)]
-    bad = ~missing & pd.Series([v is None for v in values], index=present.index)
-    typed = pd.Series(pd.array(values, dtype="Int64"), index=present.index)
+    words = stripped.str.lower()
+    true = words.isin(TRUE_TEXT).to_numpy(dtype=bool)
+    false = words.isin(FALSE_TEXT).to_numpy(dtype=bool)
+    values = pd.Series(pd.NA, index=stripped.index, dtype="boolean")
+    values[true] = True
+    values[false] = False
+    return values, no_reason.mask(~missing & ~true & ~false, PARSE_REASONS["boolean"])
+
+
+DIGITS = r"[+-]?\d{1,18}"  # fits in 64 bits for sure; anything else goes the exact slow way
+
+
+def parse_integers(
+    stripped: pd.Series, missing: np.ndarray, no_reason: pd.Series
+) -> tuple[pd.Series, pd.Series]:
+    """Integers exactly (no trip through float): plain digit strings are cast at once, the
+    rare rest (`3.0`, 19 digits, garbage) one by one through `parse_integer`."""
+    typed = pd.Series(pd.NA, index=stripped.index, dtype="Int64")
+    plain = stripped.str.fullmatch(DIGITS).fillna(False).to_numpy(dtype=bool) & ~missing
+    typed[plain] = stripped[plain].astype("int64").to_numpy()
+    other = ~plain & ~missing
+    parsed = [parse_integer(t) for t in stripped[other]]
+    typed[other] = pd.array(parsed, dtype="Int64")
+    bad = np.zeros(len(typed), dtype=bool)
+    bad[np.flatnonzero(other)[[v is None for v in parsed]]] = True
     return typed, no_reason.mask(bad, PARSE_REASONS["integer"])
 
 
@@ -159,6 +188,19 @@ def split_clean_rejected(
     every row goes to rejected, the good ones with a reason that starts 'batch quarantined'.
     `None` admits the batch whatever its reject fraction.
     """
+    split = split_rows(raw, schema)
+    tally = Tally()
+    tally.add(raw, split)
+    if not tally.over(max_reject_fraction):
+        return split
+    good = raw[~raw["line_no"].isin(tally.bad_lines())]
+    quarantined = quarantined_rows(good, tally.quarantine_reason(max_reject_fraction))
+    whole = pd.concat([split.rejected, quarantined]).sort_values("line_no", kind="stable")
+    return Split(_empty_cleaned(schema), whole.reset_index(drop=True), split.failed, True)
+
+
+def split_rows(raw: pd.DataFrame, schema: DatasetSchema) -> Split:
+    """Rows (a whole batch or one chunk of it) into cleaned and rejected, no threshold."""
     columns = schema.columns
     raw = raw.reset_index(drop=True)
     reasons = shape_reasons(raw, len(columns))
@@ -167,17 +209,46 @@ def split_clean_rejected(
         reasons.setdefault(idx, []).extend(found)
     bad = raw.index.isin(list(reasons))
     rejected = _rejected_frame(raw[bad], reasons)
-    fraction = len(rejected) / len(raw) if len(raw) else 0.0
-    if max_reject_fraction is not None and fraction > max_reject_fraction:
-        why = (
-            f"{QUARANTINE_PREFIX}: {len(rejected)} of {len(raw)} rows rejected "
-            f"({fraction:.0%} > max_reject_fraction {max_reject_fraction:.0%})"
-        )
-        good = _rejected_frame(raw[~bad], {key: [why] for key in raw.index[~bad]})
-        whole = pd.concat([rejected, good]).sort_values("line_no", kind="stable")
-        return Split(_empty_cleaned(schema), whole.reset_index(drop=True), len(rejected), True)
     cleaned = pd.concat([typed[~bad], raw.loc[~bad, ROW_KEYS]], axis=1).reset_index(drop=True)
     return Split(cleaned, rejected.reset_index(drop=True), len(rejected))
+
+
+@dataclass
+class Tally:
+    """Counts over the chunks of one batch: whether it is quarantined is decided on the
+    whole batch, whatever the chunk size."""
+
+    rows: int = 0
+    failed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    bad: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, raw: pd.DataFrame, split: Split) -> None:
+        self.rows += len(raw)
+        self.failed += split.failed
+        self.reasons.update(split.reason_counts())
+        self.bad.append(split.rejected["line_no"].to_numpy(dtype=np.int64))
+
+    def bad_lines(self) -> np.ndarray:
+        return np.concatenate(self.bad) if self.bad else np.array([], dtype=np.int64)
+
+    def over(self, max_reject_fraction: float | None) -> bool:
+        fraction = self.failed / self.rows if self.rows else 0.0
+        return max_reject_fraction is not None and fraction > max_reject_fraction
+
+    def quarantine_reason(self, max_reject_fraction: float) -> str:
+        fraction = self.failed / self.rows
+        return (
+            f"{QUARANTINE_PREFIX}: {self.failed} of {self.rows} rows rejected "
+            f"({fraction:.0%} > max_reject_fraction {max_reject_fraction:.0%})"
+        )
+
+
+def quarantined_rows(good: pd.DataFrame, why: str) -> pd.DataFrame:
+    """Good rows of a quarantined batch, as rejected rows that give the batch's reason."""
+    out = good.copy()
+    out["reason"] = why
+    return out
 
 
 def _rejected_frame(rows: pd.DataFrame, reasons: dict[int, list[str]]) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from retrain import clean, ingest
+from retrain import clean, ingest, store
 from retrain.errors import BadInput, StageFailed
 from retrain.settings import load_settings
 from tests.integration.helpers import GOOD_ROWS, count, open_store, row_keys, write_csv
@@ -27,8 +27,6 @@ def load(path: Path, chunk_rows: int = 2):
 def clean_pending(threshold: float | None = 0.2):
     engine, tables = open_store()
     schema = load_settings().load_schema()
-    from retrain import store
-
     with engine.connect() as conn:
         batches = store.pending_batches(conn, tables)
     return [clean.clean_batch(engine, tables, schema, b, threshold) for b in batches]
@@ -109,6 +107,42 @@ def test_a_failed_clean_write_leaves_both_tables_as_they_were(env: dict, tmp_pat
         clean.clean_batch(engine, tables, schema, first.batch_id, None)
     assert not err.value.transient and "\n" not in str(err.value)
     assert (row_keys(f"{ds}_cleaned"), row_keys(f"{ds}_rejected")) == before
+
+
+def batch_tables() -> tuple[list[tuple], list[tuple]]:
+    """Every cleaned row and every rejected row with its reason, in line order."""
+    engine, tables = open_store()
+    with engine.connect() as conn:
+        return [
+            tuple(row)
+            for table in (tables.cleaned, tables.rejected)
+            for row in [conn.execute(table.select().order_by(table.c.line_no)).all()]
+        ]
+
+
+@pytest.mark.parametrize("threshold", [None, 0.25])
+def test_chunked_clean_gives_the_same_rows_as_one_chunk(
+    env: dict, tmp_path: Path, threshold: float | None
+) -> None:
+    """Bad rows crowd into the last chunks, so a per-chunk quarantine would differ: the batch
+    is judged whole (30 % rejected: admitted with no threshold, quarantined at 25 %)."""
+    good = [f"{4 + i % 30 / 10},3.{i % 9},1.4,0.{1 + i % 7},{['setosa', 'virginica'][i % 2]}"
+            for i in range(14)]  # fmt: skip
+    bad = ["abc,3.5,1.4,0.2,setosa", "1,2", "NULL,1,1,1,setosa", " inf ,1,1,1,setosa",
+           "1,1,1,1,rose", "NA,,1,1,setosa"]  # fmt: skip
+    load(write_csv(tmp_path / "in", "a.csv", good + bad))
+    engine, tables = open_store()
+    schema = load_settings().load_schema()
+    with engine.connect() as conn:
+        (batch,) = store.pending_batches(conn, tables)
+    results = []
+    for chunk_rows in (1_000, 3, 1):
+        report = clean.clean_batch(engine, tables, schema, batch, threshold, chunk_rows)
+        results.append((report, batch_tables()))
+    assert results[0] == results[1] == results[2]
+    report, (cleaned, rejected) = results[0]
+    assert (report.failed, report.quarantined) == (6, threshold is not None)
+    assert len(cleaned) + len(rejected) == 20 and len(rejected) == (6 if threshold is None else 20)
 
 
 def test_bad_files_are_refused_before_anything_is_written(env: dict, tmp_path: Path) -> None:

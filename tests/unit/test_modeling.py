@@ -294,8 +294,9 @@ def test_a_binary_target_with_fewer_positives_than_folds_still_tunes() -> None:
 def test_exact_integers_and_stripped_missing_markers() -> None:
     from retrain.validation import parse_cells
 
-    values, reasons = parse_cells(
-        pd.Series(["10000000000000001", "3.0", " NA", "x", "1e19", "2.5", None]), "integer"
-    )
-    assert values.tolist()[:2] == [10000000000000001, 3] and values[2:].isna().all()
-    assert reasons.tolist() == ["", "", "", *["not an integer (or beyond 64 bits)"] * 3, ""]
+    cells = ["10000000000000001", "3.0", " +7 ", "-9223372036854775808", " NA", "x", "1e19",
+             "2.5", "9223372036854775808", None]  # fmt: skip
+    values, reasons = parse_cells(pd.Series(cells), "integer")
+    assert values.tolist()[:4] == [10000000000000001, 3, 7, -(2**63)]
+    assert values[4:].isna().all() and str(values.dtype) == "Int64"
+    assert reasons.tolist() == ["", "", "", "", "", *["not an integer (or beyond 64 bits)"] * 4, ""]
