@@ -27,6 +27,11 @@ def holdout_mask(row_hashes: pd.Series, share: float = HOLDOUT_SHARE) -> np.ndar
     return buckets < round(share * HOLDOUT_BUCKETS)
 
 
+def holdout_rule(share: float = HOLDOUT_SHARE) -> str:
+    """`holdout_mask` in words, for lineage."""
+    return f"int(row_hash, 16) % {HOLDOUT_BUCKETS} < {round(share * HOLDOUT_BUCKETS)}"
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Training and holdout rows of the current cleaned data, split by row hash; `kinds`

@@ -23,7 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
@@ -219,12 +219,47 @@ def pipeline_of(model: Any, kinds: dict[str, str]) -> Pipeline:
     return Pipeline([("prep", tree_preprocessing(kinds)), ("model", model)])
 
 
+def is_lightgbm(model: Pipeline) -> bool:
+    return type(model[-1]).__name__ == "LGBMClassifier"
+
+
 def fit_params(model: Pipeline, kinds: dict[str, str]) -> dict[str, Any]:
     """What `fit` needs beyond the rows: LightGBM is told which columns are categorical."""
-    if type(model[-1]).__name__ != "LGBMClassifier":
+    if not is_lightgbm(model):
         return {}
     mask = _categorical_mask(kinds)
     return {"model__categorical_feature": [i for i, cat in enumerate(mask) if cat] or "auto"}
+
+
+EARLY_STOPPING_ROWS = 2_000  # below this a tenth of the rows is too few to stop on
+EARLY_STOPPING_ROUNDS = 20
+EARLY_STOPPING_SHARE = 0.1
+
+
+def early_stopping(
+    model: Pipeline, x: pd.DataFrame, y: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+    """(rows to fit, their labels, fit params) that stop LightGBM's boosting once a held-back
+    tenth of the rows stops improving for 20 rounds: `n_estimators` is then a cap. Histogram
+    gradient boosting does the same by itself above 10,000 rows (`early_stopping="auto"`)."""
+    if not is_lightgbm(model) or len(y) < EARLY_STOPPING_ROWS:
+        return x, y, {}
+    import lightgbm
+
+    rows = np.arange(len(y))
+    seed = model[-1].random_state
+    try:
+        fit, valid = train_test_split(
+            rows, test_size=EARLY_STOPPING_SHARE, stratify=y, random_state=seed
+        )
+    except ValueError:  # a class too rare to stratify: no early stopping
+        return x, y, {}
+    prep = clone(model[:-1]).fit(x.iloc[fit])
+    params = {
+        "model__eval_set": [(prep.transform(x.iloc[valid]), y[valid])],
+        "model__callbacks": [lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+    }
+    return x.iloc[fit], y[fit], params
 
 
 def fit_model(model: Pipeline, x: pd.DataFrame, y: np.ndarray, kinds: dict[str, str]) -> Pipeline:
@@ -234,7 +269,10 @@ def fit_model(model: Pipeline, x: pd.DataFrame, y: np.ndarray, kinds: dict[str, 
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
-        fitted.fit(x, y, **fit_params(model, kinds))
+        # LightGBM 4.7 deprecates eval_set for eval_X/eval_y, but does not label-encode eval_y
+        warnings.filterwarnings("ignore", message=".*'eval_set' is deprecated.*")
+        x, y, stopping = early_stopping(fitted, x, y)
+        fitted.fit(x, y, **fit_params(model, kinds), **stopping)
     return fitted
 
 

@@ -628,23 +628,56 @@ def count_rows(conn: Connection, table: Table, batch_id: str | None = None) -> i
     return int(conn.execute(query).scalar_one())
 
 
-def read_cleaned(conn: Connection, tables: DatasetTables) -> pd.DataFrame:
+def read_cleaned(
+    conn: Connection, tables: DatasetTables, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> pd.DataFrame:
     """Every cleaned row, with its batch id and row hash, in a stable order; each column has
     the dtype cleaning gave it (numeric float64, integer Int64, boolean boolean, categorical
-    object), a NULL is NaN / NA / None. Built column by column, so that an integer column
-    holding a NULL never passes through float."""
+    object), a NULL is NaN / NA / None.
+
+    Streamed `chunk_rows` at a time and built column by column, so memory holds one chunk of
+    Python row objects beside the columns (an integer column holding a NULL never passes
+    through float), and each distinct text is one object however many rows repeat it."""
     cleaned = tables.cleaned
-    query = select(cleaned).order_by(cleaned.c.batch_id, cleaned.c.line_no)
-    rows = conn.execute(query).all()
     names = [c.name for c in cleaned.columns]
     dtypes = {c: KIND_DTYPES[k] for c, k in tables.kinds.items()} | {"line_no": "int64"}
+    query = select(cleaned).order_by(cleaned.c.batch_id, cleaned.c.line_no)
+    result = conn.execution_options(yield_per=chunk_rows).execute(query)
+    shared = {c for c, k in tables.kinds.items() if k == "categorical"} | {"batch_id"}
+    texts: dict[str, str] = {}
+
+    def typed(rows: list) -> pd.DataFrame:
+        return typed_frame(rows, names, dtypes, {n: texts for n in shared})
+
+    parts = [typed(rows) for rows in result.partitions()]
+    return pd.concat(parts, ignore_index=True) if parts else typed([])
+
+
+def typed_frame(
+    rows: list, names: list[str], dtypes: dict[str, object], shared: dict[str, dict]
+) -> pd.DataFrame:
+    """Rows as columns of their dtypes; the values of a `shared` column go through its dict,
+    so that equal texts are one object."""
     values = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-    return pd.DataFrame(
-        {
-            n: pd.Series(v, dtype=object).astype(dtypes.get(n, object))
-            for n, v in zip(names, values, strict=True)
-        }
-    )
+    columns = {}
+    for name, column in zip(names, values, strict=True):
+        dtype = dtypes.get(name, object)
+        if name in shared:
+            texts = shared[name]
+            column = [v if v is None else texts.setdefault(v, v) for v in column]
+        columns[name] = pd.Series(column, dtype=object).astype(dtype)
+    return pd.DataFrame(columns, columns=names)
+
+
+def describe_source(engine: Engine, tables: DatasetTables) -> dict[str, str]:
+    """Where the training rows come from, for lineage: the store (no password), the table
+    and the query `read_cleaned` runs (every column), in the store's quoting."""
+    quoted = engine.dialect.identifier_preparer.format_table(tables.cleaned)
+    return {
+        "retrain.store": describe_url(engine.url),
+        "retrain.table": tables.cleaned.name,
+        "retrain.query": f"SELECT * FROM {quoted} ORDER BY batch_id, line_no",
+    }
 
 
 def open_dataset(settings: Settings) -> tuple[Engine, DatasetTables]:

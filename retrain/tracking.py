@@ -256,13 +256,21 @@ def log_model(
     return LoggedModel(run_id, info.model_uri, tracking_uri, info.model_id)
 
 
+MAX_INPUT_TAG = 500  # characters MLflow keeps in a dataset input's tag value
+
+
 def log_training_data(
-    tracking_uri: str, run_id: str, parts: dict[str, pd.DataFrame], max_bytes: int
+    tracking_uri: str,
+    run_id: str,
+    parts: dict[str, pd.DataFrame],
+    max_bytes: int,
+    source: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, bool]:
-    """Lineage: each part (training, holdout rows) as a dataset input (digest, row count), and
-    a CSV snapshot when it is under `max_bytes`, so a version keeps what it saw after the
-    tables grow without a night's logging costing hundreds of MB. Returns which parts got a
-    snapshot."""
+    """Lineage: each part (training, holdout rows) as a dataset input (digest, row count,
+    and as input tags `source[part]`: the SQL it came from), and a CSV snapshot when it is
+    under `max_bytes`, so a version keeps what it saw after the tables grow without a night's
+    logging costing hundreds of MB. Returns which parts got a snapshot."""
+    source = source or {}
     kept = {name: estimated_csv_bytes(frame) <= max_bytes for name, frame in parts.items()}
     with (
         fluent_store(tracking_uri),
@@ -270,7 +278,10 @@ def log_training_data(
         tempfile.TemporaryDirectory() as tmp,
     ):
         for name, frame in parts.items():
-            mlflow.log_input(mlflow.data.from_pandas(frame, name=name), context=name)
+            tags = {"retrain.rows": str(len(frame)), **source.get(name, {})}
+            tags = {key: value[:MAX_INPUT_TAG] for key, value in tags.items()}
+            dataset = mlflow.data.from_pandas(frame, name=name)
+            mlflow.log_input(dataset, context=name, tags=tags)
             if kept[name]:
                 frame.to_csv(Path(tmp) / f"{name}.csv", index=False)
         if any(kept.values()):

@@ -18,8 +18,9 @@ from joblib import Parallel, delayed
 from sklearn.model_selection import train_test_split
 
 from retrain import reports, store, tracking
-from retrain.dataset import HOLDOUT_SHARE, Dataset, dataset_of
+from retrain.dataset import HOLDOUT_SHARE, Dataset, dataset_of, holdout_rule
 from retrain.errors import BadInput, StageFailed
+from retrain.features import compact_features
 from retrain.modeling import (
     FAMILIES,
     build_model,
@@ -73,10 +74,15 @@ def fold_rounds(n_folds: int) -> list[range]:
     return [range(i, min(i + FOLDS_PER_ROUND, n_folds)) for i in range(0, n_folds, FOLDS_PER_ROUND)]
 
 
+def training_matrix(data: Dataset) -> pd.DataFrame:
+    """The training rows' features, prepared and in compact dtypes."""
+    return compact_features(prepare_features(data.train, data.kinds))
+
+
 def tuning_rows(data: Dataset, config: TuneConfig) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows the study cross-validates: every training row, or above `sample_rows` a
     stratified, seeded subsample (the best trial is still refit on every training row)."""
-    x, y = prepare_features(data.train, data.kinds), data.labels(data.train)
+    x, y = training_matrix(data), data.labels(data.train)
     if not config.sample_rows or len(y) <= config.sample_rows:
         return x, y
     rows = np.arange(len(y))
@@ -194,7 +200,7 @@ def refit_best(data: Dataset, study: optuna.Study, seed: int) -> Refit:
     labels may include one the training rows lack: its column is zero)."""
     best = study.best_trial
     family, params = best.user_attrs["family"], dict(best.user_attrs["params"])
-    x = prepare_features(data.train, data.kinds)
+    x = training_matrix(data)
     model = build_model(family, params, data.kinds, seed)
     model = fit_model(model, x, data.labels(data.train), data.kinds)
     classes = data.known_classes
@@ -239,6 +245,15 @@ class TuningRun:
     storage: str | None
     batch_ids: str
     deadline: float | None = None  # wall clock (time.time()), shared by every worker
+    source: dict[str, str] = field(default_factory=dict)  # where the rows came from (SQL)
+
+    def lineage(self, holdout_share: float) -> dict[str, dict[str, str]]:
+        """Input tags of the training and holdout parts: the SQL source and the split."""
+        rule = holdout_rule(holdout_share)
+        return {
+            "training": {**self.source, "retrain.split": f"not ({rule})"},
+            "holdout": {**self.source, "retrain.split": rule},
+        }
 
 
 def start_tuning(
@@ -265,7 +280,8 @@ def start_tuning(
         optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
     batches = ",".join(sorted(cleaned["batch_id"].unique()))
     deadline = time.time() + config.budget if config.budget else None
-    return TuningRun(data, experiment_id, parent, study_name, storage, batches, deadline)
+    source = store.describe_source(engine, tables) | {"retrain.batches": batches[:500]}
+    return TuningRun(data, experiment_id, parent, study_name, storage, batches, deadline, source)
 
 
 def run_worker(
@@ -366,7 +382,13 @@ def finish_tuning(
     tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
     log_pictures(run, client, study, refit)
     parts = {"training": data.train, "holdout": data.holdout}
-    tracking.log_training_data(settings.tracking_uri, parent, parts, settings.snapshot_max_bytes)
+    tracking.log_training_data(
+        settings.tracking_uri,
+        parent,
+        parts,
+        settings.snapshot_max_bytes,
+        run.lineage(config.holdout_share),
+    )
     tags = {"batch_ids": run.batch_ids[:5000], "code_version": code_version()}
     version = log_and_register(
         settings, client, parent, refit.model, data, {**tags, "family": refit.family}
@@ -402,7 +424,7 @@ def log_pictures(
 ) -> None:
     """The learning curve as step metrics, and the PNGs: confusion matrix, ROC, Optuna plots."""
     data = run.data
-    train = prepare_features(data.train, data.kinds), data.labels(data.train)
+    train = training_matrix(data), data.labels(data.train)
     test = prepare_features(data.holdout, data.kinds), data.labels(data.holdout)
     classes = data.known_classes
     curve = learning_curve(refit.model, train, test, classes, data.positive)

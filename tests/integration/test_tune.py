@@ -60,7 +60,15 @@ def test_one_parent_run_per_study_and_a_tagged_challenger(env: dict, tmp_path: P
     assert version.tags["validation_status"] == "pending"
     assert version.tags["batch_ids"] and version.tags["code_version"].startswith("retrain==")
     assert 0.9 <= report.test_auroc <= 1.0
-    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"training", "holdout"}
+    inputs = {d.dataset.name: d for d in parent.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "holdout"}
+    holdout = {t.key: t.value for t in inputs["holdout"].tags}
+    training = {t.key: t.value for t in inputs["training"].tags}
+    assert holdout["retrain.table"] == f"{env['RETRAIN_DATASET']}_cleaned"
+    assert holdout["retrain.query"].startswith("SELECT * FROM ")
+    assert training["retrain.split"] == f"not ({holdout['retrain.split']})"
+    assert int(training["retrain.rows"]) + int(holdout["retrain.rows"]) == 150
+    assert "password" not in holdout["retrain.store"] and "@" not in holdout["retrain.store"]
     snapshot = {a.path for a in client.list_artifacts(report.parent_run_id, "data")}
     assert snapshot == {"data/training.csv", "data/holdout.csv"}
     plots = {a.path for a in client.list_artifacts(report.parent_run_id, "plots")}

@@ -12,6 +12,7 @@ import pytest
 
 from retrain.dataset import holdout_mask
 from retrain.errors import BadInput
+from retrain.features import compact_features
 from retrain.modeling import (
     FAMILIES,
     auroc,
@@ -76,7 +77,7 @@ def mixed_frame(rows: int = 60, seed: int = 0) -> tuple[pd.DataFrame, dict[str, 
 def cross_validate(family: str, frame: pd.DataFrame, kinds: dict, target: str = "label"):
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=1))
     model = build_model(family, suggest_params(study.ask(), family), kinds)
-    x, y = prepare_features(frame, kinds), frame[target].to_numpy()
+    x, y = compact_features(prepare_features(frame, kinds)), frame[target].to_numpy()
     classes = np.unique(y)
     return [score_fold(model, x, y, split, kinds, classes) for split in fold_splits(y, 5, 3)]
 
@@ -93,10 +94,10 @@ def test_each_family_cross_validates_mixed_columns_with_missing_values(family: s
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_an_unseen_category_and_missing_cells_get_a_prediction(family: str) -> None:
+    """Fitted on the compact training matrix, asked with rows as a client sends them."""
     frame, kinds = mixed_frame()
-    model = fit_model(
-        build_model(family, {}, kinds), prepare_features(frame, kinds), frame["label"], kinds
-    )
+    x = compact_features(prepare_features(frame, kinds))
+    model = fit_model(build_model(family, {}, kinds), x, frame["label"].to_numpy(), kinds)
     rows = pd.DataFrame(
         {"x": [None, 1.0], "n": [None, 3], "flag": [None, True], "colour": ["purple", None]}
     )
@@ -152,6 +153,18 @@ def test_the_learning_curve_covers_the_whole_fit() -> None:
     model = fit_model(build_model("logreg", {"C": 1.0}, kinds), x, y, kinds)
     curve = learning_curve(model, (x, y), (x, y), classes)
     assert curve[-1][0] == int(np.max(model[-1].n_iter_))
+
+
+def test_lightgbm_stops_boosting_when_held_back_rows_stop_improving() -> None:
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"x": rng.normal(size=5000), "noise": rng.normal(size=5000)})
+    y = np.where(frame["x"] + rng.normal(scale=0.5, size=5000) > 0, "yes", "no")
+    kinds = {"x": "numeric", "noise": "numeric"}
+    params = {"n_estimators": 2000, "learning_rate": 0.3}
+    fitted = fit_model(build_model("lightgbm", params, kinds), frame, y, kinds)
+    assert 1 <= fitted[-1].best_iteration_ == count_steps(fitted[-1]) < 100
+    small = fit_model(build_model("lightgbm", params, kinds), frame.head(500), y[:500], kinds)
+    assert count_steps(small[-1]) == 2000  # too few rows to hold a tenth back
 
 
 def test_unknown_family_is_refused() -> None:
