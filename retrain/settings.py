@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,10 +168,27 @@ class Settings(BaseSettings):
         return self.schema_path or BUNDLED_SCHEMAS / "iris.yaml"
 
 
+def env_file() -> Path:
+    """The settings file every retrain process reads (the CLI, a worker, its flow runs):
+    RETRAIN_ENV_FILE, else `retrain.env` in the home the environment names (RETRAIN_HOME or
+    ~/.retrain). A missing default file is simply no file; a named one must exist."""
+    named = os.environ.get("RETRAIN_ENV_FILE")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise BadInput(
+                f"RETRAIN_ENV_FILE names {path}, which is not a file; create it or unset it"
+            )
+        return path
+    return Path(os.environ.get("RETRAIN_HOME") or "~/.retrain").expanduser() / "retrain.env"
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read the environment now; explicit, non-None overrides win over it."""
+    """Read the environment and the settings file now. The environment wins over the file,
+    and explicit, non-None overrides (command-line options, flow parameters) over both."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return Settings(_env_file=env_file(), _env_file_encoding="utf-8", **given)
     except ValidationError as err:
         first = err.errors()[0]
         name = ".".join(str(p) for p in first["loc"])

@@ -18,6 +18,13 @@ import pytest
 from tests.support import services
 
 
+@pytest.fixture(autouse=True)
+def isolated_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's ~/.retrain (its settings file included)."""
+    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RETRAIN_ENV_FILE", raising=False)
+
+
 @pytest.fixture(scope="session")
 def mysql_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real MySQL-compatible server: RETRAIN_TEST_MYSQL_URL, or a MariaDB we start."""

@@ -68,10 +68,19 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     from prefect.deployments import run_deployment
 
     url, received = receiver
-    run_env = {
-        **os.environ, **env, "PREFECT_API_URL": prefect_api, "RETRAIN_ALERT_URL": url,
-        "RETRAIN_TIMEZONE": "Europe/Paris", "RETRAIN_TRIALS": "3",
+    settings = {
+        **env, "RETRAIN_ALERT_URL": url, "RETRAIN_TIMEZONE": "Europe/Paris", "RETRAIN_TRIALS": "3",
     }  # fmt: skip
+    home = Path(env["RETRAIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "retrain.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    # The bootstrap, the worker and its flow runs see only the server and the home: every
+    # other setting (the alert URL, the serving port, the stores) comes from the env file.
+    run_env = {
+        **{k: v for k, v in os.environ.items() if k not in settings},
+        "PREFECT_API_URL": prefect_api,
+        "RETRAIN_HOME": str(home),
+    }
     bootstrap(run_env)
     bootstrap(run_env)  # idempotent
     port = int(env["RETRAIN_SERVE_PORT"])

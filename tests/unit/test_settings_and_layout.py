@@ -38,6 +38,31 @@ def test_environment_and_explicit_overrides(monkeypatch: pytest.MonkeyPatch) -> 
     assert load_settings().tracking_uri == "http://127.0.0.1:5000"
 
 
+def test_the_settings_file_is_read_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "retrain.env").write_text(
+        "RETRAIN_TRIALS=7\nRETRAIN_SERVE_PORT=2345\nMLFLOW_TRACKING_URI=http://mlflow:5000\n"
+        "SOMETHING_ELSE=1\n"
+    )
+    monkeypatch.setenv("RETRAIN_HOME", str(home))
+    monkeypatch.setenv("RETRAIN_SERVE_PORT", "3456")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = load_settings()
+    assert (settings.trials, settings.serve_port) == (7, 3456)
+    assert settings.tracking_uri == "http://mlflow:5000"
+    assert load_settings(trials=3).trials == 3
+    other = tmp_path / "other.env"
+    other.write_text("RETRAIN_TRIALS=9\n")
+    monkeypatch.setenv("RETRAIN_ENV_FILE", str(other))
+    assert load_settings().trials == 9
+    monkeypatch.setenv("RETRAIN_ENV_FILE", str(tmp_path / "missing.env"))
+    with pytest.raises(BadInput, match="RETRAIN_ENV_FILE names .*missing.env"):
+        load_settings()
+
+
 def test_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RETRAIN_DATASET", "iris; drop table")
     with pytest.raises(BadInput, match="bad setting dataset"):
