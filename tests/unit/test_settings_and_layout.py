@@ -59,7 +59,7 @@ def test_the_settings_file_is_read_and_the_environment_wins(
     monkeypatch.setenv("RETRAIN_ENV_FILE", str(other))
     assert load_settings().trials == 9
     monkeypatch.setenv("RETRAIN_ENV_FILE", str(tmp_path / "missing.env"))
-    with pytest.raises(BadInput, match="RETRAIN_ENV_FILE names .*missing.env"):
+    with pytest.raises(BadInput, match=r"RETRAIN_ENV_FILE names .*missing\.env"):
         load_settings()
 
 
