@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 
-from retrain.store import now_utc, reporting_errors
+from retrain.db import now_utc, reporting_errors
 
 DECISIONS = ("promoted", "kept", "rolled_back", "deploy_failed")
 

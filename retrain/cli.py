@@ -283,11 +283,11 @@ def history(
     n: Annotated[int, typer.Option("-n", min=1, help="how many attempts")] = 20,
 ) -> None:
     """The last promotion attempts, newest first."""
-    from retrain import audit, store
+    from retrain import audit, db  # not the store adapter: no pandas, a quick answer
     from retrain.settings import load_settings
 
     settings = run_stage(load_settings)
-    engine = store.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database_url)
     attempts = run_stage(lambda: audit.recent_attempts(engine, settings.dataset, n))
     for line in audit.format_attempts(attempts) if attempts else ["no promotion attempts yet"]:
         typer.echo(line)
@@ -323,12 +323,16 @@ def serve_start(
 @serve_app.command("status")
 def serve_status() -> None:
     """Pid, port, version, health, and whether the served version is the champion."""
-    from retrain import server, tracking
+    from retrain import server
+    from retrain.settings import load_settings
 
-    settings, client = _serving_context()
+    settings = run_stage(load_settings)
     served = server.read_state(settings.home)
     if served is None:
         fail(f"no model is being served by retrain (state: {server.state_file(settings.home)})", 1)
+    from retrain import tracking  # MLflow only once there is a served version to compare
+
+    client = tracking.make_client(settings.tracking_uri)
     champion = tracking.alias_version(client, settings.model_name, "champion")
     health = "healthy" if server.ping(served) else "not answering"
     is_champion = "is the champion" if served.version == champion else f"champion is {champion}"

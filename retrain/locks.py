@@ -12,8 +12,8 @@ from datetime import timedelta
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from retrain.db import now_utc, reporting_errors
 from retrain.errors import StageFailed
-from retrain.store import now_utc, reporting_errors
 
 LOCKS = Table(
     "retrain_locks",

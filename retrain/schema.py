@@ -9,7 +9,6 @@ all this module does: no SQL, MLflow or Prefect.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pandera.pandas as pa
 import yaml
 
 from retrain.errors import BadInput
+from retrain.settings import dataset_name
 
 KINDS = ("numeric", "integer", "boolean", "categorical")
 DEFAULT_TARGET = "target"
@@ -199,22 +199,6 @@ def parse_integer(text: object) -> int | None:
             return None
         value = int(number)
     return value if INT64[0] <= value <= INT64[1] else None
-
-
-def read_schema_name(path: Path) -> str | None:
-    """The schema file's `name:`, or None (for choosing the dataset name)."""
-    try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    name = document.get("name") if isinstance(document, dict) else None
-    return str(name) if name else None
-
-
-def dataset_name(stem: str) -> str:
-    """A file stem as a dataset name (a table prefix): letters, digits and underscores."""
-    name = re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_")[:40] or "dataset"
-    return name if name[0].isalpha() else f"t{name}"[:40]
 
 
 SAMPLE_ROWS = 100_000

@@ -19,10 +19,12 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from retrain.errors import StageFailed
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ServeFailed(StageFailed):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -116,8 +118,6 @@ class Settings(BaseSettings):
         """The dataset is RETRAIN_DATASET, else the schema's `name:`, else iris; the model and
         experiment names follow it, so two datasets never share a champion."""
         if self.dataset is None:
-            from retrain.schema import dataset_name, read_schema_name
-
             name = read_schema_name(self.schema_file)
             self.dataset = dataset_name(name) if name else "iris"
         self.model_name = self.model_name or f"{self.dataset}_model"
@@ -166,6 +166,22 @@ class Settings(BaseSettings):
     def schema_file(self) -> Path:
         """The dataset's pandera schema: RETRAIN_SCHEMA, or the bundled iris schema."""
         return self.schema_path or BUNDLED_SCHEMAS / "iris.yaml"
+
+
+def read_schema_name(path: Path) -> str | None:
+    """The schema file's `name:`, or None (for choosing the dataset name)."""
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    name = document.get("name") if isinstance(document, dict) else None
+    return str(name) if name else None
+
+
+def dataset_name(stem: str) -> str:
+    """A file stem as a dataset name (a table prefix): letters, digits and underscores."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_")[:40] or "dataset"
+    return name if name[0].isalpha() else f"t{name}"[:40]
 
 
 def env_file() -> Path:

@@ -15,23 +15,21 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import joblib
 import mlflow
-import mlflow.data
-import mlflow.pyfunc
-import mlflow.sklearn
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from retrain.errors import StageFailed
-from retrain.pyfunc import PIPELINE_ARTIFACT, ClassifierModel, build_signature
+
+if TYPE_CHECKING:  # the model flavours, pandas and scikit-learn load only where they are used
+    import pandas as pd
+
+    from retrain.pyfunc import ClassifierModel
 
 FLUENT_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 # What the logged model needs beside mlflow: the Pipeline's libraries, joblib for its artifact,
@@ -240,6 +238,11 @@ def log_model(
 ) -> LoggedModel:
     """Log the fitted Pipeline under `run_id` as the served pyfunc model: raw rows in (the
     signature marks `nullable` features optional), labels out, probabilities on request."""
+    import joblib
+    import mlflow.pyfunc
+
+    from retrain.pyfunc import PIPELINE_ARTIFACT, ClassifierModel, build_signature
+
     signature = build_signature(kinds, nullable, pipeline.classes_)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pipeline.joblib"
@@ -270,6 +273,8 @@ def log_training_data(
     and as input tags `source[part]`: the SQL it came from), and a CSV snapshot when it is
     under `max_bytes`, so a version keeps what it saw after the tables grow without a night's
     logging costing hundreds of MB. Returns which parts got a snapshot."""
+    import mlflow.data
+
     source = source or {}
     kept = {name: estimated_csv_bytes(frame) <= max_bytes for name, frame in parts.items()}
     with (
@@ -373,6 +378,12 @@ def load_local(local: str) -> ClassifierModel:
     """A downloaded model folder as the wrapper. A version of the older sklearn flavor (numeric
     features only) is wrapped too, its features read from the fitted model, so every version
     is scored through the same `predict_proba`."""
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    from retrain.pyfunc import ClassifierModel
+
     if "sklearn" not in Model.load(local).flavors:
         return mlflow.pyfunc.load_model(local).unwrap_python_model()
     estimator = mlflow.sklearn.load_model(local)
@@ -391,6 +402,8 @@ def load_version_and_example(
     tracking_uri: str, model_name: str, version: str
 ) -> tuple[ClassifierModel, pd.DataFrame]:
     """The version loaded in this process and the input example logged with it (one download)."""
+    from mlflow.models import Model
+
     with tempfile.TemporaryDirectory() as tmp:
         local = download_version(tracking_uri, model_name, version, tmp)
         return load_local(local), Model.load(local).load_input_example(local)
