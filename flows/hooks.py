@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
@@ -15,12 +15,14 @@ from prefect.runtime import deployment
 from prefect.runtime import flow_run as current_run
 from prefect.settings import PREFECT_UI_URL
 
-from retrain import server, tracking
+from retrain import server
 from retrain.alerts import Alert, run_link, send_alert
 from retrain.errors import RetrainError
-from retrain.promote import PromotionReport
 from retrain.settings import Settings, load_settings
-from retrain.tune import TuneReport
+
+if TYPE_CHECKING:  # every stage imports the hooks: MLflow and the models load where used
+    from retrain.promote import PromotionReport
+    from retrain.tune import TuneReport
 
 STAGE_ATTRIBUTE = "retrain_stage"
 
@@ -48,6 +50,8 @@ def mark_stage(err: BaseException, stage: str) -> None:
 
 def _versions(settings: Settings) -> tuple[str | None, str | None]:
     try:
+        from retrain import tracking
+
         client = tracking.make_client(settings.tracking_uri)
         aliases = tracking.read_aliases(client, settings.model_name)
         return aliases["challenger"], aliases["champion"]

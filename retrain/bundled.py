@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sklearn.datasets import load_iris
-
 from retrain.errors import BadInput
 from retrain.settings import BUNDLED_SCHEMAS, Settings
 from retrain.source import list_csv_files
@@ -17,6 +15,8 @@ def write_bundled_iris(folder: Path) -> Path:
 
     The bytes are the same every time, so the file is one batch that loads once.
     """
+    from sklearn.datasets import load_iris  # scikit-learn only when iris is the source
+
     data = load_iris(as_frame=True)
     frame = data.frame.copy()
     frame["target"] = data.target_names[data.target]
