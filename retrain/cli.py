@@ -104,6 +104,15 @@ def run_stage(start: Callable[[], Any]) -> Any:
         fail(str(Cancelled("Ctrl-C")), 1)
 
 
+def run_flow(start: Callable[[], Any]) -> Any:
+    """Run a stage's flow (as `run_stage`) on PREFECT_API_URL, or on a local Prefect server
+    that is already running, before falling back on Prefect's temporary server."""
+    from flows.api import prefect_api
+
+    with prefect_api():
+        return run_stage(start)
+
+
 def _raise_cancelled(signum: int, _frame: Any) -> None:
     """SIGTERM (a cancel from the Prefect UI, `kill`) as an exception: Prefect's flow engine
     handles it first (the run ends Crashed, a tuning run KILLED), then hands the signal back
@@ -188,7 +197,7 @@ def run(
     }  # fmt: skip
     checked = {k: v for k, v in options.items() if k not in ("serve", "budget")}
     run_stage(lambda: load_settings(**checked, tune_budget=budget))
-    summary = run_stage(lambda: retrain(source=path, **options))
+    summary = run_flow(lambda: retrain(source=path, **options))
     for line in summary.lines():
         typer.echo(line)
 
@@ -199,7 +208,7 @@ def ingest(source: SourceOpt = None, encoding: EncodingOpt = None) -> None:
     path = _check_source(source)
     from flows.ingest import ingest as ingest_flow
 
-    for report in run_stage(lambda: ingest_flow(source=path, encoding=encoding)):
+    for report in run_flow(lambda: ingest_flow(source=path, encoding=encoding)):
         typer.echo(report.describe())
 
 
@@ -224,9 +233,7 @@ def clean(
     """Clean the batches not yet cleaned (or readmit a quarantined one)."""
     from flows.clean import clean as clean_flow
 
-    reports = run_stage(
-        lambda: clean_flow(readmit=readmit, max_reject_fraction=max_reject_fraction)
-    )
+    reports = run_flow(lambda: clean_flow(readmit=readmit, max_reject_fraction=max_reject_fraction))
     for report in reports:
         typer.echo(report.describe())
     if not reports:
@@ -245,7 +252,7 @@ def tune(
     from flows.tune import tune as tune_flow
 
     options = {"trials": trials, "workers": workers, "family": family, "objective": objective}
-    report = run_stage(lambda: tune_flow(**options, budget=budget))
+    report = run_flow(lambda: tune_flow(**options, budget=budget))
     typer.echo(report.describe())
 
 
@@ -257,7 +264,7 @@ def promote(
     from flows.promote import promote as promote_flow
 
     options = {"min_improvement": min_improvement, "require_significance": require_significance}
-    typer.echo(run_stage(lambda: promote_flow(**options)).describe())
+    typer.echo(run_flow(lambda: promote_flow(**options)).describe())
 
 
 @app.command()
@@ -265,7 +272,7 @@ def deploy() -> None:
     """Serve @champion: checked on a spare port, swapped in, rolled back on failure."""
     from flows.deploy import deploy as deploy_flow
 
-    typer.echo(run_stage(deploy_flow).describe())
+    typer.echo(run_flow(deploy_flow).describe())
 
 
 @app.command()
@@ -275,7 +282,7 @@ def rollback(
     """Put champion back on previous_champion (or --to VERSION) and serve it."""
     from flows.deploy import rollback as rollback_flow
 
-    typer.echo(run_stage(lambda: rollback_flow(to_version=to)).describe())
+    typer.echo(run_flow(lambda: rollback_flow(to_version=to)).describe())
 
 
 @app.command()

@@ -148,6 +148,23 @@ def test_several_workers_on_sqlite_are_refused_with_the_fix(cli_env: dict) -> No
     assert "set RETRAIN_DB_URL" in last_error_line(result)
 
 
+def test_a_stage_without_prefect_api_url_uses_the_local_server_running(cli_env: dict) -> None:
+    """No temporary server is started when `prefect server start` already runs here: the
+    server is found through Prefect's own host and port settings, and the run is recorded."""
+    from urllib.parse import urlsplit
+
+    since = datetime.now(UTC)
+    api = urlsplit(cli_env["PREFECT_API_URL"])
+    environ = {k: v for k, v in cli_env.items() if k != "PREFECT_API_URL"}
+    environ |= {"PREFECT_SERVER_API_HOST": api.hostname, "PREFECT_SERVER_API_PORT": str(api.port)}
+    result = run_cli(["ingest"], environ)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"using the Prefect server running at {cli_env['PREFECT_API_URL']}" in result.stderr
+    assert "Starting temporary server" not in result.stderr
+    runs = asyncio.run(_flow_runs(since))
+    assert runs["ingest"][0] == "COMPLETED" and runs["ingest"][1].startswith("ingest-iris-")
+
+
 def test_missing_file_is_bad_usage_and_answers_at_once(cli_env: dict, tmp_path: Path) -> None:
     started = time.monotonic()
     result = run_cli(["ingest", "--source", str(tmp_path / "nope.csv")], cli_env)
