@@ -4,7 +4,8 @@
 
 Idempotent: creates the `process` work pool and the `retrain-promotion` global concurrency
 limit when missing, runs `prefect deploy --all --no-prompt` from the project folder, and
-(when RETRAIN_ALERT_URL is set) saves the webhook notification block and applies the
+writes the nightly deployments' parameters from the current settings, and (when
+RETRAIN_ALERT_URL is set) saves the webhook notification block and applies the
 automations in deployments/automations/, replacing older copies of the same name.
 """
 
@@ -21,11 +22,16 @@ import yaml
 from prefect import get_client
 from prefect.automations import Automation
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
+from prefect.client.schemas.actions import (
+    DeploymentUpdate,
+    GlobalConcurrencyLimitCreate,
+    WorkPoolCreate,
+)
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
 from flows.locking import PROMOTION_LIMIT
+from flows.retrain import nightly_parameters
 from retrain.settings import WORK_POOL as POOL
 from retrain.settings import load_settings
 
@@ -61,6 +67,21 @@ def deploy_all(timezone: str) -> None:
     subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=PROJECT, env=env, check=True)
 
 
+NIGHTLY_DEPLOYMENTS = ("retrain/retrain-nightly", "retrain/retrain-manual")
+
+
+async def write_parameter_defaults(parameters: dict) -> None:
+    """Each nightly deployment's parameters from the current settings: the Custom run form
+    starts from what a run would really use, and the schedule runs with them. Run the
+    bootstrap again after changing a setting these parameters carry."""
+    async with get_client() as client:
+        for name in NIGHTLY_DEPLOYMENTS:
+            deployment = await client.read_deployment_by_name(name)
+            await client.update_deployment(deployment.id, DeploymentUpdate(parameters=parameters))
+    shown = ", ".join(f"{k}={v!r}" for k, v in parameters.items())
+    print(f"parameters of {', '.join(NIGHTLY_DEPLOYMENTS)} from the settings: {shown}")
+
+
 def apply_automations(alert_url: str) -> None:
     block = CustomWebhookNotificationBlock(
         name="retrain alerts",
@@ -89,6 +110,7 @@ def main() -> None:
     settings = load_settings()
     asyncio.run(ensure_pool_and_limit())
     deploy_all(settings.timezone)
+    asyncio.run(write_parameter_defaults(nightly_parameters(settings)))
     if settings.alert_url:
         apply_automations(settings.alert_url)
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from prefect import flow
 from pydantic import Field
@@ -20,7 +20,7 @@ from retrain.clean import BatchReport
 from retrain.deploy import DeployReport
 from retrain.ingest import LoadReport
 from retrain.promote import PromotionReport
-from retrain.settings import load_settings
+from retrain.settings import Settings, load_settings
 from retrain.tune import TuneReport
 
 T = TypeVar("T")
@@ -53,26 +53,47 @@ class RunSummary:
         return f"champion: version {version}, holdout AUROC {shown}; serving: {where}"
 
 
-Trials = Annotated[int | None, Field(ge=1, le=10_000)]
-Workers = Annotated[int | None, Field(ge=1, le=64)]
-Margin = Annotated[float | None, Field(ge=0.0, le=1.0)]
-Budget = Annotated[float | None, Field(gt=0, le=24 * 3600)]
-Family = Annotated[
-    str | None,
-    Field(pattern=r"^(random_forest|logreg|hgb|lightgbm)(,(random_forest|logreg|hgb|lightgbm))*$"),
-]
+FAMILY_LIST = r"^(random_forest|logreg|hgb|lightgbm)(,(random_forest|logreg|hgb|lightgbm))*$"
+Source = Annotated[str, Field(max_length=4096)]
+Trials = Annotated[int, Field(ge=1, le=10_000)]
+Workers = Annotated[int, Field(ge=1, le=64)]
+Margin = Annotated[float, Field(ge=0.0, le=1.0)]
+Budget = Annotated[float, Field(gt=0, le=24 * 3600)]
+Family = Annotated[str, Field(pattern=FAMILY_LIST)]
+
+
+# The settings' built-in defaults: the nightly flow's parameters start from the same values
+# (the bootstrap then writes the current settings into each deployment, so the run form shows
+# what a run would really use).
+DEFAULT = {name: info.default for name, info in Settings.model_fields.items()}
+
+
+def nightly_parameters(settings: Settings, source: str | None = None) -> dict[str, Any]:
+    """The nightly flow's parameters as the settings give them (the CLI's and the
+    deployments' defaults); `source` empty means RETRAIN_SOURCE."""
+    return {
+        "source": source or "",
+        "trials": settings.trials,
+        "workers": settings.workers,
+        "budget": settings.tune_budget,
+        "family": settings.family,
+        "objective": settings.objective,
+        "min_improvement": settings.min_improvement,
+        "require_significance": settings.require_significance,
+        "serve": True,
+    }
 
 
 @flow(name="retrain", flow_run_name=run_name("retrain"), timeout_seconds=4 * 3600, **FAILURE_HOOKS)
 def retrain(
-    source: str | None = None,
-    trials: Trials = None,
-    workers: Workers = None,
-    budget: Budget = None,
-    family: Family = None,
-    objective: Literal["auroc", "accuracy"] | None = None,
-    min_improvement: Margin = None,
-    require_significance: bool | None = None,
+    source: Source = "",
+    trials: Trials = DEFAULT["trials"],
+    workers: Workers = DEFAULT["workers"],
+    budget: Budget = DEFAULT["tune_budget"],
+    family: Family = DEFAULT["family"],
+    objective: Literal["auroc", "accuracy"] = DEFAULT["objective"],
+    min_improvement: Margin = DEFAULT["min_improvement"],
+    require_significance: bool = DEFAULT["require_significance"],
     serve: bool = True,
 ) -> RunSummary:
     """Ingest new source data, clean it, tune a challenger, promote it if better, serve it.
@@ -80,18 +101,18 @@ def retrain(
     Args:
         source: CSV file, folder or glob to load; empty: RETRAIN_SOURCE (the bundled iris
             data for the zero-config iris dataset).
-        trials: most Optuna trials; empty: RETRAIN_TRIALS (20).
-        budget: seconds the tuning study may take; empty: RETRAIN_TUNE_BUDGET (300).
-        workers: trial workers on one study (more than 1 needs MySQL); empty: 1.
+        trials: most Optuna trials (a cap when the budget ends the study first).
+        workers: trial workers on one study (more than 1 needs MySQL).
+        budget: seconds the whole tuning study may take.
         family: model families to search, one or a comma list of random_forest, logreg, hgb,
-            lightgbm; empty: RETRAIN_FAMILY.
+            lightgbm.
         objective: metric the study maximises; both are logged.
-        min_improvement: AUROC margin a challenger must beat; empty: RETRAIN_MIN_IMPROVEMENT.
+        min_improvement: AUROC margin a challenger must beat the champion by.
         require_significance: also require a paired bootstrap to find the challenger better.
         serve: restart the model server when a challenger is promoted.
     """
     summary = RunSummary()
-    summary.loaded = staged("ingest", lambda: ingest(source=source))
+    summary.loaded = staged("ingest", lambda: ingest(source=source or None))
     summary.cleaned = staged("clean", clean)
     summary.tuned = staged(
         "tune",

@@ -187,17 +187,16 @@ def run(
 ) -> None:
     """Run the nightly flow once, now: every stage, in order."""
     path = _check_source(source)
-    from flows.retrain import retrain
+    from flows.retrain import nightly_parameters, retrain
     from retrain.settings import load_settings
 
     options = {
-        "trials": trials, "budget": budget, "workers": workers, "family": family,
-        "objective": objective, "min_improvement": min_improvement,
-        "require_significance": require_significance, "serve": serve,
+        "trials": trials, "workers": workers, "family": family, "objective": objective,
+        "min_improvement": min_improvement, "require_significance": require_significance,
     }  # fmt: skip
-    checked = {k: v for k, v in options.items() if k not in ("serve", "budget")}
-    run_stage(lambda: load_settings(**checked, tune_budget=budget))
-    summary = run_flow(lambda: retrain(source=path, **options))
+    settings = run_stage(lambda: load_settings(**options, tune_budget=budget))
+    parameters = nightly_parameters(settings, path) | {"serve": serve}
+    summary = run_flow(lambda: retrain(**parameters))
     for line in summary.lines():
         typer.echo(line)
 

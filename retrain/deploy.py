@@ -216,7 +216,18 @@ def deploy_champion(
     except ServeFailed as err:
         reason = f"deploy of version {version} failed: {err}"
         undo_deploy(engine, client, settings, version, promotion, reason, flow_run_id)
-        raise ServeFailed(f"{reason}; rolled back, the previous version keeps serving") from err
+        raise ServeFailed(f"{reason}; rolled back: {serving_now(settings)}") from err
+
+
+def serving_now(settings: Settings) -> str:
+    """What answers on the main port after a rollback, checked, in words for the message."""
+    served = server.read_state(settings.home)
+    if served is not None and server.ping(served):
+        return f"version {served.version} answers /ping at {served.url}"
+    return (
+        f"no version answers /ping on port {settings.serve_port}; serve the champion with "
+        "`retrain serve start` once the cause is fixed"
+    )
 
 
 def undo_deploy(
@@ -233,6 +244,7 @@ def undo_deploy(
     if promotion and promotion.promoted and promotion.challenger == version:
         tracking.restore_aliases(client, settings.model_name, promotion.aliases_before)
         audit.mark_attempt(engine, promotion.attempt_id, "rolled_back", reason)
+        tracking.log_promotion(client, settings.model_name, version, "rolled_back")
     else:
         attempt = Attempt(
             settings.dataset, version, None, None, None, "deploy_failed", reason, flow_run_id

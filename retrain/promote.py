@@ -84,6 +84,10 @@ def promote_if_better(
         )
     decision = decide(aurocs[challenger], aurocs.get(champion), rules, boot)
     apply_decision(client, settings.model_name, decision, challenger, champion)
+    tracking.log_promotion(
+        client, settings.model_name, challenger, decision.name, aurocs[challenger],
+        aurocs.get(champion),
+    )  # fmt: skip
     return _record(
         engine, settings, decision, before, challenger, aurocs[challenger],
         aurocs.get(champion), flow_run_id, boot,

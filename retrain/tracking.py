@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import getpass
 import os
 import tempfile
 import time
@@ -135,6 +136,10 @@ def make_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+# MLflow 3's UI opens an experiment in its model-training view with this tag, not the GenAI one.
+TRAINING_EXPERIMENT = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None = None) -> str:
     """The experiment's id, creating it on first use (its artifacts under `artifact_root`
     when given; a tracking server chooses its own)."""
@@ -142,7 +147,21 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
     if found:
         return found.experiment_id
     location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=TRAINING_EXPERIMENT)
+
+
+def source_tags(code_version: str) -> dict[str, str]:
+    """MLflow's own Source and User columns, and the code version, for a run retrain opens."""
+    return {
+        "mlflow.source.type": "JOB",
+        "mlflow.source.name": "retrain tune",
+        "mlflow.user": getpass.getuser(),
+        "retrain.code_version": code_version,
+    }
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> None:
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
 
 
 def start_parent_run(
@@ -359,6 +378,31 @@ def set_validation(
     client.set_model_version_tag(model_name, version, "validation_status", status)
     if reason is not None:
         client.set_model_version_tag(model_name, version, "validation_reason", reason[:5000])
+
+
+def log_promotion(
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    decision: str,
+    challenger_auroc: float | None = None,
+    champion_auroc: float | None = None,
+) -> None:
+    """The promotion comparison on the run that produced `version` (the night's tuning run),
+    so champion and challenger AUROC and the decision chart night after night in MLflow. A
+    later rollback logs `rolled_back` over the decision (the metric keeps both steps)."""
+    run_id = client.get_model_version(model_name, version).run_id
+    now = int(time.time() * 1000)
+    values = {
+        "promotion_challenger_auroc": challenger_auroc,
+        "promotion_champion_auroc": champion_auroc,
+        "promoted": float(decision == "promoted"),
+    }
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if v is not None],
+        tags=[RunTag("retrain.promotion_decision", decision)],
+    )
 
 
 def model_uri(model_name: str, version: str) -> str:

@@ -9,13 +9,16 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import version
 
 import numpy as np
 import optuna
 import pandas as pd
 from joblib import Parallel, delayed
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
 
 from retrain import reports, store, tracking
 from retrain.dataset import HOLDOUT_SHARE, Dataset, dataset_of, holdout_rule
@@ -27,6 +30,7 @@ from retrain.modeling import (
     example_rows,
     fit_model,
     fold_splits,
+    is_lightgbm,
     learning_curve,
     predict_aligned,
     prepare_features,
@@ -51,6 +55,16 @@ class TuneConfig:
     budget: float | None = None  # seconds the whole study may take; `trials` is then a cap
     sample_rows: int | None = None  # above this many training rows, tune on a subsample
     prune: bool = True  # stop trials that are behind after a round of folds
+
+    def as_params(self) -> dict[str, str]:
+        """The tuning settings as the parent run's params (what a night was asked to do)."""
+        return {
+            "trials": str(self.trials), "families": ",".join(self.families),
+            "objective": self.objective, "seed": str(self.seed), "n_folds": str(self.n_folds),
+            "holdout_share": str(self.holdout_share), "workers": str(self.workers),
+            "budget_seconds": str(self.budget or ""), "sample_rows": str(self.sample_rows or ""),
+            "prune": str(self.prune).lower(),
+        }  # fmt: skip
 
     def trials_of(self, worker: int) -> int:
         """This worker's share of the trials (the shares add up to `trials`)."""
@@ -138,7 +152,7 @@ def run_trials(
                 metrics = _summarise(scores)
                 if len(scores) < len(splits):
                     trial.report(metrics[f"mean_{config.objective}"], step=len(scores))
-                    if trial.should_prune():
+                    if trial.should_prune() or out_of_time(study, deadline):
                         break
             pruned = len(scores) < len(splits)
             trial.set_user_attr("family", family)
@@ -155,10 +169,39 @@ def run_trials(
 
         timeout = seconds_left(deadline)
         if timeout is None or timeout > 0:
-            study.optimize(objective, n_trials=n_trials, timeout=timeout)
+            stop = [stop_before_overrun(deadline)] if deadline else []
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=stop)
     for future in logged:
         future.result()
     return study
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return study.get_trials(deepcopy=False, states=states)
+
+
+def out_of_time(study: optuna.Study, deadline: float | None) -> bool:
+    """Past the budget with a completed trial to fall back on: the running trial stops after
+    its current round of folds (counted as pruned), so a long trial cannot overrun the budget
+    by more than a round."""
+    if deadline is None or time.time() < deadline:
+        return False
+    return any(t.state == optuna.trial.TrialState.COMPLETE for t in finished_trials(study))
+
+
+def stop_before_overrun(
+    deadline: float,
+) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """An Optuna callback: no new trial starts when the time left is shorter than the longest
+    trial so far (Optuna's `timeout` only checks before a trial, and lets it run to the end)."""
+
+    def stop(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        durations = [t.duration.total_seconds() for t in finished_trials(study) if t.duration]
+        if durations and seconds_left(deadline) < max(durations):
+            study.stop()
+
+    return stop
 
 
 def _summarise(scores: list) -> dict[str, float]:
@@ -201,13 +244,27 @@ def refit_best(data: Dataset, study: optuna.Study, seed: int) -> Refit:
     best = study.best_trial
     family, params = best.user_attrs["family"], dict(best.user_attrs["params"])
     x = training_matrix(data)
-    model = build_model(family, params, data.kinds, seed)
+    model = all_cores(build_model(family, params, data.kinds, seed))
     model = fit_model(model, x, data.labels(data.train), data.kinds)
+    if uses_threads(model):
+        model[-1].set_params(n_jobs=1)  # served one request at a time: no thread pool per call
     classes = data.known_classes
     proba = predict_aligned(model, prepare_features(data.holdout, data.kinds), classes)
     y_test = data.labels(data.holdout)
     test_auroc, test_accuracy = score_proba(classes, y_test, proba, classes, data.positive)
     return Refit(model, params, family, test_auroc, test_accuracy, proba)
+
+
+def uses_threads(model: Pipeline) -> bool:
+    """The forest and LightGBM take `n_jobs`; HGB threads by itself, logreg fits one core."""
+    return isinstance(model[-1], RandomForestClassifier) or is_lightgbm(model)
+
+
+def all_cores(model: Pipeline) -> Pipeline:
+    """The refit on every training row uses every core (the folds ran one core each)."""
+    if uses_threads(model):
+        model.set_params(model__n_jobs=os.cpu_count() or 1)
+    return model
 
 
 def code_version() -> str:
@@ -246,6 +303,7 @@ class TuningRun:
     batch_ids: str
     deadline: float | None = None  # wall clock (time.time()), shared by every worker
     source: dict[str, str] = field(default_factory=dict)  # where the rows came from (SQL)
+    tags: dict[str, str] = field(default_factory=dict)  # of the orchestrator: also on the version
 
     def lineage(self, holdout_share: float) -> dict[str, dict[str, str]]:
         """Input tags of the training and holdout parts: the SQL source and the split."""
@@ -271,9 +329,10 @@ def start_tuning(
         cleaned = store.read_cleaned(conn, tables)
     data = dataset_of(cleaned, settings.load_schema(), config.holdout_share)
     experiment_id = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
-    parent = tracking.start_parent_run(
-        client, experiment_id, "tune", {"retrain.stage": "tune", **(tags or {})}
-    )
+    name = f"{settings.dataset}-{datetime.now(UTC):%Y-%m-%d-%H%M}"
+    run_tags = {"retrain.stage": "tune", **tracking.source_tags(code_version()), **(tags or {})}
+    parent = tracking.start_parent_run(client, experiment_id, name, run_tags)
+    tracking.log_params(client, parent, config.as_params())
     study_name = f"{settings.dataset}-tune-{parent}"
     client.set_tag(parent, "optuna.study_name", study_name)
     if storage:
@@ -281,7 +340,9 @@ def start_tuning(
     batches = ",".join(sorted(cleaned["batch_id"].unique()))
     deadline = time.time() + config.budget if config.budget else None
     source = store.describe_source(engine, tables) | {"retrain.batches": batches[:500]}
-    return TuningRun(data, experiment_id, parent, study_name, storage, batches, deadline, source)
+    return TuningRun(
+        data, experiment_id, parent, study_name, storage, batches, deadline, source, tags or {}
+    )
 
 
 def run_worker(
@@ -389,7 +450,7 @@ def finish_tuning(
         settings.snapshot_max_bytes,
         run.lineage(config.holdout_share),
     )
-    tags = {"batch_ids": run.batch_ids[:5000], "code_version": code_version()}
+    tags = {**run.tags, "batch_ids": run.batch_ids[:5000], "code_version": code_version()}
     version = log_and_register(
         settings, client, parent, refit.model, data, {**tags, "family": refit.family}
     )

@@ -6,8 +6,10 @@ import optuna
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_UI_URL
 
 from retrain import tracking
+from retrain.alerts import run_link
 from retrain.settings import Settings
 from retrain.tune import (
     TuneConfig,
@@ -21,11 +23,22 @@ from tasks.data import open_dataset
 from tasks.policies import IO_TASK
 
 
+def orchestrator_tags() -> dict[str, str]:
+    """The nightly (root) flow run behind this study, for the MLflow run and the version: its
+    id, its name, its page in the Prefect UI when PREFECT_UI_URL is known, and the tune run."""
+    if not flow_run.id:
+        return {}
+    root = str(flow_run.root_flow_run_id or flow_run.id)
+    tags = {"prefect.flow_run_id": root, "prefect.tune_flow_run_id": str(flow_run.id)}
+    link = run_link(PREFECT_UI_URL.value(), root)
+    return tags | ({"prefect.flow_run_url": link} if link else {})
+
+
 @task(**IO_TASK, cache_policy=NO_CACHE)
 def start_study(settings: Settings, config: TuneConfig) -> TuningRun:
     """Read the cleaned rows, open the parent MLflow run and create the Optuna study."""
     engine, tables = open_dataset(settings)
-    tags = {"prefect.flow_run_id": str(flow_run.id)} if flow_run.id else {}
+    tags = orchestrator_tags()
     with tracking.reporting_errors(settings.tracking_uri):
         client = tracking.make_client(settings.tracking_uri)
         return start_tuning(engine, tables, client, settings, config, tags)

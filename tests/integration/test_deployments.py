@@ -42,6 +42,29 @@ async def _completed_runs_of(name: str) -> int:
     return sum(1 for r in runs if r.deployment_id == deployment.id and r.state.is_completed())
 
 
+async def _tune_parameters(parent_id) -> dict:
+    """The parameters the nightly run's tune subflow ran with."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    async with get_client() as client:
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
+            )
+        )
+        flows = {f.id: f.name for f in await client.read_flows()}
+    (tune,) = [r for r in children if flows[r.flow_id] == "tune"]
+    return tune.parameters
+
+
+async def _deployment(name: str):
+    from prefect import get_client
+
+    async with get_client() as client:
+        return await client.read_deployment_by_name(name)
+
+
 def bootstrap(env: dict) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "deployments.bootstrap"], cwd=PROJECT, env=env,
@@ -83,12 +106,17 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     }
     bootstrap(run_env)
     bootstrap(run_env)  # idempotent
+    manual = asyncio.run(_deployment("retrain/retrain-manual"))
+    assert manual.parameters["trials"] == 3 and manual.parameters["budget"] == 300.0
+    form = manual.parameter_openapi_schema["properties"]
+    assert all("default" in field and "anyOf" not in field for field in form.values()), form
+    assert form["trials"]["minimum"] == 1 and form["objective"]["enum"] == ["auroc", "accuracy"]
     port = int(env["RETRAIN_SERVE_PORT"])
     with prefect_worker("retrain-pool", run_env, tmp_path):
         with socket.socket() as squatter:  # a real fault: the serving port is taken
             squatter.bind(("127.0.0.1", port))
             squatter.listen()
-            failed = run_deployment("retrain/retrain-manual", parameters={"trials": 3}, timeout=900)
+            failed = run_deployment("retrain/retrain-manual", timeout=900)  # the form's defaults
         assert failed.state.is_failed(), failed.state
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(
@@ -100,8 +128,9 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         assert hook and hook[0]["stage"] == "deploy" and "held by a process" in hook[0]["reason"]
         assert automation and "Failed" in automation[0]["text"]
 
-        done = run_deployment("retrain/retrain-manual", parameters={"trials": 3}, timeout=900)
+        done = run_deployment("retrain/retrain-manual", parameters={"trials": 2}, timeout=900)
         assert done.state.is_completed(), done.state
+        assert asyncio.run(_tune_parameters(done.id))["trials"] == 2  # the value typed wins
         served = server.read_state(Path(env["RETRAIN_HOME"]))
         assert served is not None and served.port == port and server.ping(served)
 

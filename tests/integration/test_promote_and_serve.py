@@ -112,6 +112,11 @@ def test_first_promotion_then_a_better_one_is_served(served_env: dict) -> None:
     assert aliases == {"champion": better, "challenger": better, "previous_champion": first}
     version = client.get_model_version(settings.model_name, better)
     assert version.tags["validation_status"] == "passed"
+    logged = client.get_run(version.run_id).data
+    assert logged.metrics["promotion_challenger_auroc"] == report.challenger_auroc
+    assert logged.metrics["promotion_champion_auroc"] == report.champion_auroc
+    assert logged.metrics["promoted"] == 1.0
+    assert logged.tags["retrain.promotion_decision"] == "promoted"
     rows = audit.recent_attempts(engine, settings.dataset)
     assert [r.decision for r in rows] == ["promoted", "promoted"]
 
@@ -128,6 +133,8 @@ def test_a_worse_challenger_is_kept_out_and_the_champion_keeps_serving(served_en
     assert tracking.alias_version(client, settings.model_name, "champion") == champion
     tags = client.get_model_version(settings.model_name, worse).tags
     assert tags["validation_status"] == "failed" and "does not beat" in tags["validation_reason"]
+    kept = client.get_run(client.get_model_version(settings.model_name, worse).run_id).data
+    assert kept.metrics["promoted"] == 0.0 and kept.tags["retrain.promotion_decision"] == "kept"
     assert server.read_state(settings.home) == served_before and server.ping(served_before)
     assert audit.recent_attempts(engine, settings.dataset)[0].decision == "kept"
 
@@ -174,6 +181,8 @@ def assert_rolled_back(settings: Settings, client, engine, old: str, new: str) -
     assert aliases["previous_champion"] is None
     assert client.get_model_version(settings.model_name, new).tags["validation_status"] == "failed"
     assert audit.recent_attempts(engine, settings.dataset)[0].decision == "rolled_back"
+    run = client.get_run(client.get_model_version(settings.model_name, new).run_id).data
+    assert run.tags["retrain.promotion_decision"] == "rolled_back"
 
 
 @ON_SQLITE
@@ -181,8 +190,9 @@ def test_a_model_that_cannot_load_is_rolled_back(served_env: dict) -> None:
     settings, engine, _, client = context()
     old, new, report = champion_served_then_promoted()
     corrupt_model_files(client, settings, new)
-    with pytest.raises(ServeFailed, match="cannot be loaded"):
+    with pytest.raises(ServeFailed, match="cannot be loaded") as err:
         deploy_now(report)
+    assert f"rolled back: version {old} answers /ping at http://" in str(err.value)
     assert_rolled_back(settings, client, engine, old, new)
 
 
@@ -220,8 +230,9 @@ def test_a_port_held_by_another_program_is_never_touched(served_env: dict) -> No
     with socket.socket() as squatter:
         squatter.bind((settings.serve_host, settings.serve_port))
         squatter.listen()
-        with pytest.raises(ServeFailed, match="held by a process retrain did not start"):
+        with pytest.raises(ServeFailed, match="held by a process retrain did not start") as err:
             deploy_now(report)
+        assert "rolled back: no version answers /ping" in str(err.value)  # nothing served
         assert server.port_in_use(settings.serve_host, settings.serve_port)
     assert tracking.alias_version(client, settings.model_name, "champion") is None
     assert client.get_model_version(settings.model_name, new).tags["validation_status"] == "failed"

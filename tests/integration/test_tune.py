@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import optuna
@@ -51,6 +52,13 @@ def test_one_parent_run_per_study_and_a_tagged_challenger(env: dict, tmp_path: P
     parent = client.get_run(report.parent_run_id)
     assert len(runs) == 4 and len(children) == 3
     assert parent.data.tags["retrain.stage"] == "tune" and parent.data.tags["night"] == "1"
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert parent.info.run_name.startswith(f"{env['RETRAIN_DATASET']}-{today}-")
+    assert parent.data.tags["mlflow.source.type"] == "JOB" and parent.data.tags["mlflow.user"]
+    assert parent.data.tags["retrain.code_version"].startswith("retrain==")
+    assert parent.data.params["trials"] == "3" and parent.data.params["objective"] == "auroc"
+    assert parent.data.params["families"] == "random_forest" and "seed" in parent.data.params
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert {"best_cv_auroc", "test_auroc", "test_accuracy"} <= set(parent.data.metrics)
     assert all(
         {"mean_auroc", "mean_accuracy", "std_auroc"} <= set(c.data.metrics) for c in children

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import warnings
 
 import numpy as np
@@ -232,7 +233,6 @@ def test_a_holdout_label_never_seen_in_training_is_scored_not_crashed() -> None:
 
 
 def test_a_budget_ends_the_study_normally_with_fewer_trials() -> None:
-    import time
 
     from retrain.dataset import Dataset
     from retrain.tune import TuneConfig, count_trials, run_trials
@@ -248,6 +248,36 @@ def test_a_budget_ends_the_study_normally_with_fewer_trials() -> None:
     spent = optuna.create_study(direction="maximize")
     run_trials(data, config, spent, 5, lambda *_: None, deadline=time.time() - 1)
     assert count_trials(spent)["trials_started"] == 0
+
+
+def test_no_trial_starts_that_the_time_left_cannot_hold() -> None:
+    """A finished trial took 10 s: with 5 s left the study stops after the trial running
+    now; with a minute left it goes on. Past the deadline a running trial gives up after its
+    round only when a completed trial exists to fall back on."""
+    from datetime import datetime, timedelta
+
+    from retrain.tune import out_of_time, stop_before_overrun
+
+    def study_with_a_ten_second_trial() -> optuna.Study:
+        study = optuna.create_study(direction="maximize")
+        end = datetime.now()
+        study.add_trial(
+            optuna.trial.FrozenTrial(
+                number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5,
+                datetime_start=end - timedelta(seconds=10), datetime_complete=end, params={},
+                distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
+            )
+        )  # fmt: skip
+        return study
+
+    short = study_with_a_ten_second_trial()
+    short.optimize(lambda t: 1.0, n_trials=10, callbacks=[stop_before_overrun(time.time() + 5)])
+    assert len(short.trials) == 2
+    long = study_with_a_ten_second_trial()
+    long.optimize(lambda t: 1.0, n_trials=10, callbacks=[stop_before_overrun(time.time() + 60)])
+    assert len(long.trials) == 11
+    assert out_of_time(long, time.time() - 1) and not out_of_time(long, time.time() + 60)
+    assert not out_of_time(optuna.create_study(), time.time() - 1)
 
 
 def test_a_snapshot_estimate_follows_the_rows() -> None:
