@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from prefect import get_client
 from prefect.automations import Automation
-from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.blocks.webhook import Webhook
 from prefect.client.schemas.actions import (
     DeploymentUpdate,
     GlobalConcurrencyLimitCreate,
@@ -83,18 +83,17 @@ async def write_parameter_defaults(parameters: dict) -> None:
 
 
 def apply_automations(alert_url: str) -> None:
-    block = CustomWebhookNotificationBlock(
-        name="retrain alerts",
+    block = Webhook(
+        method="POST",
         url=alert_url,
-        json_data={"kind": "failure", "source": "prefect-automation", "stage": "flow run",
-                   "reason": "{{body}}", "text": "{{subject}}: {{body}}"},
+        headers={"Content-Type": "application/json"},
         allow_private_urls=True,
-    )  # fmt: skip
+    )
     block_id = block.save(ALERT_BLOCK, overwrite=True)
     for path in sorted((PROJECT / "deployments/automations").glob("*.yaml")):
         spec = yaml.safe_load(path.read_text())
         for action in spec["actions"]:
-            if action["type"] == "send-notification":
+            if action["type"] == "call-webhook":
                 action["block_document_id"] = str(block_id)
         with contextlib.suppress(ObjectNotFound, ValueError):
             Automation.read(name=spec["name"]).delete()

@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+)
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import deployment
@@ -95,11 +98,17 @@ DEPLOY_HOOKS = {
 }
 
 
-def announce_promotion(settings: Settings, report: PromotionReport) -> None:
-    """UI artifact, event, and (when promoted) an informational notice to the webhook."""
+def announce_promotion(
+    settings: Settings, report: PromotionReport, rolled_back: str | None = None
+) -> None:
+    """UI artifact, event, and (when promoted and served) a notice to the webhook, written
+    once the outcome is final: a promotion whose deploy was rolled back is shown as such and
+    sends no notice (the failure alert says it)."""
     create_markdown_artifact(
-        promotion_table(report), key="promotion", description="champion vs challenger"
+        promotion_table(report, rolled_back), key="promotion", description="champion vs challenger"
     )
+    if rolled_back is not None:
+        return
     emit_model_event(
         settings, "promoted" if report.promoted else "kept",
         {"challenger": report.challenger, "champion": report.champion,
@@ -129,10 +138,14 @@ def emit_model_event(settings: Settings, what: str, payload: dict[str, Any]) -> 
     )
 
 
-def promotion_table(report: PromotionReport) -> str:
-    def shown(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.4f}"
+def shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
+
+def promotion_table(report: PromotionReport, rolled_back: str | None = None) -> str:
+    decision = f"**Decision: {report.decision.name}**. {report.decision.reason}"
+    if rolled_back is not None:
+        decision = f"**Decision: rolled back** (promoted, then the deploy failed). {rolled_back}"
     return "\n".join(
         [
             "| model | version | holdout AUROC |",
@@ -140,8 +153,24 @@ def promotion_table(report: PromotionReport) -> str:
             f"| challenger | {report.challenger} | {shown(report.challenger_auroc)} |",
             f"| champion | {report.champion or 'none'} | {shown(report.champion_auroc)} |",
             "",
-            f"**Decision: {report.decision.name}**. {report.decision.reason}",
+            decision,
         ]
+    )
+
+
+def mlflow_places(settings: Settings, report: TuneReport) -> tuple[str, str]:
+    """(the study's parent run, the registered version) as links on a tracking server, or in
+    words (`mlflow ui` shows them) for an embedded store."""
+    uri = settings.tracking_uri.rstrip("/")
+    name, version = settings.model_name, report.version
+    if uri.startswith(("http://", "https://")):
+        return (
+            f"[parent run]({uri}/#/experiments/{report.experiment_id}/runs/{report.parent_run_id})",
+            f"[{name} v{version}]({uri}/#/models/{name}/versions/{version})",
+        )
+    return (
+        f"parent run `{report.parent_run_id}` in `{uri}` (`mlflow ui --backend-store-uri {uri}`)",
+        f"`{name}` version {version}",
     )
 
 
@@ -157,8 +186,10 @@ def publish_tuning(settings: Settings, report: TuneReport) -> None:
             f"{uri}/#/models/{name}/versions/{version}", f"{name} v{version}", key="model-version"
         )
         return
-    create_markdown_artifact(
-        f"MLflow parent run `{report.parent_run_id}`, model `{name}` version {version}, in "
-        f"the embedded store `{uri}` (`mlflow ui --backend-store-uri {uri}` shows them).",
-        key="mlflow-run",
-    )
+    run, model = mlflow_places(settings, report)
+    create_markdown_artifact(f"MLflow {run}; model {model}.", key="mlflow-run")
+
+
+def publish_summary(settings: Settings, lines: list[str]) -> None:
+    """The nightly run's own story, as its `nightly-summary` artifact."""
+    create_markdown_artifact("\n".join(lines), key="nightly-summary", description="the night")

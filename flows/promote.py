@@ -17,6 +17,7 @@ def promote(
     require_significance: bool | None = None,
     confidence: float | None = None,
     challenger: str | None = None,
+    announce: bool = True,
 ) -> PromotionReport:
     """Promote the challenger when it beats @champion; a kept champion is a normal outcome.
 
@@ -25,6 +26,8 @@ def promote(
         require_significance: also require a paired bootstrap to find the challenger better.
         confidence: confidence of that bootstrap; empty: RETRAIN_CONFIDENCE.
         challenger: model version to judge; empty: the one the `challenger` alias names.
+        announce: write the `promotion` artifact and send the notice now; the nightly flow
+            does it after the deploy, with the final decision.
     """
     settings = load_settings(
         min_improvement=min_improvement,
@@ -34,5 +37,6 @@ def promote(
     with promotion_section(settings):
         report = compare_and_promote(settings, challenger)
     get_run_logger().info(report.describe())
-    announce_promotion(settings, report)
+    if announce:
+        announce_promotion(settings, report)
     return report

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from pydantic import Field
 
 from flows.clean import clean
 from flows.deploy import deploy
-from flows.hooks import FAILURE_HOOKS, mark_stage, run_name
+from flows.hooks import (
+    FAILURE_HOOKS,
+    announce_promotion,
+    mark_stage,
+    mlflow_places,
+    publish_summary,
+    run_name,
+    shown,
+)
 from flows.ingest import ingest
 from flows.locking import promotion_section
 from flows.promote import promote
@@ -20,10 +29,18 @@ from retrain.clean import BatchReport
 from retrain.deploy import DeployReport
 from retrain.ingest import LoadReport
 from retrain.promote import PromotionReport
+from retrain.server import ServeFailed
 from retrain.settings import Settings, load_settings
 from retrain.tune import TuneReport
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    seconds: float
+    outcome: str
 
 
 @dataclass
@@ -36,6 +53,7 @@ class RunSummary:
     promotion: PromotionReport | None = None
     deployed: DeployReport | None = None
     serve_url: str | None = None
+    stages: list[Stage] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [r.describe() for r in self.loaded] + [r.describe() for r in self.cleaned]
@@ -43,6 +61,27 @@ class RunSummary:
         if self.promotion:
             out.append(self.champion_line())
         return out or ["nothing changed"]
+
+    def markdown(self, settings: Settings) -> list[str]:
+        """The nightly run's summary artifact: each stage with its outcome and duration, the
+        decision, both AUROCs, where the MLflow run and version are, and the serving URL."""
+        lines = ["| stage | seconds | outcome |", "|---|---|---|"]
+        lines += [f"| {s.name} | {s.seconds:.1f} | {s.outcome[:300]} |" for s in self.stages]
+        if self.tuned:
+            run, version = mlflow_places(settings, self.tuned)
+            lines += ["", f"Tuned: {run}; registered {version}."]
+        if self.promotion:
+            p = self.promotion
+            rolled = any(s.name == "deploy" and s.outcome.startswith("failed") for s in self.stages)
+            decision = "rolled back" if rolled else p.decision.name
+            lines += [
+                "", f"**Decision: {decision}**. {p.decision.reason}",
+                f"Challenger v{p.challenger} holdout AUROC {shown(p.challenger_auroc)}; champion "
+                f"{'v' + p.champion if p.champion else 'none'} {shown(p.champion_auroc)}.",
+            ]  # fmt: skip
+        served = self.deployed.url if self.deployed else settings.serve_url
+        lines += ["", f"Serving: {served}" + ("" if self.deployed else " (not restarted)")]
+        return lines
 
     def champion_line(self) -> str:
         p = self.promotion
@@ -111,33 +150,69 @@ def retrain(
         require_significance: also require a paired bootstrap to find the challenger better.
         serve: restart the model server when a challenger is promoted.
     """
+    settings = load_settings()
     summary = RunSummary()
-    summary.loaded = staged("ingest", lambda: ingest(source=source or None))
-    summary.cleaned = staged("clean", clean)
-    summary.tuned = staged(
-        "tune",
-        lambda: tune(
-            trials=trials, workers=workers, family=family, objective=objective, budget=budget
-        ),
-    )
-    with promotion_section(load_settings()):
-        summary.promotion = staged(
-            "promote",
-            lambda: promote(
-                min_improvement=min_improvement,
-                require_significance=require_significance,
-                challenger=summary.tuned.version,
+    try:
+        summary.loaded = staged(summary, "ingest", lambda: ingest(source=source or None))
+        summary.cleaned = staged(summary, "clean", clean)
+        summary.tuned = staged(
+            summary,
+            "tune",
+            lambda: tune(
+                trials=trials, workers=workers, family=family, objective=objective, budget=budget
             ),
         )
-        if serve and summary.promotion.promoted:
-            summary.deployed = staged("deploy", lambda: deploy(promotion=summary.promotion))
+        with promotion_section(settings):
+            summary.promotion = staged(
+                summary,
+                "promote",
+                lambda: promote(
+                    min_improvement=min_improvement,
+                    require_significance=require_significance,
+                    challenger=summary.tuned.version,
+                    announce=False,
+                ),
+            )
+            if serve and summary.promotion.promoted:
+                summary.deployed = deploy_then_announce(settings, summary)
+            else:
+                announce_promotion(settings, summary.promotion)
+    finally:
+        publish_summary(settings, summary.markdown(settings))
     return summary
 
 
-def staged(stage: str, run: Callable[[], T]) -> T:
-    """Run one stage subflow; its failure carries the stage name to the alert."""
+def deploy_then_announce(settings: Settings, summary: RunSummary) -> DeployReport:
+    """Serve the new champion; the promotion is announced only once the deploy is verified
+    (a rolled-back one is shown as rolled back, and the failure alert follows)."""
     try:
-        return run()
+        deployed = staged(summary, "deploy", lambda: deploy(promotion=summary.promotion))
+    except ServeFailed as err:
+        announce_promotion(settings, summary.promotion, rolled_back=str(err))
+        raise
+    announce_promotion(settings, summary.promotion)
+    return deployed
+
+
+def staged(summary: RunSummary, stage: str, run: Callable[[], T]) -> T:
+    """Run one stage subflow, timed; its outcome is logged in this (the nightly) run, and its
+    failure carries the stage name to the alert."""
+    logger = get_run_logger()
+    started = time.monotonic()
+    try:
+        result = run()
     except BaseException as err:
         mark_stage(err, stage)
+        summary.stages.append(Stage(stage, time.monotonic() - started, f"failed: {err}"))
         raise
+    outcome = describe(result)
+    summary.stages.append(Stage(stage, time.monotonic() - started, outcome))
+    logger.info(f"{stage}: {outcome}")
+    return result
+
+
+def describe(result: object) -> str:
+    """A stage's result in one line (ingest and clean return one report per batch)."""
+    if isinstance(result, list):
+        return "; ".join(r.describe() for r in result) or "nothing new"
+    return result.describe()

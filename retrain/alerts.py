@@ -23,6 +23,7 @@ class Alert:
     champion_version: str | None = None
     link: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    source: str = "retrain"  # the flow's own hook; the server's automation sends the same shape
 
     def text(self) -> str:
         who = f" ({self.flow_run_name})" if self.flow_run_name else ""

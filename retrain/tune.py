@@ -3,6 +3,7 @@ model refit, scored on the holdout, logged and registered as the `challenger`.""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import time
 import warnings
@@ -160,8 +161,12 @@ def run_trials(
             trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
             trial.set_user_attr("cpu_seconds", sum(s.cpu_seconds for s in scores))
             metrics |= {"folds_scored": len(scores), "pruned": float(pruned)}
+            # in the caller's context: the orchestrator's settings (its API URL) hold there too
+            context = contextvars.copy_context()
             logged.append(
-                logger.submit(log_trial, trial.number, {"family": family, **params}, metrics)
+                logger.submit(
+                    context.run, log_trial, trial.number, {"family": family, **params}, metrics
+                )
             )
             if pruned:
                 raise optuna.TrialPruned()
@@ -346,7 +351,11 @@ def start_tuning(
 
 
 def run_worker(
-    run: TuningRun, client: tracking.MlflowClient, config: TuneConfig, worker: int = 0
+    run: TuningRun,
+    client: tracking.MlflowClient,
+    config: TuneConfig,
+    worker: int = 0,
+    on_trial: TrialLogger | None = None,
 ) -> optuna.Study:
     """One trial worker: its share of the trials, each logged as a nested run of the parent.
     Worker 0 samples with the configured seed, so one worker reproduces its best params."""
@@ -363,6 +372,8 @@ def run_worker(
 
     def log_trial(number: int, params: dict, metrics: dict[str, float]) -> None:
         tracking.log_trial(client, run.experiment_id, run.parent_run_id, number, params, metrics)
+        if on_trial:
+            on_trial(number, params, metrics)
 
     return run_trials(run.data, config, study, config.trials_of(worker), log_trial, run.deadline)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import optuna
-from prefect import task
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
@@ -34,6 +38,28 @@ def orchestrator_tags() -> dict[str, str]:
     return tags | ({"prefect.flow_run_url": link} if link else {})
 
 
+def progress_reporter(total: int, budget: float | None) -> Callable[[int, dict, dict], None]:
+    """A per-trial callback for a trial worker: one log line in this run and the
+    `tuning-progress` artifact moved on (the larger of trials done and budget spent). It is
+    called from the trial-logging thread, so it holds the run's logger, not its context."""
+    logger = get_run_logger()
+    artifact = create_progress_artifact(0.0, key="tuning-progress", description="trials")
+    started, done = time.monotonic(), [0]
+
+    def report(number: int, params: dict, metrics: dict) -> None:
+        done[0] += 1
+        spent = (time.monotonic() - started) / budget if budget else 0.0
+        outcome = "pruned" if metrics.get("pruned") else f"{int(metrics['folds_scored'])} folds"
+        logger.info(
+            f"trial {number} ({params.get('family')}): mean AUROC {metrics['mean_auroc']:.4f}, "
+            f"{outcome}; {done[0]} of at most {total} done"
+        )
+        progress = 100 * min(1.0, max(done[0] / total, spent))
+        update_progress_artifact(artifact, progress, description=f"{done[0]} trials done")
+
+    return report
+
+
 @task(**IO_TASK, cache_policy=NO_CACHE)
 def start_study(settings: Settings, config: TuneConfig) -> TuningRun:
     """Read the cleaned rows, open the parent MLflow run and create the Optuna study."""
@@ -50,7 +76,8 @@ def run_trial_worker(
 ) -> optuna.Study:
     """One worker's share of the trials. No retries (a rerun would add trials) and no task
     timeout (it cannot interrupt a thread); the tune flow's timeout bounds it."""
-    return run_worker(run, tracking.make_client(settings.tracking_uri), config, worker)
+    progress = progress_reporter(config.trials_of(worker), config.budget)
+    return run_worker(run, tracking.make_client(settings.tracking_uri), config, worker, progress)
 
 
 @task(**IO_TASK, cache_policy=NO_CACHE)

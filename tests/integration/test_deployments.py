@@ -123,10 +123,14 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
             r.get("source") == "prefect-automation" for r in received
         ):
             time.sleep(1)
-        hook = [r for r in received if r.get("source") is None and r["kind"] == "failure"]
-        automation = [r for r in received if r.get("source") == "prefect-automation"]
+        hook = [r for r in received if r["source"] == "retrain" and r["kind"] == "failure"]
+        automation = [r for r in received if r["source"] == "prefect-automation"]
         assert hook and hook[0]["stage"] == "deploy" and "held by a process" in hook[0]["reason"]
+        assert "rolled back: no version answers /ping" in hook[0]["reason"]
+        assert not [r for r in received if r["kind"] == "notice"]  # promoted, never served
         assert automation and "Failed" in automation[0]["text"]
+        assert set(automation[0]) == set(hook[0]), "one payload shape for hook and automation"
+        assert automation[0]["flow_run_id"] == hook[0]["flow_run_id"] == str(failed.id)
 
         done = run_deployment("retrain/retrain-manual", parameters={"trials": 2}, timeout=900)
         assert done.state.is_completed(), done.state

@@ -35,6 +35,15 @@ async def _flow_runs(since: datetime) -> dict[str, tuple[str, str]]:
     return {names[r.flow_id]: (r.state.type.value, r.name) for r in runs}
 
 
+async def _flow_run_ids(since: datetime) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        runs = [r for r in await client.read_flow_runs() if r.created >= since]
+        names = {f.id: f.name for f in await client.read_flows()}
+    return {names[r.flow_id]: r.id for r in runs if r.deployment_id is None}
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_nightly_flow_runs_on_a_real_prefect_server(prefect_api: str, env: dict) -> None:
     from flows.retrain import retrain
@@ -44,10 +53,32 @@ def test_nightly_flow_runs_on_a_real_prefect_server(prefect_api: str, env: dict)
     assert any("loaded 150 rows" in line for line in summary.lines())
     assert count(f"{env['RETRAIN_DATASET']}_cleaned") == 150
     runs = asyncio.run(_flow_runs(since))
+    runs_ids = asyncio.run(_flow_run_ids(since))
     assert {runs[name][0] for name in ("retrain", "ingest", "clean", "tune")} == {"COMPLETED"}
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     assert runs["tune"][1].startswith(f"tune-{env['RETRAIN_DATASET']}-{today}-")
     assert summary.tuned is not None and summary.tuned.version == "1"
+    artifacts = asyncio.run(_artifacts(since))
+    (nightly,) = [a for a in artifacts["nightly-summary"] if a.flow_run_id == runs_ids["retrain"]]
+    for stage in ("ingest", "clean", "tune", "promote", "deploy"):
+        assert f"| {stage} | " in nightly.data
+    assert "**Decision: promoted**" in nightly.data and "Serving: http://127.0.0.1:" in nightly.data
+    (promotion,) = [a for a in artifacts["promotion"] if a.flow_run_id == runs_ids["retrain"]]
+    assert "**Decision: promoted**" in promotion.data  # written by the nightly run, after deploy
+    (progress,) = artifacts["tuning-progress"]
+    assert progress.type == "progress" and progress.data == 100.0
+
+
+async def _artifacts(since: datetime) -> dict[str, list]:
+    """The latest version of each artifact key created since `since`."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        found = [a for a in await client.read_artifacts() if a.created >= since]
+    by_key: dict[str, list] = {}
+    for artifact in found:
+        by_key.setdefault(artifact.key, []).append(artifact)
+    return by_key
 
 
 async def _task_run_names(since: datetime) -> set[str]:
