@@ -338,7 +338,9 @@ def champion_score(settings: Settings, seconds: float) -> Score:
     client = tracking.make_client(settings.tracking_uri)
     version = client.get_model_version_by_alias(settings.model_name, "champion")
     run = client.get_run(version.run_id)
-    params = {k.removeprefix("best_"): v for k, v in run.data.params.items()}
+    params = {
+        k.removeprefix("best_"): v for k, v in run.data.params.items() if k.startswith("best_")
+    }
     family = params.pop("family", "?")
     done = int(run.data.metrics.get("trials_completed", 0))
     started = int(run.data.metrics.get("trials_started", 0))
