@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from pydantic import Field
 
 from flows.clean import clean
@@ -200,7 +200,8 @@ def staged(summary: RunSummary, stage: str, run: Callable[[], T]) -> T:
     logger = get_run_logger()
     started = time.monotonic()
     try:
-        result = run()
+        with tags(f"stage-{stage}"):
+            result = run()
     except BaseException as err:
         mark_stage(err, stage)
         summary.stages.append(Stage(stage, time.monotonic() - started, f"failed: {err}"))

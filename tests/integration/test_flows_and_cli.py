@@ -41,6 +41,8 @@ async def _flow_run_ids(since: datetime) -> dict[str, object]:
     async with get_client() as client:
         runs = [r for r in await client.read_flow_runs() if r.created >= since]
         names = {f.id: f.name for f in await client.read_flows()}
+    tagged = {names[r.flow_id]: r.tags for r in runs if r.deployment_id is None}
+    assert "stage-tune" in tagged["tune"] and "stage-clean" in tagged["clean"], tagged
     return {names[r.flow_id]: r.id for r in runs if r.deployment_id is None}
 
 
