@@ -28,7 +28,14 @@ import pandas as pd
 
 from retrain import clean, ingest, promote, store, tracking
 from retrain.dataset import dataset_of
-from retrain.modeling import build_model, fit_model, predict_aligned, prepare_features, score_proba
+from retrain.modeling import (
+    build_model,
+    fit_model,
+    predict_aligned,
+    prepare_features,
+    resolve_families,
+    score_proba,
+)
 from retrain.promotion import PromotionRules
 from retrain.schema import InferRequest, infer_from_csv
 from retrain.settings import load_settings
@@ -121,7 +128,8 @@ def run_pipeline(trials: int, family: str | None) -> tuple[object, float, object
     loaded = ingest.load_file(engine, tables, Path(settings.source), settings.encoding)
     clean.clean_batch(engine, tables, schema, loaded.batch_id, None)
     client = tracking.make_client(settings.tracking_uri)
-    config = TuneConfig(trials=trials, families=settings.families, seed=settings.seed)
+    families, _ = resolve_families(settings.families)
+    config = TuneConfig(trials=trials, families=families, seed=settings.seed)
     started = time.perf_counter()
     report = tune_and_register(engine, tables, client, settings, config)
     seconds = time.perf_counter() - started

@@ -92,7 +92,7 @@ class RunSummary:
         return f"champion: version {version}, holdout AUROC {shown}; serving: {where}"
 
 
-FAMILY_LIST = r"^(random_forest|logreg|hgb|lightgbm)(,(random_forest|logreg|hgb|lightgbm))*$"
+FAMILY_LIST = r"^(auto|(random_forest|logreg|hgb|lightgbm)(,(random_forest|logreg|hgb|lightgbm))*)$"
 Source = Annotated[str, Field(max_length=4096)]
 Trials = Annotated[int, Field(ge=1, le=10_000)]
 Workers = Annotated[int, Field(ge=1, le=64)]
@@ -143,8 +143,8 @@ def retrain(
         trials: most Optuna trials (a cap when the budget ends the study first).
         workers: trial workers on one study (more than 1 needs MySQL).
         budget: seconds the whole tuning study may take.
-        family: model families to search, one or a comma list of random_forest, logreg, hgb,
-            lightgbm.
+        family: model families to search: auto (lightgbm, or hgb where LightGBM cannot
+            load), or one or a comma list of random_forest, logreg, hgb, lightgbm.
         objective: metric the study maximises; both are logged.
         min_improvement: AUROC margin a challenger must beat the champion by.
         require_significance: also require a paired bootstrap to find the challenger better.

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.exceptions import TerminationSignal
 
 from flows.hooks import publish_tuning, run_name
+from retrain.modeling import resolve_families
 from retrain.settings import Settings, load_settings
 from retrain.tune import TuneConfig, TuneReport, TuningRun
 from tasks.training import abandon_study, register_best, run_trial_worker, start_study
@@ -43,9 +44,12 @@ def tune(
     settings = load_settings(
         trials=trials, workers=workers, family=family, objective=objective, tune_budget=budget
     )
+    families, note = resolve_families(settings.families)
+    if note:
+        logger.warning(note)
     config = TuneConfig(
         trials=settings.trials,
-        families=settings.families,
+        families=families,
         objective=settings.objective,
         seed=settings.seed,
         workers=settings.workers,

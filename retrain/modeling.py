@@ -116,7 +116,8 @@ def suggest_params(trial: Any, family: str) -> dict[str, Any]:
         }
     if family == "lightgbm":
         return {
-            "n_estimators": trial.suggest_int("lgbm_n_estimators", 50, 500, log=True),
+            # a cap: boosting stops early on held-back rows (above 2,000 rows)
+            "n_estimators": trial.suggest_int("lgbm_n_estimators", 50, 2000, log=True),
             "learning_rate": trial.suggest_float("lgbm_learning_rate", 0.02, 0.3, log=True),
             "num_leaves": trial.suggest_int("lgbm_num_leaves", 8, 128, log=True),
             "min_child_samples": trial.suggest_int("lgbm_min_child_samples", 2, 100, log=True),
@@ -183,6 +184,22 @@ def load_lightgbm() -> Any:
     except ImportError as err:
         raise BadInput("lightgbm is not installed; run ./dev to sync the environment") from err
     return LGBMClassifier
+
+
+AUTO_FAMILY = "lightgbm"  # what bench/scale.py found best within the budget (README)
+AUTO_FALLBACK = "hgb"  # runs anywhere: scikit-learn ships its own OpenMP runtime
+
+
+def resolve_families(families: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    """(the families to search, a warning or None): `auto` is LightGBM where its OpenMP runtime
+    loads, else histogram gradient boosting, so the default also runs on a bare machine."""
+    if families != ("auto",):
+        return families, None
+    try:
+        load_lightgbm()
+    except BadInput as err:
+        return (AUTO_FALLBACK,), f"family auto: searching {AUTO_FALLBACK}, as {err}"
+    return (AUTO_FAMILY,), None
 
 
 def classifier(family: str, params: dict[str, Any], kinds: dict[str, str], seed: int) -> Any:

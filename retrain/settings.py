@@ -62,16 +62,16 @@ class Settings(BaseSettings):
     max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
     trials: int = Field(20, ge=1, description="most Optuna trials per tuning run")
     tune_sample_rows: int = Field(
-        50_000, ge=100, description="above this many training rows, tune on a stratified sample"
+        100_000, ge=100, description="above this many training rows, tune on a stratified sample"
     )
     tune_prune: bool = Field(True, description="stop trials that are behind after a fold round")
     tune_budget: float = Field(
         300.0, gt=0, description="seconds the whole tuning study may take (trials is a cap)"
     )
     family: str = Field(
-        "random_forest",
-        description="model families to search, one name or a comma list of "
-        "random_forest, logreg, hgb, lightgbm",
+        "auto",
+        description="model families to search: auto (lightgbm, or hgb where LightGBM cannot "
+        "load), one name or a comma list of random_forest, logreg, hgb, lightgbm",
     )
     objective: str = Field("auroc", pattern="^(auroc|accuracy)$", description="metric to maximise")
     seed: int = Field(42, description="seed of the sampler, the folds and the models")
@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     @classmethod
     def _known_families(cls, value: str) -> str:
         names = [n.strip() for n in value.split(",") if n.strip()]
+        if names == ["auto"]:
+            return "auto"
         unknown = [n for n in names if n not in FAMILIES]
         if unknown or not names:
             raise ValueError(f"unknown families {unknown or [value]}; choose from {FAMILIES}")
@@ -126,7 +128,8 @@ class Settings(BaseSettings):
 
     @property
     def families(self) -> tuple[str, ...]:
-        """Each name of RETRAIN_FAMILY alone (a comma list searches several)."""
+        """Each name of RETRAIN_FAMILY alone (a comma list searches several); `auto` is
+        resolved by `retrain.modeling.resolve_families` where the models load."""
         return tuple(self.family.split(","))
 
     def load_schema(self) -> DatasetSchema:
