@@ -168,6 +168,26 @@ def test_lightgbm_stops_boosting_when_held_back_rows_stop_improving() -> None:
     assert count_steps(small[-1]) == 2000  # too few rows to hold a tenth back
 
 
+def test_the_auto_family_is_lightgbm_where_it_loads() -> None:
+    from retrain.modeling import resolve_families
+
+    assert resolve_families(("auto",)) == (("lightgbm",), None)  # libgomp1: ./dev test
+    assert resolve_families(("hgb", "logreg")) == (("hgb", "logreg"), None)
+
+
+def test_the_auto_family_falls_back_to_hgb_where_lightgbm_cannot_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A machine without LightGBM's runtime cannot be made here: the import is made to fail."""
+    import sys
+
+    from retrain.modeling import resolve_families
+
+    monkeypatch.setitem(sys.modules, "lightgbm", None)
+    families, warning = resolve_families(("auto",))
+    assert families == ("hgb",) and warning and "searching hgb" in warning
+
+
 def test_unknown_family_is_refused() -> None:
     with pytest.raises(BadInput, match="unknown model family"):
         build_model("xgboost", {}, {})
