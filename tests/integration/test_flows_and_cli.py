@@ -67,6 +67,16 @@ def test_nightly_flow_runs_on_a_real_prefect_server(prefect_api: str, env: dict)
     assert "**Decision: promoted**" in nightly.data and "Serving: http://127.0.0.1:" in nightly.data
     (promotion,) = [a for a in artifacts["promotion"] if a.flow_run_id == runs_ids["retrain"]]
     assert "**Decision: promoted**" in promotion.data  # written by the nightly run, after deploy
+    from retrain import tracking
+    from retrain.settings import load_settings
+
+    settings = load_settings()
+    client = tracking.make_client(settings.tracking_uri)
+    version = client.get_model_version(settings.model_name, summary.tuned.version)
+    parent = client.get_run(summary.tuned.parent_run_id)
+    for tags in (version.tags, parent.data.tags):  # the nightly run, not the tune subflow
+        assert tags["prefect.flow_run_id"] == str(runs_ids["retrain"])
+        assert tags["prefect.tune_flow_run_id"] == str(runs_ids["tune"])
     (progress,) = artifacts["tuning-progress"]
     assert progress.type == "progress" and progress.data == 100.0
 
