@@ -13,7 +13,7 @@ line whose class says whether a retry can help (`store_error`).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -464,18 +464,8 @@ def read_raw_chunks(
         rows = conn.execute(page).all()
         if not rows:
             return
-        yield frame_of_rows(rows, names)
+        yield typed_frame(rows, names)
         last = rows[-1][names.index("line_no")]
-
-
-def frame_of_rows(rows: list, names: list[str]) -> pd.DataFrame:
-    """Result rows as an object DataFrame, built column by column (much faster than row by
-    row, and no value passes through a guessed dtype)."""
-    values = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-    return pd.DataFrame(
-        {n: np.array(v, dtype=object) for n, v in zip(names, values, strict=True)},
-        columns=names,
-    )
 
 
 def delete_batch_results(conn: Connection, tables: DatasetTables, batch_id: str) -> None:
@@ -512,27 +502,27 @@ def read_cleaned(
     result = conn.execution_options(yield_per=chunk_rows).execute(query)
     shared = {c for c, k in tables.kinds.items() if k == "categorical"} | {"batch_id"}
     texts: dict[str, str] = {}
-
-    def typed(rows: list) -> pd.DataFrame:
-        return typed_frame(rows, names, dtypes, {n: texts for n in shared})
-
-    parts = [typed(rows) for rows in result.partitions()]
-    return pd.concat(parts, ignore_index=True) if parts else typed([])
+    parts = [typed_frame(rows, names, dtypes, shared, texts) for rows in result.partitions()]
+    return pd.concat(parts, ignore_index=True) if parts else typed_frame([], names, dtypes)
 
 
 def typed_frame(
-    rows: list, names: list[str], dtypes: dict[str, object], shared: dict[str, dict]
+    rows: list,
+    names: list[str],
+    dtypes: dict[str, object] | None = None,
+    shared: Collection[str] = (),
+    texts: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Rows as columns of their dtypes; the values of a `shared` column go through its dict,
-    so that equal texts are one object."""
+    """Result rows as a DataFrame built column by column (much faster than row by row), each
+    column of its `dtypes` entry (object when absent: no value passes through a guessed dtype);
+    the values of a `shared` column go through `texts`, so that equal texts are one object."""
+    dtypes, texts = dtypes or {}, {} if texts is None else texts
     values = list(zip(*rows, strict=True)) if rows else [()] * len(names)
     columns = {}
     for name, column in zip(names, values, strict=True):
-        dtype = dtypes.get(name, object)
         if name in shared:
-            texts = shared[name]
             column = [v if v is None else texts.setdefault(v, v) for v in column]
-        columns[name] = pd.Series(column, dtype=object).astype(dtype)
+        columns[name] = pd.Series(column, dtype=object).astype(dtypes.get(name, object))
     return pd.DataFrame(columns, columns=names)
 
 
