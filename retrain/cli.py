@@ -336,15 +336,24 @@ def serve_status() -> None:
     served = server.read_state(settings.home)
     if served is None:
         fail(f"no model is being served by retrain (state: {server.state_file(settings.home)})", 1)
-    from retrain import tracking  # MLflow only once there is a served version to compare
-
-    client = tracking.make_client(settings.tracking_uri)
-    champion = tracking.alias_version(client, settings.model_name, "champion")
+    champion = champion_version(settings.tracking_uri, settings.model_name)
     health = "healthy" if server.ping(served) else "not answering"
     is_champion = "is the champion" if served.version == champion else f"champion is {champion}"
     typer.echo(
         f"pid {served.pid}, {served.url}, version {served.version} ({is_champion}), {health}"
     )
+
+
+def champion_version(tracking_uri: str, model_name: str) -> str | None:
+    """@champion through the quick registry lookup, through the MLflow client if it cannot tell."""
+    from retrain import registry
+
+    version = registry.quick_alias_version(tracking_uri, model_name, "champion")
+    if version != registry.UNKNOWN:
+        return version
+    from retrain import tracking
+
+    return tracking.alias_version(tracking.make_client(tracking_uri), model_name, "champion")
 
 
 @serve_app.command("stop")

@@ -18,6 +18,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
+from retrain import registry
 from retrain.bundled import write_bundled_iris
 from tests.support import stack
 from tests.support.services import free_port, http_ok, running, stop_model_server
@@ -147,6 +148,11 @@ def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_cham
                     ["retrain", "serve", "status"], env=env, capture_output=True, text=True
                 )
                 assert "(is the champion), healthy" in status.stdout, status.stderr[-2000:]
+                server_uri = f"http://127.0.0.1:{mlflow_port}"  # the lookup serve status made
+                champion = registry.rest_alias_version(
+                    server_uri, env["RETRAIN_MODEL_NAME"], "champion"
+                )
+                assert f"version {champion} (is the champion)" in status.stdout
                 assert asyncio.run(workers_of(pool)), "the worker did not register on its pool"
                 assert len(predict_one(int(env["RETRAIN_SERVE_PORT"]))["predictions"]) == 1
         finally:

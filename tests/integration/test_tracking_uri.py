@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from retrain import server, tracking
+from retrain import registry, server, tracking
 from retrain.deploy import compare_answers
 from retrain.pyfunc import prepare_features
 from tests.support.services import free_port, post_invocations
@@ -133,6 +133,20 @@ def test_an_older_sklearn_flavor_version_still_loads(tmp_path: Path) -> None:
     model = tracking.load_version(tracking_uri, MODEL, version)
     assert np.allclose(model.predict_proba(frame), estimator.predict_proba(numeric))
     assert model.predict_labels(frame).tolist() == estimator.predict(numeric).tolist()
+
+
+def test_the_quick_alias_lookup_agrees_with_the_mlflow_client(tmp_path: Path) -> None:
+    """`serve status` reads @champion without MLflow: one SELECT that must give what the client
+    gives, set, moved and unset (an MLflow that renamed its alias table would fail here)."""
+    assert registry.quick_alias_version(store_uris(tmp_path)[0], MODEL, "champion") is None
+    (tracking_uri, first), (_, second) = log_and_register(tmp_path), log_and_register(tmp_path)
+    client = tracking.make_client(tracking_uri)
+    for version in (first, second):
+        client.set_registered_model_alias(MODEL, "champion", version)
+        quick = registry.quick_alias_version(tracking_uri, MODEL, "champion")
+        assert quick == tracking.alias_version(client, MODEL, "champion") == version
+    client.delete_registered_model_alias(MODEL, "champion")
+    assert registry.quick_alias_version(tracking_uri, MODEL, "champion") is None
 
 
 def test_served_version_answers_raw_rows_and_probabilities(tmp_path: Path) -> None:
