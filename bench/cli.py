@@ -85,7 +85,7 @@ def run_commands(env: dict[str, str], tmp: Path, repeat: int) -> None:
     python = [sys.executable, "-c"]
     floor = timed([*python, "pass"], env, repeat)
     help_floor = timed([RETRAIN, "--help"], env, repeat)
-    uri, model = f"sqlite:///{env['RETRAIN_HOME']}/mlflow.db", "iris_classification_model"
+    uri, model = f"sqlite:///{env['RETRAIN_HOME']}/mlflow.db", "iris_model"
     ask_mlflow = (
         "from mlflow import MlflowClient; "
         f"MlflowClient({uri!r}).get_model_version_by_alias({model!r}, 'champion')"

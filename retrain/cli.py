@@ -299,6 +299,46 @@ def history(
         typer.echo(line)
 
 
+@app.command()
+def predictions(
+    days: Annotated[int, typer.Option("--days", min=1, help="days back from today (UTC)")] = 7,
+) -> None:
+    """Per-day summary of what the served model answered: requests, latency, classes."""
+    from retrain import db, server
+    from retrain.settings import load_settings
+
+    settings = run_stage(load_settings)
+    summaries = run_stage(
+        lambda: logged_days(db.make_engine(settings.database_url), settings.dataset, days)
+    )
+    if not summaries:
+        state = "on" if settings.prediction_log else "off (RETRAIN_PREDICTION_LOG)"
+        typer.echo(f"no predictions logged in the last {days} days; the log is {state}")
+    else:
+        from retrain.usage import HEADER
+
+        typer.echo(HEADER)
+        for summary in summaries:
+            typer.echo(summary.line())
+    served = server.read_state(settings.home)
+    if served and (dropped := server.log_drops(served)):
+        typer.echo(f"version {served.version} dropped {dropped} rows from the log (store away)")
+
+
+def logged_days(engine: Any, dataset: str, days: int) -> list:
+    """The daily summaries of the prediction log's last `days` days."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from retrain import prediction_log, usage
+    from retrain.db import now_utc
+
+    since = (now_utc() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0)
+    rows = list(prediction_log.read_window(engine, dataset, since))
+    return usage.daily_summaries(pd.DataFrame(rows, columns=usage.LOG_COLUMNS))
+
+
 serve_app = typer.Typer(no_args_is_help=True, help="The served model: start, status, stop.")
 app.add_typer(serve_app, name="serve")
 

@@ -19,6 +19,7 @@ import numpy as np
 from retrain import audit, server, store, tracking
 from retrain.audit import Attempt
 from retrain.errors import BadInput, StageFailed
+from retrain.instrument import ServingContext
 from retrain.promote import PromotionReport
 from retrain.promotion import Decision
 from retrain.server import Served, ServeFailed
@@ -122,10 +123,9 @@ def try_on_spare_port(
     """Run the candidate on a free loopback port, check it, stop it (whatever happens). It is
     recorded while it runs, so a cancelled or crashed deploy can still stop it."""
     server.stop_recorded(settings.home, server.SPARE)
-    spare = server.start(
-        settings.home, settings.tracking_uri, candidate.model_uri, candidate.version,
-        "127.0.0.1", server.free_port(),
-    )  # fmt: skip
+    spare = start_server(
+        settings, candidate.model_uri, candidate.version, "127.0.0.1", server.free_port()
+    )
     server.write_state(settings.home, spare, server.SPARE)
     try:
         check_server(settings.home, spare, candidate, timeout, check)
@@ -146,9 +146,7 @@ def swap_main_port(
     down_since = time.monotonic()
     if old:
         server.stop(old)
-    new = server.start(
-        home, settings.tracking_uri, candidate.model_uri, candidate.version, host, port
-    )
+    new = start_server(settings, candidate.model_uri, candidate.version, host, port)
     try:
         check_server(home, new, candidate, timeout, check)
     except ServeFailed as err:
@@ -168,11 +166,26 @@ def swap_main_port(
     )  # fmt: skip
 
 
+def start_server(settings: Settings, model_uri: str, version: str, host: str, port: int) -> Served:
+    """A model server with its metrics on a free loopback port and, unless
+    RETRAIN_PREDICTION_LOG=off, its prediction log writing to the data store."""
+    metrics_port = server.free_port()
+    context = ServingContext(
+        settings.dataset, settings.model_name, version,
+        settings.database_url if settings.prediction_log else None, "127.0.0.1", metrics_port,
+        settings.prediction_buffer,
+    )  # fmt: skip
+    return server.start(
+        settings.home, settings.tracking_uri, model_uri, version, host, port,
+        metrics_port, context.to_environment(),
+    )  # fmt: skip
+
+
 def start_main(
     settings: Settings, model_uri: str, version: str, host: str, port: int, timeout: float
 ) -> Served:
     """Start a server, wait for `/ping` and record it as the main server."""
-    served = server.start(settings.home, settings.tracking_uri, model_uri, version, host, port)
+    served = start_server(settings, model_uri, version, host, port)
     server.wait_healthy(settings.home, served, timeout)
     server.write_state(settings.home, served)
     return served

@@ -6,6 +6,7 @@ function tuning uses before fitting, so training and serving prepare rows identi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -40,7 +41,10 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
         self.pipeline = pipeline
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        from retrain.instrument import instruments_from_environment
+
         self.pipeline = joblib.load(context.artifacts[PIPELINE_ARTIFACT])
+        self.instruments = instruments_from_environment()  # only in a served process
 
     @property
     def classes(self) -> np.ndarray:
@@ -56,8 +60,16 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> Any:
-        proba = self.predict_proba(model_input)
+        instruments, started = getattr(self, "instruments", None), time.perf_counter()
+        try:
+            proba = self.predict_proba(model_input)
+        except Exception:
+            if instruments:
+                instruments.failed()
+            raise
         labels = self.classes[proba.argmax(axis=1)]
+        if instruments:
+            instruments.observe(model_input, labels, time.perf_counter() - started)
         if not (params or {}).get(PROBABILITIES):
             return labels
         table = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes])

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,10 +43,15 @@ class Served:
     model_uri: str
     started_at: float
     proc_start: str
+    metrics_port: int | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics" if self.metrics_port else None
 
 
 MAIN, SPARE = "serving.json", "serving-spare.json"
@@ -109,11 +115,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def start(
-    home: Path, tracking_uri: str, model_uri: str, version: str, host: str, port: int
+    home: Path,
+    tracking_uri: str,
+    model_uri: str,
+    version: str,
+    host: str,
+    port: int,
+    metrics_port: int | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Served:
-    """Start `mlflow models serve` detached; its output goes to `serving.log` (main port) or
-    `serving-<port>.log`. The environment's bin directory leads PATH: the server execs
-    `uvicorn` from PATH and exits 127 without it."""
+    """Start `mlflow models serve` detached; its output goes to `serving-<port>.log`. The
+    environment's bin directory leads PATH: the server execs `uvicorn` from PATH and exits 127
+    without it. `extra_env` reaches the served model (its metrics port and prediction log)."""
     home.mkdir(parents=True, exist_ok=True)
     bin_dir = str(Path(sys.executable).parent)
     env = {
@@ -121,6 +134,7 @@ def start(
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_REGISTRY_URI": tracking_uri,
+        **(extra_env or {}),
     }
     command = [
         str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", model_uri,
@@ -132,7 +146,7 @@ def start(
             env=env, start_new_session=True,
         )  # fmt: skip
     started = process_start(proc.pid) or ""
-    return Served(proc.pid, host, port, version, model_uri, time.time(), started)
+    return Served(proc.pid, host, port, version, model_uri, time.time(), started, metrics_port)
 
 
 def log_tail(home: Path, served: Served, lines: int = 3) -> str:
@@ -168,6 +182,25 @@ def ping(served: Served) -> bool:
             return answer.status == 200
     except (OSError, urllib.error.URLError):
         return False
+
+
+def read_metrics(served: Served, timeout: float = 2) -> str:
+    """The served model's Prometheus text, or "" when it has none or does not answer."""
+    if not served.metrics_url:
+        return ""
+    try:
+        with urllib.request.urlopen(served.metrics_url, timeout=timeout) as answer:
+            return answer.read().decode()
+    except (OSError, urllib.error.URLError):
+        return ""
+
+
+def log_drops(served: Served) -> int:
+    """Rows the served model's prediction log dropped so far (0 when unknown)."""
+    for line in read_metrics(served).splitlines():
+        if line.startswith("retrain_prediction_log_dropped_total "):
+            return int(float(line.split()[1]))
+    return 0
 
 
 def invoke(url: str, frame: pd.DataFrame, timeout: float = 30) -> list:

@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(1234, ge=1, le=65535)
     alert_url: str | None = None
+    prediction_log: bool = Field(
+        True, description="record every row the served model answers in <dataset>_predictions"
+    )
+    prediction_buffer: int = Field(
+        10_000, ge=1, description="requests the prediction log holds while the store is away"
+    )
+    prediction_retention_days: int = Field(
+        30, ge=1, description="days of the prediction log the nightly run keeps"
+    )
     encoding: str = Field("utf-8", description="text encoding of source CSV files")
     max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
     trials: int = Field(20, ge=1, description="most Optuna trials per tuning run")

@@ -1,91 +1,30 @@
-"""The logged pyfunc model on a real SQLite tracking store and a real `mlflow models serve`:
-logging and registering leave the process's MLflow URIs and environment as they were, and the
-served version answers raw rows (a null, an unseen category) with labels or probabilities."""
+"""The logged pyfunc model on a real SQLite tracking store: logging and registering leave the
+process's MLflow URIs and environment as they were, older flavors still load, the quick alias
+lookup agrees with MLflow's client, and an unreachable tracking server is one line."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
 import numpy as np
-import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
 
-from retrain import registry, server, tracking
-from retrain.deploy import compare_answers
-from retrain.pyfunc import prepare_features
-from tests.support.services import free_port, post_invocations
+from retrain import registry, tracking
+from tests.support.fish import (
+    LABELS,
+    MODEL,
+    log_and_register,
+    raw_rows,
+    store_uris,
+    training_rows,
+)
+from tests.support.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-KINDS = {"size": "numeric", "count": "integer", "member": "boolean", "colour": "categorical"}
-NULLABLE = {"count", "member", "colour"}
-LABELS = ["bream", "perch", "pike"]
-MODEL = "fish_model"
-
-
-def training_rows(rows: int = 60) -> tuple[pd.DataFrame, np.ndarray]:
-    """Mixed kinds with nulls; `member` tells the classes apart (missing for perch)."""
-    rng = np.random.default_rng(1)
-    y = np.array(LABELS)[np.arange(rows) % 3]
-    frame = pd.DataFrame(
-        {
-            "size": rng.normal(size=rows) + np.arange(rows) % 3,
-            "count": pd.array(rng.integers(0, 9, rows), dtype="Int64"),
-            "member": pd.Series([False, None, True] * (rows // 3), dtype=object),
-            "colour": rng.choice(["red", "blue", "green"], rows),
-        }
-    )
-    frame.loc[::7, "colour"] = None
-    frame.loc[::5, "count"] = pd.NA
-    return frame, y
-
-
-def fitted_pipeline() -> Pipeline:
-    encoder = OrdinalEncoder(
-        handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
-    )
-    prep = ColumnTransformer([("cat", encoder, ["colour"])], remainder="passthrough")
-    model = RandomForestClassifier(n_estimators=10, random_state=0)
-    pipeline = Pipeline([("prep", prep), ("clf", model)])
-    frame, y = training_rows()
-    return pipeline.fit(prepare_features(frame, KINDS), y)
-
-
-def raw_rows() -> pd.DataFrame:
-    """Rows as the source has them: a null in each nullable feature, an unseen category."""
-    return pd.DataFrame(
-        {
-            "size": [0.2, 1.1, 2.3],
-            "count": [None, 4, 2],
-            "member": [True, None, False],
-            "colour": ["red", None, "violet"],
-        }
-    )
-
-
-def store_uris(folder: Path) -> tuple[str, str]:
-    """A SQLite tracking store and its artifact root, both under `folder` (without a root the
-    artifacts would land in ./mlruns of the working directory)."""
-    return f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts")
-
-
-def log_and_register(folder: Path) -> tuple[str, str]:
-    """(tracking URI, registered version) of a model logged through tracking.log_model."""
-    tracking_uri, artifact_root = store_uris(folder)
-    client = tracking.make_client(tracking_uri)
-    experiment = tracking.ensure_experiment(client, "fish", artifact_root)
-    run = tracking.start_parent_run(client, experiment, "tune", {"retrain.stage": "tune"})
-    logged = tracking.log_model(tracking_uri, run, fitted_pipeline(), raw_rows(), KINDS, NULLABLE)
-    return tracking_uri, tracking.register_challenger(client, MODEL, logged, {})
 
 
 def environment() -> dict[str, str]:
@@ -147,34 +86,6 @@ def test_the_quick_alias_lookup_agrees_with_the_mlflow_client(tmp_path: Path) ->
         assert quick == tracking.alias_version(client, MODEL, "champion") == version
     client.delete_registered_model_alias(MODEL, "champion")
     assert registry.quick_alias_version(tracking_uri, MODEL, "champion") is None
-
-
-def test_served_version_answers_raw_rows_and_probabilities(tmp_path: Path) -> None:
-    tracking_uri, version = log_and_register(tmp_path)
-    model, example = tracking.load_version_and_example(tracking_uri, MODEL, version)
-    home = tmp_path / "home"
-    uri = tracking.model_uri(MODEL, version)
-    served = server.start(home, tracking_uri, uri, version, "127.0.0.1", free_port())
-    try:
-        server.wait_healthy(home, served, 180)
-        labels = server.invoke(served.url, raw_rows())
-        assert len(labels) == 3 and set(labels) <= set(LABELS)
-        assert compare_answers(model.predict_labels(example).tolist(), labels) is None
-        split = json.loads(raw_rows().assign(target="pike", id=7).to_json(orient="split"))
-        assert post_invocations(served.url, {"dataframe_split": split}) == labels
-        table = pd.DataFrame(
-            post_invocations(
-                served.url, {"dataframe_split": split, "params": {"probabilities": True}}
-            )
-        )
-    finally:
-        server.stop(served)
-    assert list(table.columns) == ["label", *(f"proba_{c}" for c in LABELS)]
-    assert table["label"].tolist() == labels
-    served_proba = table.drop(columns="label").to_numpy()
-    assert np.allclose(served_proba.sum(axis=1), 1.0)
-    # the same numbers as in-process: a null boolean reached the Pipeline as NaN, not False
-    assert np.allclose(served_proba, model.predict_proba(raw_rows()))
 
 
 def test_a_tracking_server_that_does_not_answer_is_one_line(

@@ -1,0 +1,220 @@
+"""One real `mlflow models serve` of the fish model, instrumented as retrain serves it: it
+answers raw rows (a null, an unseen category) with labels or probabilities; every row it answers
+lands in `<dataset>_predictions` on the test MariaDB and in its Prometheus metrics; and when the
+store goes away (account locked, connections killed) no request fails and the drops are
+counted exactly."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from retrain import server, tracking
+from retrain.deploy import compare_answers
+from retrain.instrument import ServingContext
+from tests.support.fish import LABELS, MODEL, log_and_register, raw_rows
+from tests.support.services import free_port, post_invocations
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+RETRAIN = str(Path(sys.executable).parent / "retrain")
+CAPACITY = 40  # records the log holds while the store is away: small, so drops happen
+
+
+@dataclass(frozen=True)
+class ServedFish:
+    served: server.Served
+    tracking_uri: str
+    version: str
+    dataset: str
+    user: str
+    log_url: str
+    admin_url: str
+
+    def rows_logged(self) -> int:
+        with create_engine(self.admin_url).connect() as conn:
+            exists = conn.execute(text(f"SHOW TABLES LIKE '{self.dataset}_predictions'")).first()
+            if not exists:
+                return 0
+            return conn.execute(text(f"SELECT COUNT(*) FROM {self.dataset}_predictions")).scalar()
+
+    def admin(self, *statements: str) -> None:
+        with create_engine(self.admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+
+
+def log_user(admin_url: str) -> tuple[str, str]:
+    """A MariaDB account of its own for the served model's log (so it can be locked), URL."""
+    user, password = f"log{uuid.uuid4().hex[:8]}", secrets.token_hex(8)
+    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'"))
+        conn.execute(text(f"GRANT ALL ON retrain.* TO '{user}'@'127.0.0.1'"))
+    url = make_url(admin_url).set(username=user, password=password)
+    return user, url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def fish(mysql_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedFish]:
+    folder = tmp_path_factory.mktemp("served-fish")
+    tracking_uri, version = log_and_register(folder)
+    user, log_url = log_user(mysql_url)
+    dataset, metrics_port = f"fish{uuid.uuid4().hex[:6]}", free_port()
+    context = ServingContext(
+        dataset, MODEL, version, log_url, "127.0.0.1", metrics_port, CAPACITY
+    )  # fmt: skip
+    home, uri = folder / "home", tracking.model_uri(MODEL, version)
+    served = server.start(
+        home, tracking_uri, uri, version, "127.0.0.1", free_port(), metrics_port,
+        context.to_environment(),
+    )  # fmt: skip
+    fish = ServedFish(served, tracking_uri, version, dataset, user, log_url, mysql_url)
+    try:
+        server.wait_healthy(home, served, 180)
+        yield fish
+    finally:
+        server.stop(served)
+        fish.admin(f"DROP USER '{user}'@'127.0.0.1'")
+
+
+def metric(text_: str, name: str, labels: str = "") -> float:
+    """One sample of Prometheus text (0 when absent)."""
+    pattern = re.escape(name + (f"{{{labels}}}" if labels else "")) + r" ([0-9.e+-]+)"
+    found = re.search(rf"^{pattern}$", text_, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def scrape(fish: ServedFish) -> str:
+    with urllib.request.urlopen(fish.served.metrics_url, timeout=5) as answer:
+        return answer.read().decode()
+
+
+def settled_rows(fish: ServedFish, timeout: float = 30) -> int:
+    """The rows logged once the log has written or dropped every row the model answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = scrape(fish)
+        answered = sum(
+            float(value)
+            for value in re.findall(r"^retrain_model_predictions_total\{.*\} (\S+)$", now, re.M)
+        )
+        settled = metric(now, "retrain_prediction_log_written_total") + metric(
+            now, "retrain_prediction_log_dropped_total"
+        )
+        if settled == answered:
+            return fish.rows_logged()
+        time.sleep(0.2)
+    raise AssertionError(f"the prediction log did not settle within {timeout} s")
+
+
+def wait_for_rows(fish: ServedFish, expected: int, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while (found := fish.rows_logged()) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
+def test_served_version_answers_raw_rows_and_probabilities(fish: ServedFish) -> None:
+    model, example = tracking.load_version_and_example(fish.tracking_uri, MODEL, fish.version)
+    labels = server.invoke(fish.served.url, raw_rows())
+    assert len(labels) == 3 and set(labels) <= set(LABELS)
+    assert compare_answers(model.predict_labels(example).tolist(), labels) is None
+    split = json.loads(raw_rows().assign(target="pike", id=7).to_json(orient="split"))
+    assert post_invocations(fish.served.url, {"dataframe_split": split}) == labels
+    table = pd.DataFrame(
+        post_invocations(
+            fish.served.url, {"dataframe_split": split, "params": {"probabilities": True}}
+        )
+    )
+    assert list(table.columns) == ["label", *(f"proba_{c}" for c in LABELS)]
+    assert table["label"].tolist() == labels
+    served_proba = table.drop(columns="label").to_numpy()
+    assert np.allclose(served_proba.sum(axis=1), 1.0)
+    # the same numbers as in-process: a null boolean reached the Pipeline as NaN, not False
+    assert np.allclose(served_proba, model.predict_proba(raw_rows()))
+
+
+def test_every_answered_row_is_logged_and_counted(fish: ServedFish, tmp_path: Path) -> None:
+    rows_before = settled_rows(fish)
+    before = scrape(fish)
+    answers = [server.invoke(fish.served.url, raw_rows()) for _ in range(12)]
+    assert wait_for_rows(fish, rows_before + 36) == rows_before + 36
+    after = scrape(fish)
+    ok = 'status="ok"'
+    assert (
+        metric(after, "retrain_model_requests_total", ok)
+        - metric(before, "retrain_model_requests_total", ok)
+        == 12
+    )
+    per_class = {
+        label: metric(after, "retrain_model_predictions_total", f'label="{label}"')
+        - metric(before, "retrain_model_predictions_total", f'label="{label}"')
+        for label in LABELS
+    }
+    assert per_class == {label: sum(a.count(label) for a in answers) for label in LABELS}
+    assert (
+        metric(after, "retrain_model_latency_seconds_count")
+        - metric(before, "retrain_model_latency_seconds_count")
+        == 12
+    )
+    info = f'dataset="{fish.dataset}",model="{MODEL}",version="{fish.version}"'
+    assert metric(after, "retrain_model_info", info) == 1.0
+    with create_engine(fish.admin_url).connect() as conn:
+        last = conn.execute(
+            text(f"SELECT * FROM {fish.dataset}_predictions ORDER BY id DESC LIMIT 3")
+        ).mappings().all()  # fmt: skip
+    assert [row["prediction"] for row in reversed(last)] == answers[-1]
+    assert len({row["request_id"] for row in last}) == 1 and last[0]["latency_ms"] > 0
+    assert {row["model_version"] for row in last} == {fish.version}
+    first_input = json.loads(last[-1]["inputs"])
+    assert first_input == {"size": 0.2, "count": None, "member": 1.0, "colour": "red"}
+    summary = subprocess.run(
+        [RETRAIN, "predictions", "--days", "1"], capture_output=True, text=True,
+        env={"PATH": str(Path(sys.executable).parent), "RETRAIN_HOME": str(tmp_path),
+             "RETRAIN_DB_URL": fish.log_url, "RETRAIN_DATASET": fish.dataset},
+    )  # fmt: skip
+    assert summary.returncode == 0, summary.stderr[-1500:]
+    header, today = summary.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["day", "requests", "rows"]
+    assert today.split()[1:3] == [str((rows_before + 36) // 3), str(rows_before + 36)]
+
+
+def test_a_store_that_goes_away_fails_no_request_and_counts_drops(fish: ServedFish) -> None:
+    rows_before = settled_rows(fish)
+    dropped_before = metric(scrape(fish), "retrain_prediction_log_dropped_total")
+    with create_engine(fish.admin_url).connect() as conn:
+        sessions = conn.execute(
+            text("SELECT id FROM information_schema.processlist WHERE user = :u"),
+            {"u": fish.user},
+        ).scalars().all()  # fmt: skip
+    fish.admin(
+        f"ALTER USER '{fish.user}'@'127.0.0.1' ACCOUNT LOCK",
+        *(f"KILL CONNECTION {session}" for session in sessions),
+    )
+    one_row = raw_rows().iloc[:1]
+    try:
+        server.invoke(fish.served.url, one_row)  # the writer takes it and starts retrying
+        time.sleep(1.5)
+        answers = [server.invoke(fish.served.url, one_row) for _ in range(120)]
+        assert all(len(answer) == 1 for answer in answers)  # every request answered
+        assert fish.rows_logged() == rows_before  # nothing reached the locked store
+        dropped = metric(scrape(fish), "retrain_prediction_log_dropped_total") - dropped_before
+        assert dropped == 120 - CAPACITY  # the queue held CAPACITY, the rest were counted
+    finally:
+        fish.admin(f"ALTER USER '{fish.user}'@'127.0.0.1' ACCOUNT UNLOCK")
+    # the store is back: the held record and the queued ones are written, none twice
+    assert wait_for_rows(fish, rows_before + 1 + CAPACITY, 60) == rows_before + 1 + CAPACITY
