@@ -1,14 +1,20 @@
-"""Serving speed: latency and throughput of the served champion, and what a client sees
-during a verified swap against a plain stop-then-start, in one run.
+"""Serving speed and swaps: what clients see during a swap behind HAProxy and without it, and
+what the proxy and the prediction log cost per request, in one run.
 
-    ./dev python -m bench.serve [--requests 300] [--batches 50]
+    ./dev python -m bench.serve [--requests 300] [--batches 50] [--clients 4]
 
 Everything runs in a temp RETRAIN_HOME on the embedded stores: bundled iris is loaded and
-cleaned, a weak model becomes champion and is served, then a stronger one is promoted and
-deployed while a client thread sends one-row requests to the main port. Prints p50/p95
-single-row latency, rows/s for 100-row batches, the swap's main-port downtime beside a plain
-`mlflow models serve` stop-then-start of the same version, and the client's wrong answers
-(target 0) and failed requests (target: only inside the downtime window).
+cleaned, a weak model becomes champion and is served behind HAProxy (RETRAIN_PROXY=auto), then
+a stronger one is promoted and deployed while `--clients` threads send one-row requests to the
+main port. Then, on the same version:
+
+- single-row p50/p95 latency and 100-row rows/s through the proxy with the prediction log on,
+  against a plain `mlflow models serve` of the same version (no proxy, no log, no metrics):
+  the ratio's target is at most 1.15;
+- the same swap with RETRAIN_PROXY=off (a rollback to the weak version): the main port goes
+  down while the model server restarts, and requests fail inside that window.
+
+Prints each swap's failed requests (target 0 behind the proxy) and wrong answers (target 0).
 """
 
 from __future__ import annotations
@@ -27,16 +33,16 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from retrain import deploy, ingest, promote, server, store, tracking
+from retrain import deploy, ingest, promote, proxy, server, store, tracking
 from retrain.bundled import write_bundled_iris
 from retrain.clean import clean_batch
 from retrain.dataset import dataset_of
-from retrain.deploy import restart
 from retrain.features import prepare_features
 from retrain.modeling import fit_model, pipeline_of
 from retrain.promotion import PromotionRules
 from retrain.settings import Settings, load_settings
 from retrain.tune import log_and_register
+from tests.support.services import stop_model_server
 
 
 def prepare(home: Path) -> tuple[Settings, object, tracking.MlflowClient]:
@@ -86,59 +92,39 @@ def throughput(url: str, rows: pd.DataFrame, batches: int) -> float:
     return 100 * batches / (time.perf_counter() - started)
 
 
-def swap_under_load(settings: Settings, stores, client, rows: pd.DataFrame):
-    """Deploy the promoted challenger while a client sends one-row requests."""
-    frame, log, stop = rows.iloc[[0]], [], threading.Event()
+def swap_under_load(settings: Settings, clients: int, swap) -> tuple[object, list, tuple]:
+    """Run `swap()` while `clients` threads send one-row requests to the main port; returns
+    its report, the log of (time, answer or None) and the row sent."""
+    frame, log, stop = IRIS_ROW, [], threading.Event()
 
     def hammer() -> None:
         while not stop.is_set():
             try:
-                log.append((time.monotonic(), tuple(server.invoke(settings.serve_url, frame, 2))))
+                log.append((time.monotonic(), tuple(server.invoke(settings.serve_url, frame, 5))))
             except OSError:
                 log.append((time.monotonic(), None))
                 time.sleep(0.02)
 
-    thread = threading.Thread(target=hammer)
-    thread.start()
+    threads = [threading.Thread(target=hammer) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
     try:
-        deployed = promote_and_deploy(settings, stores, client)
+        report = swap()
+        time.sleep(1)  # requests after the switch, to the new version
     finally:
         stop.set()
-        thread.join()
-    return deployed, log, frame
+        for thread in threads:
+            thread.join()
+    return report, log, frame
 
 
-def plain_restart(settings: Settings) -> float:
-    """Stop the served version and start it again on the same port: seconds until /ping."""
-    old = server.read_state(settings.home)
-    started = time.monotonic()
-    server.stop(old)
-    restart(settings, old, settings.health_timeout)
-    return time.monotonic() - started
+IRIS_ROW = pd.DataFrame(
+    [[6.3, 3.3, 6.0, 2.5]],
+    columns=["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
+)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--batches", type=int, default=50)
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-        settings, stores, client = prepare(Path(tmp))
-        try:
-            run(settings, stores, client, args)
-        finally:
-            left = server.read_state(settings.home)
-            if left:
-                server.stop(left)
-
-
-def run(settings: Settings, stores, client, args: argparse.Namespace) -> None:
-    rows = register(settings, stores, client, LogisticRegression(C=0.01, max_iter=200))
-    promote_and_deploy(settings, stores, client)
-    register(settings, stores, client, RandomForestClassifier(200, random_state=0))
-    deployed, log, frame = swap_under_load(settings, stores, client, rows)
+def describe_swap(name: str, settings: Settings, deployed, log: list, frame) -> str:
     allowed = {
         tuple(
             tracking.load_version(settings.tracking_uri, settings.model_name, v).predict_labels(
@@ -148,22 +134,78 @@ def run(settings: Settings, stores, client, args: argparse.Namespace) -> None:
         for v in (deployed.previous_version, deployed.version)
     }
     answered = [a for _, a in log if a is not None]
-    failed = [t for t, a in log if a is None]
-    outside = [t for t in failed if not deployed.down_from <= t <= deployed.down_until + 0.5]
+    failed = sum(a is None for _, a in log)
+    return (
+        f"{name}: {len(log)} requests, {failed} failed, {sum(a not in allowed for a in answered)} "
+        f"wrong; main port down {deployed.downtime_seconds:.1f} s"
+    )
+
+
+def plain_server(settings: Settings, version: str) -> server.Served:
+    """The same version under a bare `mlflow models serve`: the baseline of a user without
+    retrain (no proxy, no metrics, no prediction log)."""
+    uri = tracking.model_uri(settings.model_name, version)
+    plain = server.start(
+        settings.home, settings.tracking_uri, uri, version, "127.0.0.1", server.free_port()
+    )
+    server.wait_healthy(settings.home, plain, settings.health_timeout)
+    return plain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    if proxy.binary() is None:
+        raise SystemExit("bench.serve compares swaps behind HAProxy: apt-get install haproxy")
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        settings, stores, client = prepare(Path(tmp))
+        try:
+            run(settings, stores, client, args)
+        finally:
+            stop_model_server(settings.home)
+
+
+def run(settings: Settings, stores, client, args: argparse.Namespace) -> None:
+    rows = register(settings, stores, client, LogisticRegression(C=0.01, max_iter=200))
+    promote_and_deploy(settings, stores, client)
+    register(settings, stores, client, RandomForestClassifier(200, random_state=0))
+    proxied = swap_under_load(
+        settings, args.clients, lambda: promote_and_deploy(settings, stores, client)
+    )
+    served = server.read_state(settings.home)
     p50, p95 = latency(settings.serve_url, rows, args.requests)
     rate = throughput(settings.serve_url, rows, args.batches)
-    plain = plain_restart(settings)
-    print(f"single-row latency ({args.requests} requests): p50 {p50:.1f} ms, p95 {p95:.1f} ms")
-    print(f"100-row batches ({args.batches}): {rate:,.0f} rows/s")
+    plain = plain_server(settings, served.version)
+    try:
+        plain_p50, plain_p95 = latency(plain.url, rows, args.requests)
+        plain_rate = throughput(plain.url, rows, args.batches)
+    finally:
+        server.stop(plain)
+    stop_model_server(settings.home)
+    os.environ["RETRAIN_PROXY"] = "off"
+    direct_settings = load_settings()
+    engine, _ = stores
+    deploy.serve_start(direct_settings, served.version, direct_settings.health_timeout)
+    direct = swap_under_load(
+        direct_settings, args.clients,
+        lambda: deploy.rollback_champion(engine, client, direct_settings)[1],
+    )  # fmt: skip
+    print(f"single-row latency ({args.requests} requests, ms):")
+    print(f"  behind HAProxy, prediction log on: p50 {p50:.2f}, p95 {p95:.2f}")
+    print(f"  plain mlflow models serve:         p50 {plain_p50:.2f}, p95 {plain_p95:.2f}")
+    print(f"  p50 ratio {p50 / plain_p50:.2f} (target <= 1.15), p95 ratio {p95 / plain_p95:.2f}")
     print(
-        f"main-port downtime: verified swap {deployed.downtime_seconds:.1f} s, plain "
-        f"stop-then-start {plain:.1f} s (ratio {deployed.downtime_seconds / plain:.2f})"
+        f"100-row batches ({args.batches}): {rate:,.0f} rows/s behind HAProxy, "
+        f"{plain_rate:,.0f} rows/s plain (ratio {rate / plain_rate:.2f})"
     )
-    print(
-        f"client during the swap: {len(log)} requests, {len(answered)} answered, "
-        f"{sum(a not in allowed for a in answered)} wrong (target 0), {len(failed)} failed, "
-        f"{len(outside)} of them outside the downtime window (target 0)"
-    )
+    print(f"swaps under load ({args.clients} clients):")
+    print("  " + describe_swap("behind HAProxy", settings, *proxied))
+    print("  " + describe_swap("RETRAIN_PROXY=off", direct_settings, *direct))
 
 
 if __name__ == "__main__":

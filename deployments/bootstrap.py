@@ -6,7 +6,9 @@ Idempotent: creates the `process` work pool and the `retrain-promotion` global c
 limit when missing, runs `prefect deploy --all --no-prompt` from the project folder, and
 writes the nightly deployments' parameters from the current settings, and (when
 RETRAIN_ALERT_URL is set) saves the webhook notification block and applies the
-automations in deployments/automations/, replacing older copies of the same name.
+automations in deployments/automations/, replacing older copies of the same name; with
+RETRAIN_DRIFT_RETRAIN=true it also applies retrain-on-drift (a drifted batch runs
+retrain-manual).
 """
 
 from __future__ import annotations
@@ -95,10 +97,29 @@ def apply_automations(alert_url: str) -> None:
         for action in spec["actions"]:
             if action["type"] == "call-webhook":
                 action["block_document_id"] = str(block_id)
-        with contextlib.suppress(ObjectNotFound, ValueError):
-            Automation.read(name=spec["name"]).delete()
-        Automation.model_validate(spec).create()
-        print(f"automation {spec['name']} applied")
+        replace_automation(spec)
+
+
+def replace_automation(spec: dict) -> None:
+    """Create the automation, deleting an older one of the same name first (idempotent)."""
+    with contextlib.suppress(ObjectNotFound, ValueError):
+        Automation.read(name=spec["name"]).delete()
+    Automation.model_validate(spec).create()
+    print(f"automation {spec['name']} applied")
+
+
+async def deployment_id(name: str) -> str:
+    async with get_client() as client:
+        return str((await client.read_deployment_by_name(name)).id)
+
+
+def apply_drift_retrain() -> None:
+    """retrain-on-drift: retrain-manual runs when `retrain.data.drifted` arrives."""
+    spec = yaml.safe_load(
+        (PROJECT / "deployments/automations/drift/retrain-on-drift.yaml").read_text()
+    )
+    spec["actions"][0]["deployment_id"] = asyncio.run(deployment_id("retrain/retrain-manual"))
+    replace_automation(spec)
 
 
 def main() -> None:
@@ -114,6 +135,8 @@ def main() -> None:
         apply_automations(settings.alert_url)
     else:
         print("RETRAIN_ALERT_URL is not set: no notification block or automation applied")
+    if settings.drift_retrain:
+        apply_drift_retrain()
 
 
 if __name__ == "__main__":

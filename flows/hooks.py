@@ -24,6 +24,7 @@ from retrain.errors import RetrainError
 from retrain.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # every stage imports the hooks: MLflow and the models load where used
+    from retrain.monitor import BatchDrift
     from retrain.promote import PromotionReport
     from retrain.tune import TuneReport
 
@@ -158,20 +159,23 @@ def promotion_table(report: PromotionReport, rolled_back: str | None = None) -> 
     )
 
 
+def mlflow_run_place(settings: Settings, experiment_id: str, run_id: str, label: str) -> str:
+    """A run as a markdown link on a tracking server, or in words (`mlflow ui` shows it) for
+    an embedded store."""
+    uri = settings.tracking_uri.rstrip("/")
+    if uri.startswith(("http://", "https://")):
+        return f"[{label}]({uri}/#/experiments/{experiment_id}/runs/{run_id})"
+    return f"{label} `{run_id}` in `{uri}` (`mlflow ui --backend-store-uri {uri}`)"
+
+
 def mlflow_places(settings: Settings, report: TuneReport) -> tuple[str, str]:
-    """(the study's parent run, the registered version) as links on a tracking server, or in
-    words (`mlflow ui` shows them) for an embedded store."""
+    """(the study's parent run, the registered version) as links or in words."""
     uri = settings.tracking_uri.rstrip("/")
     name, version = settings.model_name, report.version
+    run = mlflow_run_place(settings, report.experiment_id, report.parent_run_id, "parent run")
     if uri.startswith(("http://", "https://")):
-        return (
-            f"[parent run]({uri}/#/experiments/{report.experiment_id}/runs/{report.parent_run_id})",
-            f"[{name} v{version}]({uri}/#/models/{name}/versions/{version})",
-        )
-    return (
-        f"parent run `{report.parent_run_id}` in `{uri}` (`mlflow ui --backend-store-uri {uri}`)",
-        f"`{name}` version {version}",
-    )
+        return run, f"[{name} v{version}]({uri}/#/models/{name}/versions/{version})"
+    return run, f"`{name}` version {version}"
 
 
 def publish_tuning(settings: Settings, report: TuneReport) -> None:
@@ -193,3 +197,28 @@ def publish_tuning(settings: Settings, report: TuneReport) -> None:
 def publish_summary(settings: Settings, lines: list[str]) -> None:
     """The nightly run's own story, as its `nightly-summary` artifact."""
     create_markdown_artifact("\n".join(lines), key="nightly-summary", description="the night")
+
+
+def publish_drift(settings: Settings, results: list[BatchDrift]) -> None:
+    """The `drift` artifact: one row per batch with its verdict and its MLflow report."""
+    lines = ["| batch | drift share | drifted features | report |", "|---|---|---|---|"]
+    for r in results:
+        if r.report is None:
+            lines.append(f"| {r.batch_id} | - | {r.skipped} | - |")
+            continue
+        place = mlflow_run_place(settings, r.experiment_id, r.run_id, "drift report")
+        drifted = ", ".join(r.report.drifted_columns) or "none"
+        lines.append(f"| {r.batch_id} | {r.report.drift_share:.2f} | {drifted} | {place} |")
+    lines.append(f"\nRETRAIN_DRIFT_THRESHOLD = {settings.drift_threshold}")
+    create_markdown_artifact("\n".join(lines), key="drift", description="new batches vs training")
+
+
+def emit_drift_event(settings: Settings, result: BatchDrift) -> None:
+    """`retrain.data.drifted` about the dataset (an automation can start a retrain on it)."""
+    emit_event(
+        "retrain.data.drifted",
+        resource={"prefect.resource.id": f"retrain.dataset.{settings.dataset}"},
+        payload={"batch_id": result.batch_id, "drift_share": result.report.drift_share,
+                 "drifted_columns": result.report.drifted_columns,
+                 "threshold": settings.drift_threshold},
+    )  # fmt: skip

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from flows.clean import clean
 from flows.deploy import deploy
+from flows.drift import drift
 from flows.hooks import (
     FAILURE_HOOKS,
     announce_promotion,
@@ -28,10 +29,12 @@ from flows.tune import tune
 from retrain.clean import BatchReport
 from retrain.deploy import DeployReport
 from retrain.ingest import LoadReport
+from retrain.nightly_metrics import NightlyFigures
 from retrain.promote import PromotionReport
 from retrain.server import ServeFailed
 from retrain.settings import Settings, load_settings
 from retrain.tune import TuneReport
+from tasks.serving import push_nightly_metrics, report_yesterday
 
 T = TypeVar("T")
 
@@ -82,6 +85,19 @@ class RunSummary:
         served = self.deployed.url if self.deployed else settings.serve_url
         lines += ["", f"Serving: {served}" + ("" if self.deployed else " (not restarted)")]
         return lines
+
+    def figures(self, dataset: str, succeeded: bool) -> NightlyFigures:
+        """The run in numbers, for the nightly metrics."""
+        rolled = any(s.name == "deploy" and s.outcome.startswith("failed") for s in self.stages)
+        p = self.promotion
+        decision = "rolled_back" if rolled else p.decision.name if p else "none"
+        return NightlyFigures(
+            dataset, succeeded, decision if succeeded or rolled else "failed",
+            sum(r.rows for r in self.loaded if not r.already_loaded),
+            sum(r.cleaned for r in self.cleaned), sum(r.rejected for r in self.cleaned),
+            p.challenger_auroc if p else None, p.champion_auroc if p else None,
+            {s.name: s.seconds for s in self.stages},
+        )  # fmt: skip
 
     def champion_line(self) -> str:
         p = self.promotion
@@ -135,7 +151,8 @@ def retrain(
     require_significance: bool = DEFAULT["require_significance"],
     serve: bool = True,
 ) -> RunSummary:
-    """Ingest new source data, clean it, tune a challenger, promote it if better, serve it.
+    """Ingest new source data, clean it, measure its drift, tune a challenger, promote it if
+    better, serve it; then log yesterday's prediction log as one MLflow run.
 
     Args:
         source: CSV file, folder or glob to load; empty: RETRAIN_SOURCE (the bundled iris
@@ -151,10 +168,13 @@ def retrain(
         serve: restart the model server when a challenger is promoted.
     """
     settings = load_settings()
-    summary = RunSummary()
+    summary, succeeded = RunSummary(), False
     try:
         summary.loaded = staged(summary, "ingest", lambda: ingest(source=source or None))
         summary.cleaned = staged(summary, "clean", clean)
+        fresh = [r.batch_id for r in summary.cleaned if r.cleaned and not r.quarantined]
+        if fresh:
+            staged(summary, "drift", lambda: drift(batches=fresh))
         summary.tuned = staged(
             summary,
             "tune",
@@ -177,8 +197,11 @@ def retrain(
                 summary.deployed = deploy_then_announce(settings, summary)
             else:
                 announce_promotion(settings, summary.promotion)
+        staged(summary, "predictions", lambda: report_yesterday(settings))
+        succeeded = True
     finally:
         publish_summary(settings, summary.markdown(settings))
+        push_nightly_metrics(settings, summary.figures(settings.dataset, succeeded))
     return summary
 
 

@@ -11,6 +11,7 @@ import atexit
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -240,6 +241,22 @@ def clean(
 
 
 @app.command()
+def drift(
+    batch: Annotated[
+        list[str] | None, typer.Option("--batch", help="batch id (repeat); default: the latest")
+    ] = None,
+) -> None:
+    """Compare cleaned batches with the champion's training rows, feature by feature."""
+    from flows.drift import drift as drift_flow
+
+    results = run_flow(lambda: drift_flow(batches=batch or None))
+    for result in results:
+        typer.echo(result.describe())
+    if not results:
+        typer.echo("no cleaned batch to compare yet")
+
+
+@app.command()
 def tune(
     trials: TrialsOpt = None,
     budget: BudgetOpt = None,
@@ -363,7 +380,7 @@ def serve_start(
     if version is None:
         fail("there is no champion to serve yet; run `retrain run` first", 1)
     served = run_stage(lambda: deploy.serve_start(settings, version, settings.health_timeout))
-    typer.echo(f"serving version {served.version} at {served.url} (pid {served.pid})")
+    typer.echo(f"serving version {served.version} at {served.public_url} (pid {served.pid})")
 
 
 @serve_app.command("status")
@@ -377,11 +394,16 @@ def serve_status() -> None:
     if served is None:
         fail(f"no model is being served by retrain (state: {server.state_file(settings.home)})", 1)
     champion = champion_version(settings.tracking_uri, settings.model_name)
-    health = "healthy" if server.ping(served) else "not answering"
+    health = "healthy" if server.ping_url(served.public_url) else "not answering"
     is_champion = "is the champion" if served.version == champion else f"champion is {champion}"
     typer.echo(
-        f"pid {served.pid}, {served.url}, version {served.version} ({is_champion}), {health}"
+        f"pid {served.pid}, {served.public_url}, version {served.version} ({is_champion}), {health}"
     )
+    if served.proxy:
+        typer.echo(
+            f"behind haproxy pid {served.proxy['pid']} (slot {served.proxy['slot']}); the model "
+            f"server itself at {served.url}; metrics at {served.public_url}/metrics"
+        )
 
 
 def champion_version(tracking_uri: str, model_name: str) -> str | None:
@@ -398,18 +420,42 @@ def champion_version(tracking_uri: str, model_name: str) -> str | None:
 
 @serve_app.command("stop")
 def serve_stop() -> None:
-    """Stop the model server retrain started (nothing else is ever signalled)."""
-    from retrain import server
+    """Stop the model server and the proxy retrain started (nothing else is ever signalled)."""
+    from retrain import proxy, server
     from retrain.settings import load_settings
 
     settings = run_stage(load_settings)  # no MLflow client: stopping needs only the state file
-    served = server.read_state(settings.home)
-    if served is None:
-        typer.echo("no model server of retrain is running")
-        return
-    run_stage(lambda: server.stop(served))
-    server.write_state(settings.home, None)
+    with server.serving_lock(settings.home):  # the supervisor does not restart what stops
+        served, front = server.read_state(settings.home), proxy.recorded(settings.home)
+        if front:
+            run_stage(lambda: proxy.stop(front))
+            typer.echo(f"stopped haproxy (pid {front.pid}) on port {front.port}")
+        server.write_state(settings.home, None)
+        if served is None:
+            typer.echo("no model server of retrain is running")
+            return
+        run_stage(lambda: server.stop(served))
     typer.echo(f"stopped version {served.version} (pid {served.pid})")
+
+
+@serve_app.command("supervise")
+def serve_supervise(
+    interval: Annotated[
+        float, typer.Option("--interval", min=1, help="seconds between checks")
+    ] = 5,
+    follow_parent: Annotated[
+        bool, typer.Option("--follow-parent", help="exit when the parent process exits")
+    ] = False,
+) -> None:
+    """Keep the served model answering: a model server or proxy that dies is started again
+    (logged and alerted); a crash loop stops the retries and alerts once."""
+    from retrain.settings import load_settings
+    from retrain.supervise import supervise_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = run_stage(load_settings)
+    parent = os.getppid()
+    supervise_forever(settings, interval, lambda: not follow_parent or os.getppid() == parent)
 
 
 @app.command()
@@ -482,7 +528,8 @@ def worker(
         ),
     ] = False,
 ) -> None:
-    """Serve @champion again if no model server runs, then run a Prefect process worker.
+    """Serve @champion again if no model server runs, start the serving supervisor, then run
+    a Prefect process worker.
 
     The compose stack's worker container runs this, so a restart does not leave the model
     down until the next night. A champion that cannot be served is reported and the worker
@@ -491,6 +538,15 @@ def worker(
     from retrain.deploy import serve_champion_again
 
     typer.echo(f"worker: {serve_champion_again(settings, client)}", err=True)
+    if settings.supervise:  # it exits with this process (which exec keeps: same pid)
+        retrain = str(Path(sys.executable).parent / "retrain")
+        subprocess.Popen(
+            [retrain, "serve", "supervise", "--follow-parent"], stdin=subprocess.DEVNULL
+        )
+        typer.echo(
+            "worker: the serving supervisor runs beside it (RETRAIN_SUPERVISE=off stops that)",
+            err=True,
+        )
     prefect = str(Path(sys.executable).parent / "prefect")
     command = [prefect, "worker", "start", "--pool", pool, "--type", "process"]
     os.environ.setdefault("PREFECT_WORKER_WEBSERVER_HOST", "127.0.0.1")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from retrain import audit, server, store, tracking
+from retrain import audit, proxy, server, store, tracking
 from retrain.audit import Attempt
 from retrain.errors import BadInput, StageFailed
 from retrain.instrument import ServingContext
@@ -99,12 +99,20 @@ def serve_verified(
     check: AnswerCheck = compare_answers,
 ) -> DeployReport:
     """Swap the main-port server to `version`, or leave the old one serving and raise."""
+    with server.serving_lock(settings.home):
+        return swap_to(settings, version, health_timeout, check)
+
+
+def swap_to(
+    settings: Settings, version: str, health_timeout: float, check: AnswerCheck
+) -> DeployReport:
+    """serve_verified's body, under the serving lock."""
     home, host, port = settings.home, settings.serve_host, settings.serve_port
     old = server.read_state(home)
     url = f"http://{host}:{port}"
-    if old and old.version == version and old.port == port and server.ping(old):
+    if old and old.version == version and old.public_url == url and server.ping_url(url):
         return DeployReport(version, version, url, 0.0, changed=False)
-    if server.port_in_use(host, port) and not (old and old.port == port):
+    if server.port_in_use(host, port) and not (old and old.public_url == url):
         raise ServeFailed(
             f"port {port} on {host} is held by a process retrain did not start; stop it or "
             "set RETRAIN_SERVE_PORT"
@@ -113,8 +121,78 @@ def serve_verified(
         candidate = load_candidate(settings, version)
     except Exception as err:  # any loader error means the version cannot be served
         raise ServeFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
+    if uses_proxy(settings) or proxy.recorded(home):
+        return swap_behind_proxy(settings, candidate, old, health_timeout, check)
     try_on_spare_port(settings, candidate, health_timeout, check)
     return swap_main_port(settings, candidate, old, health_timeout, check)
+
+
+def uses_proxy(settings: Settings) -> bool:
+    """HAProxy owns the main port unless RETRAIN_PROXY=off or (with auto) it is not installed."""
+    if settings.proxy == "off":
+        return False
+    if proxy.binary():
+        return True
+    if settings.proxy == "haproxy":
+        raise ServeFailed(
+            "RETRAIN_PROXY=haproxy but haproxy is not installed: apt-get install haproxy"
+        )
+    return False
+
+
+def swap_behind_proxy(
+    settings: Settings,
+    candidate: Candidate,
+    old: Served | None,
+    timeout: float,
+    check: AnswerCheck,
+) -> DeployReport:
+    """Start and verify the candidate on a free port, switch the proxy to it, let the old
+    server answer its last requests, stop it. A candidate that fails its check is stopped and
+    the old one never stopped serving."""
+    home = settings.home
+    new = start_server(
+        settings, candidate.model_uri, candidate.version, "127.0.0.1", server.free_port()
+    )
+    server.write_state(home, new, server.SPARE)
+    front = None
+    try:
+        check_server(home, new, candidate, timeout, check)
+        front, down_from = front_proxy(settings, old)
+        switched = proxy.switch(front, new.port, new.metrics_port)
+    except Exception:
+        server.stop_recorded(home, server.SPARE)
+        if old and not old.proxy and not server.is_running(old):  # it held the main port
+            if front:
+                proxy.stop(front)
+            restart(settings, old, timeout)
+        raise
+    up_again = time.monotonic()
+    server.write_state(home, replace(new, proxy=switched.as_dict()))
+    server.write_state(home, None, server.SPARE)
+    if old and old.proxy and front.slot:
+        proxy.retire(switched, front.slot)
+        server.stop(old)
+    downtime = up_again - down_from if down_from else 0.0
+    return DeployReport(
+        candidate.version, old.version if old else None, switched.url, downtime, True,
+        down_from or up_again, up_again,
+    )  # fmt: skip
+
+
+def front_proxy(settings: Settings, old: Served | None) -> tuple[proxy.Proxy, float]:
+    """The running proxy of the main port, started when there is none; a model server that
+    held the main port itself is stopped first (the one swap with downtime). Returns the proxy
+    and when the main port went down (0.0 when it did not)."""
+    front = proxy.recorded(settings.home)
+    if front:
+        return front, 0.0
+    down_from = 0.0
+    if old and not old.proxy:
+        down_from = time.monotonic()
+        server.stop(old)
+    started = proxy.start(settings.home, settings.serve_host, settings.serve_port)
+    return started, down_from
 
 
 def try_on_spare_port(
@@ -184,9 +262,14 @@ def start_server(settings: Settings, model_uri: str, version: str, host: str, po
 def start_main(
     settings: Settings, model_uri: str, version: str, host: str, port: int, timeout: float
 ) -> Served:
-    """Start a server, wait for `/ping` and record it as the main server."""
+    """Start a server, wait for `/ping` and record it as the main server (a server that does
+    not answer in time is stopped, not left behind)."""
     served = start_server(settings, model_uri, version, host, port)
-    server.wait_healthy(settings.home, served, timeout)
+    try:
+        server.wait_healthy(settings.home, served, timeout)
+    except ServeFailed:
+        server.stop(served)
+        raise
     server.write_state(settings.home, served)
     return served
 
@@ -199,15 +282,45 @@ def restart(settings: Settings, old: Served, timeout: float) -> Served:
 def serve_start(settings: Settings, version: str, timeout: float = 120) -> Served:
     """Start serving `version` on the main port without the spare-port check (after a
     reboot, say); refuses when something already serves there."""
-    if server.read_state(settings.home) or server.port_in_use(
-        settings.serve_host, settings.serve_port
+    with server.serving_lock(settings.home):
+        return start_unless_served(settings, version, timeout)
+
+
+def start_unless_served(settings: Settings, version: str, timeout: float) -> Served:
+    """serve_start's body, under the serving lock."""
+    front = proxy.recorded(settings.home)
+    if server.read_state(settings.home) or (
+        not front and server.port_in_use(settings.serve_host, settings.serve_port)
     ):
         raise ServeFailed(
             f"port {settings.serve_port} is already in use; `retrain serve status` shows what "
             "serves there, `retrain deploy` swaps it"
         )
     uri = tracking.model_uri(settings.model_name, version)
+    if uses_proxy(settings) or front:
+        return start_behind_proxy(settings, uri, version, timeout)
     return start_main(settings, uri, version, settings.serve_host, settings.serve_port, timeout)
+
+
+def start_behind_proxy(settings: Settings, model_uri: str, version: str, timeout: float) -> Served:
+    """A model server on a free port, healthy, then the proxy (reused or started) pointed at
+    it; nothing is left running when a step fails."""
+    served = start_server(settings, model_uri, version, "127.0.0.1", server.free_port())
+    front = proxy.recorded(settings.home)
+    started = None
+    try:
+        server.wait_healthy(settings.home, served, timeout)
+        if front is None:
+            front = started = proxy.start(settings.home, settings.serve_host, settings.serve_port)
+        front = proxy.switch(front, served.port, served.metrics_port)
+    except Exception:
+        server.stop(served)
+        if started:
+            proxy.stop(started)
+        raise
+    served = replace(served, proxy=front.as_dict())
+    server.write_state(settings.home, served)
+    return served
 
 
 def deploy_champion(
@@ -235,8 +348,8 @@ def deploy_champion(
 def serving_now(settings: Settings) -> str:
     """What answers on the main port after a rollback, checked, in words for the message."""
     served = server.read_state(settings.home)
-    if served is not None and server.ping(served):
-        return f"version {served.version} answers /ping at {served.url}"
+    if served is not None and server.ping_url(served.public_url):
+        return f"version {served.version} answers /ping at {served.public_url}"
     return (
         f"no version answers /ping on port {settings.serve_port}; serve the champion with "
         "`retrain serve start` once the cause is fixed"
@@ -302,7 +415,7 @@ def serve_champion_again(settings: Settings, client: tracking.MlflowClient) -> s
     a champion that cannot be served is reported, never raised."""
     served = server.read_state(settings.home)
     if served is not None:
-        return f"version {served.version} is already served at {served.url}"
+        return f"version {served.version} is already served at {served.public_url}"
     try:
         version = tracking.alias_version(client, settings.model_name, "champion")
         if version is None:
@@ -310,4 +423,4 @@ def serve_champion_again(settings: Settings, client: tracking.MlflowClient) -> s
         served = serve_start(settings, version, settings.health_timeout)
     except Exception as err:  # any failure: the worker starts anyway and says why
         return f"could not serve the champion ({err}); starting anyway"
-    return f"serving champion version {served.version} at {served.url} (pid {served.pid})"
+    return f"serving champion version {served.version} at {served.public_url} (pid {served.pid})"

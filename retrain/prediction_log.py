@@ -172,14 +172,19 @@ def write_rows(engine: Engine, table: Table, batch: list[Record], version: str) 
     return len(rows)
 
 
-def read_window(engine: Engine, dataset: str, since: datetime) -> Iterator[tuple]:
-    """(predicted_at, request_id, prediction, latency_ms) of rows logged since `since`."""
+def read_window(
+    engine: Engine, dataset: str, since: datetime, until: datetime | None = None
+) -> Iterator[tuple]:
+    """(predicted_at, request_id, prediction, latency_ms) of rows logged in [since, until)."""
     table = predictions_table(dataset)
     columns = [table.c.predicted_at, table.c.request_id, table.c.prediction, table.c.latency_ms]
+    query = select(*columns).where(table.c.predicted_at >= since)
+    if until is not None:
+        query = query.where(table.c.predicted_at < until)
     with reporting_errors(engine), engine.connect() as conn:
         table.create(conn, checkfirst=True)
         conn.commit()
-        yield from conn.execute(select(*columns).where(table.c.predicted_at >= since))
+        yield from conn.execute(query)
 
 
 def prune_older_than(engine: Engine, dataset: str, days: int) -> int:

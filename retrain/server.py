@@ -8,6 +8,7 @@ from /proc, so a pid reused by another program is never taken for ours and never
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,10 +45,19 @@ class Served:
     started_at: float
     proc_start: str
     metrics_port: int | None = None
+    proxy: dict | None = None  # the HAProxy in front of it (retrain.proxy.Proxy), if any
 
     @property
     def url(self) -> str:
+        """The model server's own address."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """Where clients reach it: the proxy on the main port, else the server itself."""
+        if self.proxy:
+            return f"http://{self.proxy['host']}:{self.proxy['port']}"
+        return self.url
 
     @property
     def metrics_url(self) -> str | None:
@@ -82,13 +92,35 @@ def is_running(served: Served) -> bool:
     return process_start(served.pid) == served.proc_start
 
 
-def read_state(home: Path, role: str = MAIN) -> Served | None:
-    """The recorded server, if its process is still the one we started."""
+@contextlib.contextmanager
+def serving_lock(home: Path, blocking: bool = True) -> Iterator[bool]:
+    """The serving lock of `home` (an flock, released when its holder dies): deploys, starts
+    and stops hold it; the supervisor only tries it. Yields whether it is held."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "serving.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_record(home: Path, role: str = MAIN) -> Served | None:
+    """What is recorded, alive or not (a dead server's record still names its proxy)."""
     try:
-        served = Served(**json.loads(state_file(home, role).read_text()))
+        return Served(**json.loads(state_file(home, role).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return served if is_running(served) else None
+
+
+def read_state(home: Path, role: str = MAIN) -> Served | None:
+    """The recorded server, if its process is still the one we started."""
+    served = read_record(home, role)
+    return served if served and is_running(served) else None
 
 
 def write_state(home: Path, served: Served | None, role: str = MAIN) -> None:
@@ -97,6 +129,7 @@ def write_state(home: Path, served: Served | None, role: str = MAIN) -> None:
     if served is None:
         path.unlink(missing_ok=True)
         return
+    home.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(served), indent=2))
     tmp.replace(path)
@@ -177,8 +210,13 @@ def wait_healthy(home: Path, served: Served, timeout: float) -> float:
 
 
 def ping(served: Served) -> bool:
+    """Whether the model server itself answers `/ping`."""
+    return ping_url(served.url)
+
+
+def ping_url(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{served.url}/ping", timeout=1) as answer:
+        with urllib.request.urlopen(f"{url}/ping", timeout=1) as answer:
             return answer.status == 200
     except (OSError, urllib.error.URLError):
         return False
@@ -214,24 +252,49 @@ def invoke(url: str, frame: pd.DataFrame, timeout: float = 30) -> list:
 
 
 def stop(served: Served, timeout: float = 15) -> None:
-    """Stop a server we started (its whole process group); never signal anything else."""
-    if not is_running(served):
-        return
+    """Stop a server we started: its whole process session, also when its leader (the
+    `mlflow models serve` command) was killed and left its uvicorn behind; never signal a
+    process outside that session."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(served.pid, sig)
-        except ProcessLookupError:
+        members = session_members(served)
+        if not members:
             return
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            _reap(served.pid)
-            if not is_running(served) and not port_in_use(served.host, served.port):
+            reap(served.pid)
+            if not session_members(served) and not port_in_use(served.host, served.port):
                 return
             time.sleep(0.05)
     raise ServeFailed(f"model server pid {served.pid} did not stop")
 
 
-def _reap(pid: int) -> None:
+def session_members(served: Served) -> list[int]:
+    """Live processes of the session the server was started in (its session id is the
+    leader's pid) that started no earlier than the leader: the leader and its children, even
+    orphaned ones. While one of them lives the kernel does not hand the leader's pid out
+    again; if that pid now belongs to a later process, nothing here is ours."""
+    leader = process_start(served.pid)
+    if leader is not None and leader != served.proc_start:
+        return []
+    members = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, session, started = fields[0], int(fields[3]), fields[19]
+        if state != "Z" and session == served.pid and int(started) >= int(served.proc_start or 0):
+            members.append(int(proc.name))
+    return members
+
+
+def reap(pid: int) -> None:
     """Collect the exit status when the server is our own child (else it stays a zombie)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

@@ -58,6 +58,26 @@ class Settings(BaseSettings):
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(1234, ge=1, le=65535)
     alert_url: str | None = None
+    proxy: str = Field(
+        "auto",
+        pattern="^(auto|haproxy|off)$",
+        description="reverse proxy on the main port for swaps that fail no request: auto "
+        "(HAProxy when installed), haproxy (required), off",
+    )
+    pushgateway_url: str | None = Field(
+        None, description="Prometheus Pushgateway that receives the nightly run's metrics"
+    )
+    drift_threshold: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="share of drifted features above which retrain.data.drifted is emitted",
+    )  # fmt: skip
+    drift_retrain: bool = Field(
+        False,
+        description="the bootstrap adds an automation: retrain-manual on retrain.data.drifted",
+    )
+    supervise: bool = Field(
+        True, description="the worker runs the serving supervisor (restarts a dead model server)"
+    )
     prediction_log: bool = Field(
         True, description="record every row the served model answers in <dataset>_predictions"
     )

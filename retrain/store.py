@@ -15,6 +15,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    text,
+    update,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Dialect
@@ -160,6 +163,8 @@ def dataset_tables(dataset: str, schema: DatasetSchema) -> DatasetTables:
         Column("source", String(1024), nullable=False),
         Column("n_rows", Integer, nullable=False),
         Column("loaded_at", DateTime, nullable=False),
+        Column("drift_share", Float, nullable=True),
+        Column("drifted_columns", Text, nullable=True),
         **opts,
     )
     cleaned = Table(f"{dataset}_cleaned", meta, *_cleaned_columns(schema), *_keys(), **opts)
@@ -180,7 +185,29 @@ def create_tables(bind: Engine | Connection, tables: DatasetTables) -> None:
     the schema's columns and types (`SchemaChanged` otherwise)."""
     check_identifiers(bind.dialect, tables)
     tables.raw.metadata.create_all(bind, checkfirst=True)
+    add_missing_columns(bind, tables.batches)
     check_tables_match(bind, tables)
+
+
+def add_missing_columns(bind: Engine | Connection, table: Table) -> None:
+    """Add the nullable columns a newer retrain keeps (drift) to a table an older one made."""
+    found = {c["name"] for c in inspect(bind).get_columns(table.name)}
+    preparer = bind.dialect.identifier_preparer
+    statements = [
+        text(
+            f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
+            f"{preparer.format_column(column)} {column.type.compile(dialect=bind.dialect)} NULL"
+        )
+        for column in table.columns
+        if column.name not in found and column.nullable
+    ]
+    if isinstance(bind, Engine) and statements:
+        with bind.begin() as conn:
+            for statement in statements:
+                conn.execute(statement)
+    elif statements:
+        for statement in statements:
+            bind.execute(statement)
 
 
 def identifier_limit(dialect: Dialect) -> int:
@@ -468,6 +495,39 @@ def read_raw_chunks(
         last = rows[-1][names.index("line_no")]
 
 
+def record_drift(
+    conn: Connection, tables: DatasetTables, batch_id: str, share: float, columns: list[str]
+) -> None:
+    """Keep a batch's drift share and drifted columns on its `<dataset>_batches` row."""
+    conn.execute(
+        update(tables.batches)
+        .where(tables.batches.c.batch_id == batch_id)
+        .values(drift_share=share, drifted_columns=",".join(columns))
+    )
+
+
+def latest_cleaned_batch(conn: Connection, tables: DatasetTables) -> str | None:
+    """The most recently loaded batch that has cleaned rows."""
+    cleaned = select(tables.cleaned.c.batch_id).distinct()
+    query = (
+        select(tables.batches.c.batch_id)
+        .where(tables.batches.c.batch_id.in_(cleaned))
+        .order_by(tables.batches.c.loaded_at.desc(), tables.batches.c.batch_id.desc())
+        .limit(1)
+    )
+    return conn.execute(query).scalar()
+
+
+def batches_loaded_before(
+    conn: Connection, tables: DatasetTables, when: datetime | None, leave_out: str
+) -> list[str]:
+    """Batch ids loaded at or before `when` (every batch when None), but `leave_out`."""
+    query = select(tables.batches.c.batch_id).where(tables.batches.c.batch_id != leave_out)
+    if when is not None:
+        query = query.where(tables.batches.c.loaded_at <= when)
+    return list(conn.execute(query).scalars())
+
+
 def delete_batch_results(conn: Connection, tables: DatasetTables, batch_id: str) -> None:
     """Remove a batch's cleaned and rejected rows (before it is cleaned again)."""
     for table in (tables.cleaned, tables.rejected):
@@ -486,19 +546,25 @@ def count_rows(conn: Connection, table: Table, batch_id: str | None = None) -> i
 
 
 def read_cleaned(
-    conn: Connection, tables: DatasetTables, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    conn: Connection,
+    tables: DatasetTables,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    batches: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Every cleaned row, with its batch id and row hash, in a stable order; each column has
     the dtype cleaning gave it (numeric float64, integer Int64, boolean boolean, categorical
     object), a NULL is NaN / NA / None.
 
-    Streamed `chunk_rows` at a time and built column by column, so memory holds one chunk of
-    Python row objects beside the columns (an integer column holding a NULL never passes
-    through float), and each distinct text is one object however many rows repeat it."""
+    `batches` keeps only those batches' rows. Streamed `chunk_rows` at a time and built column
+    by column, so memory holds one chunk of Python row objects beside the columns (an integer
+    column holding a NULL never passes through float), and each distinct text is one object
+    however many rows repeat it."""
     cleaned = tables.cleaned
     names = [c.name for c in cleaned.columns]
     dtypes = {c: KIND_DTYPES[k] for c, k in tables.kinds.items()} | {"line_no": "int64"}
     query = select(cleaned).order_by(cleaned.c.batch_id, cleaned.c.line_no)
+    if batches is not None:
+        query = query.where(cleaned.c.batch_id.in_(list(batches)))
     result = conn.execution_options(yield_per=chunk_rows).execute(query)
     shared = {c for c, k in tables.kinds.items() if k == "categorical"} | {"batch_id"}
     texts: dict[str, str] = {}

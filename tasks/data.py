@@ -6,10 +6,11 @@ from pathlib import Path
 
 from prefect import task
 
-from retrain import clean, ingest, store
+from retrain import clean, ingest, monitor, store, tracking
 from retrain.bundled import source_files
 from retrain.clean import BatchReport
 from retrain.ingest import LoadReport
+from retrain.monitor import BatchDrift
 from retrain.settings import Settings
 from retrain.store import open_dataset
 from tasks.policies import IO_TASK
@@ -45,3 +46,21 @@ def clean_one_batch(settings: Settings, batch_id: str, threshold: float | None) 
     engine, tables = open_dataset(settings)
     schema = settings.load_schema()
     return clean.clean_batch(engine, tables, schema, batch_id, threshold, settings.chunk_rows)
+
+
+@task(**IO_TASK)
+def find_cleaned_batches(settings: Settings) -> list[str]:
+    """The latest batch with cleaned rows (what `retrain drift` looks at by default)."""
+    engine, tables = open_dataset(settings)
+    with store.reporting_errors(engine), engine.begin() as conn:
+        store.create_tables(conn, tables)
+        latest = store.latest_cleaned_batch(conn, tables)
+    return [latest] if latest else []
+
+
+@task(**IO_TASK)
+def measure_batch_drift(settings: Settings, batch_id: str) -> BatchDrift:
+    """One batch against the champion's training rows: recorded, and logged to MLflow."""
+    engine, tables = open_dataset(settings)
+    client = tracking.make_client(settings.tracking_uri)
+    return monitor.measure_drift(engine, tables, client, settings, batch_id)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import task
+from datetime import timedelta
+
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from retrain import deploy, promote, tracking
+from retrain import db, deploy, predict, promote, tracking
 from retrain.deploy import DeployReport
+from retrain.nightly_metrics import NightlyFigures, publish_nightly
+from retrain.predict import ServedDay
 from retrain.promote import PromotionReport
 from retrain.promotion import PromotionRules
 from retrain.settings import Settings
@@ -57,3 +61,20 @@ def roll_back_champion(
     engine, _ = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
     return deploy.rollback_champion(engine, client, settings, to_version, current_flow_run_id())
+
+
+@task(**IO_TASK, cache_policy=NO_CACHE)
+def report_yesterday(settings: Settings) -> ServedDay:
+    """Yesterday's prediction log as one run of the inference experiment; old rows pruned."""
+    engine = db.make_engine(settings.database_url)
+    client = tracking.make_client(settings.tracking_uri)
+    yesterday = (db.now_utc() - timedelta(days=1)).date()
+    return predict.report_served_day(engine, client, settings, yesterday)
+
+
+@task(cache_policy=NO_CACHE)
+def push_nightly_metrics(settings: Settings, figures: NightlyFigures) -> None:
+    """The night's figures to $RETRAIN_HOME/metrics/nightly.prom and the Pushgateway."""
+    problem = publish_nightly(figures, settings.home, settings.pushgateway_url)
+    if problem:
+        get_run_logger().warning(problem)

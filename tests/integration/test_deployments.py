@@ -65,6 +65,14 @@ async def _deployment(name: str):
         return await client.read_deployment_by_name(name)
 
 
+async def _automation(name: str):
+    from prefect import get_client
+
+    async with get_client() as client:
+        (found,) = await client.read_automations_by_name(name)
+        return found
+
+
 def bootstrap(env: dict) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "deployments.bootstrap"], cwd=PROJECT, env=env,
@@ -93,6 +101,7 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     url, received = receiver
     settings = {
         **env, "RETRAIN_ALERT_URL": url, "RETRAIN_TIMEZONE": "Europe/Paris", "RETRAIN_TRIALS": "3",
+        "RETRAIN_DRIFT_RETRAIN": "true",
     }  # fmt: skip
     home = Path(env["RETRAIN_HOME"])
     home.mkdir(parents=True, exist_ok=True)
@@ -111,6 +120,9 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     form = manual.parameter_openapi_schema["properties"]
     assert all("default" in field and "anyOf" not in field for field in form.values()), form
     assert form["trials"]["minimum"] == 1 and form["objective"]["enum"] == ["auroc", "accuracy"]
+    drift_retrain = asyncio.run(_automation("retrain-on-drift"))
+    assert drift_retrain.trigger.expect == {"retrain.data.drifted"}
+    assert str(drift_retrain.actions[0].deployment_id) == str(manual.id)
     port = int(env["RETRAIN_SERVE_PORT"])
     with prefect_worker("retrain-pool", run_env, tmp_path):
         with socket.socket() as squatter:  # a real fault: the serving port is taken
@@ -136,7 +148,8 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         assert done.state.is_completed(), done.state
         assert asyncio.run(_tune_parameters(done.id))["trials"] == 2  # the value typed wins
         served = server.read_state(Path(env["RETRAIN_HOME"]))
-        assert served is not None and served.port == port and server.ping(served)
+        assert served is not None and served.public_url == f"http://127.0.0.1:{port}"
+        assert server.ping_url(served.public_url) and served.proxy  # HAProxy on the main port
 
         deployment, scheduled = asyncio.run(_next_nightly_runs("retrain/retrain-nightly"))
         (schedule,) = deployment.schedules

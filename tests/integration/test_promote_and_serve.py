@@ -1,5 +1,7 @@
-"""Promotion and serving with real `mlflow models serve` processes, MLflow on SQLite in a temp
-dir and the data store on SQLite (the promotions table also on MariaDB)."""
+"""Promotion and serving with real `mlflow models serve` processes behind a real HAProxy
+(RETRAIN_PROXY=auto, which `./dev test` installs) or on the main port itself
+(RETRAIN_PROXY=off, what a machine without HAProxy does), MLflow on SQLite in a temp dir and the
+data store on SQLite (the promotions table also on MariaDB)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 ON_SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serve without the proxy: the model server itself owns the main port."""
+    monkeypatch.setenv("RETRAIN_PROXY", "off")
+
+
+def behind_proxy(settings: Settings) -> bool:
+    served = server.read_state(settings.home)
+    return served is not None and served.proxy is not None
 
 
 @pytest.fixture
@@ -85,7 +98,7 @@ def strong_model() -> RandomForestClassifier:
 def answers(settings: Settings) -> list:
     served = server.read_state(settings.home)
     frame = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=COLUMNS)
-    return server.invoke(served.url, frame)
+    return server.invoke(served.public_url, frame)
 
 
 COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
@@ -106,8 +119,9 @@ def test_first_promotion_then_a_better_one_is_served(served_env: dict) -> None:
     report = promote_now()
     assert report.promoted and report.challenger_auroc > report.champion_auroc
     deployed = deploy_now(report)
-    assert deployed.previous_version == first and deployed.downtime_seconds > 0
-    assert server.read_state(settings.home).version == better
+    assert deployed.previous_version == first and behind_proxy(settings)
+    assert deployed.downtime_seconds == 0.0  # the proxy switched; the main port never closed
+    assert server.read_state(settings.home).version == better and len(answers(settings)) == 1
     aliases = tracking.read_aliases(client, settings.model_name)
     assert aliases == {"champion": better, "challenger": better, "previous_champion": first}
     version = client.get_model_version(settings.model_name, better)
@@ -257,7 +271,9 @@ def test_the_same_version_is_not_restarted(served_env: dict) -> None:
 
 
 @ON_SQLITE
-def test_a_failure_on_the_main_port_serves_the_old_version_there_again(served_env: dict) -> None:
+def test_a_failure_on_the_main_port_serves_the_old_version_there_again(
+    served_env: dict, direct: None
+) -> None:
     settings, engine, _, client = context()
     old, new, report = champion_served_then_promoted()
     old_pid = server.read_state(settings.home).pid
@@ -284,7 +300,13 @@ def hammer(url: str, frame: pd.DataFrame, stop: threading.Event, log: list) -> N
 
 
 @ON_SQLITE
-def test_clients_see_no_wrong_answer_and_fail_only_inside_the_downtime(served_env: dict) -> None:
+@pytest.mark.parametrize("proxy", ["auto", "off"])
+def test_clients_see_no_wrong_answer_and_fail_only_inside_the_downtime(
+    served_env: dict, proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind the proxy no request fails during a swap; without it, failures stay inside the
+    reported downtime window. Never an answer neither version would give."""
+    monkeypatch.setenv("RETRAIN_PROXY", proxy)
     settings, *_ = context()
     old, new, report = champion_served_then_promoted()
     frame = pd.DataFrame([[6.3, 3.3, 6.0, 2.5]], columns=COLUMNS)
@@ -301,10 +323,15 @@ def test_clients_see_no_wrong_answer_and_fail_only_inside_the_downtime(served_en
     client_thread.start()
     try:
         deployed = deploy_now(report)
+        time.sleep(1)  # requests after the switch, to the new version
     finally:
         stop.set()
         client_thread.join()
     answered = [answer for _, answer in log if answer is not None]
     failed = [at for at, answer in log if answer is None]
     assert len(answered) > 20 and set(answered) <= allowed
-    assert all(deployed.down_from <= at <= deployed.down_until + 0.5 for at in failed)
+    assert behind_proxy(settings) == (proxy == "auto")
+    if proxy == "auto":
+        assert failed == [] and deployed.downtime_seconds == 0.0
+    else:
+        assert all(deployed.down_from <= at <= deployed.down_until + 0.5 for at in failed)

@@ -1,8 +1,10 @@
-"""One real `mlflow models serve` of the fish model, instrumented as retrain serves it: it
-answers raw rows (a null, an unseen category) with labels or probabilities; every row it answers
-lands in `<dataset>_predictions` on the test MariaDB and in its Prometheus metrics; and when the
-store goes away (account locked, connections killed) no request fails and the drops are
-counted exactly."""
+"""One real `mlflow models serve` of the fish model, instrumented as retrain serves it, behind
+a real HAProxy: it answers raw rows (a null, an unseen category) with labels or probabilities;
+every row it answers lands in `<dataset>_predictions` on the test MariaDB and in its Prometheus
+metrics, which a real Prometheus scrapes through the proxy (with the nightly figures from a real
+Pushgateway, and the stack's alert rules); when the store goes away (account locked,
+connections killed) no request fails and the drops are counted exactly; and the nightly run
+logs a served day once."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +28,19 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from retrain import server, tracking
+from retrain import predict, proxy, server, tracking
+from retrain.db import make_engine
 from retrain.deploy import compare_answers
 from retrain.instrument import ServingContext
+from retrain.prediction_log import Record, predictions_table, write_rows
+from retrain.settings import load_settings
 from tests.support.fish import LABELS, MODEL, log_and_register, raw_rows
-from tests.support.services import free_port, post_invocations
+from tests.support.services import (
+    free_port,
+    post_invocations,
+    prometheus_server,
+    pushgateway_server,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RETRAIN = str(Path(sys.executable).parent / "retrain")
@@ -38,6 +50,7 @@ CAPACITY = 40  # records the log holds while the store is away: small, so drops 
 @dataclass(frozen=True)
 class ServedFish:
     served: server.Served
+    front: proxy.Proxy
     tracking_uri: str
     version: str
     dataset: str
@@ -82,11 +95,14 @@ def fish(mysql_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         home, tracking_uri, uri, version, "127.0.0.1", free_port(), metrics_port,
         context.to_environment(),
     )  # fmt: skip
-    fish = ServedFish(served, tracking_uri, version, dataset, user, log_url, mysql_url)
+    front = proxy.start(home, "127.0.0.1", free_port())
+    fish = ServedFish(served, front, tracking_uri, version, dataset, user, log_url, mysql_url)
     try:
         server.wait_healthy(home, served, 180)
+        proxy.switch(front, served.port, served.metrics_port)
         yield fish
     finally:
+        proxy.stop(front)
         server.stop(served)
         fish.admin(f"DROP USER '{user}'@'127.0.0.1'")
 
@@ -218,3 +234,82 @@ def test_a_store_that_goes_away_fails_no_request_and_counts_drops(fish: ServedFi
         fish.admin(f"ALTER USER '{fish.user}'@'127.0.0.1' ACCOUNT UNLOCK")
     # the store is back: the held record and the queued ones are written, none twice
     assert wait_for_rows(fish, rows_before + 1 + CAPACITY, 60) == rows_before + 1 + CAPACITY
+
+
+def test_the_nightly_run_logs_a_served_day_once_and_prunes_past_retention(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path))
+    monkeypatch.setenv("RETRAIN_DATASET", "fishday")
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    table, today = predictions_table("fishday"), datetime.now(UTC).replace(tzinfo=None)
+    frame = raw_rows().iloc[:2]
+    records = [
+        Record("old", today - timedelta(days=40), frame, ["pike", "pike"], 3.0),
+        Record("y1", today - timedelta(days=1), frame, ["bream", "pike"], 2.0),
+        Record("y2", today - timedelta(days=1), frame.iloc[:1], ["pike"], 8.0),
+        Record("now", today, frame.iloc[:1], ["perch"], 1.0),
+    ]
+    write_rows(engine, table, records, "3")
+    client = tracking.make_client(settings.tracking_uri)
+    yesterday = (today - timedelta(days=1)).date()
+    first = predict.report_served_day(engine, client, settings, yesterday)
+    again = predict.report_served_day(engine, client, settings, yesterday)
+    assert (first.summary.requests, first.summary.rows, first.pruned) == (2, 3, 2)
+    assert again.run_id == first.run_id and again.pruned == 0  # one run per day, pruned once
+    run = client.get_run(first.run_id)
+    assert run.info.run_name == f"served-{yesterday.isoformat()}"
+    assert run.data.metrics["requests"] == 2 and run.data.metrics["share_pike"] == 2 / 3
+    assert run.data.metrics["latency_p50_ms"] == 5.0
+
+
+def query(prometheus: str, expr: str) -> float | None:
+    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        result = json.loads(answer.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def test_prometheus_scrapes_the_model_through_the_proxy_and_the_nightly_figures(
+    fish: ServedFish, tmp_path: Path
+) -> None:
+    from retrain.nightly_metrics import NightlyFigures, publish_nightly
+
+    target = f"127.0.0.1:{fish.front.port}"
+    rules = Path(__file__).parents[2] / "docker/prometheus/alerts.yml"
+    with pushgateway_server(tmp_path) as gateway:
+        figures = NightlyFigures("fishnight", False, "rolled_back", 150, 140, 10, 0.91, 0.93)
+        assert publish_nightly(figures, tmp_path, gateway) is None
+        jobs = {"model": ("/metrics", target), "proxy": ("/metrics/proxy", target),
+                "nightly": ("/metrics", gateway[7:])}  # fmt: skip
+        with prometheus_server(tmp_path, jobs, rules) as prometheus:
+            for _ in range(10):
+                server.invoke(fish.front.url, raw_rows())
+            answered = metric(scrape(fish), "retrain_model_requests_total", 'status="ok"')
+            ok = 'sum(retrain_model_requests_total{job="model",status="ok"})'
+            assert settled(prometheus, ok, lambda v: v == answered) == answered >= 10
+            responses = 'sum(haproxy_backend_http_responses_total{proxy="models",code="2xx"})'
+            assert settled(prometheus, responses, lambda v: v >= 10) >= 10
+            share = 'retrain_nightly_rejected_share{dataset="fishnight"}'
+            assert settled(prometheus, share, lambda v: True) == 10 / 150
+            deadline = time.monotonic() + 30
+            while not firing(prometheus) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert firing(prometheus) == ["RetrainPromotionFailed"]
+
+
+def settled(prometheus: str, expr: str, done, timeout: float = 30) -> float | None:
+    """The query's value once `done(value)` holds (scrapes come every second)."""
+    deadline = time.monotonic() + timeout
+    while (value := query(prometheus, expr)) is None or not done(value):
+        if time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
+    return value
+
+
+def firing(prometheus: str) -> list[str]:
+    with urllib.request.urlopen(f"{prometheus}/api/v1/alerts", timeout=5) as answer:
+        alerts = json.loads(answer.read())["data"]["alerts"]
+    return sorted({a["labels"]["alertname"] for a in alerts if a["state"] == "firing"})

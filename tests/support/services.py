@@ -191,11 +191,58 @@ def prefect_server(workdir: Path) -> Iterator[str]:
         yield api
 
 
-def stop_model_server(home: Path) -> None:
-    """Stop the model server recorded under `home`, if a test left one running (by pid)."""
-    from retrain import server
+def monitoring_binary(name: str) -> str:
+    """A Prometheus binary from Debian's packages (prometheus, prometheus-pushgateway)."""
+    binary = shutil.which(name)
+    if binary is None:
+        need_service(f"no {name} binary (apt-get install {name.split('-')[0]} or {name})")
+    return binary
 
-    left = server.read_state(home)
+
+@contextmanager
+def pushgateway_server(workdir: Path) -> Iterator[str]:
+    """A real Prometheus Pushgateway on a free loopback port; yields its URL."""
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [monitoring_binary("prometheus-pushgateway"), f"--web.listen-address={url[7:]}"]
+    log = workdir / "pushgateway.log"
+    with running(command, dict(os.environ), log, lambda: http_ok(f"{url}/-/ready"), timeout=30):
+        yield url
+
+
+@contextmanager
+def prometheus_server(
+    workdir: Path, jobs: dict[str, tuple[str, str]], rules: Path
+) -> Iterator[str]:
+    """A real Prometheus scraping each job's (metrics path, host:port) every second and
+    evaluating `rules`; yields its URL."""
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {"job_name": job, "metrics_path": path, "honor_labels": True,
+             "static_configs": [{"targets": [target]}]}
+            for job, (path, target) in jobs.items()
+        ],
+    }  # fmt: skip
+    (workdir / "prometheus.yml").write_text(json.dumps(config))
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [
+        monitoring_binary("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address={url[7:]}",
+    ]  # fmt: skip
+    log = workdir / "prometheus.log"
+    with running(command, dict(os.environ), log, lambda: http_ok(f"{url}/-/ready"), timeout=60):
+        yield url
+
+
+def stop_model_server(home: Path) -> None:
+    """Stop the model server and its proxy recorded under `home`, if a test left them
+    running (by pid)."""
+    from retrain import proxy, server
+
+    front, left = proxy.recorded(home), server.read_state(home)
+    if front:
+        proxy.stop(front)
     if left:
         server.stop(left)
 

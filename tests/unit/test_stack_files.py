@@ -19,6 +19,7 @@ PASSWORDS = (
     "RETRAIN_DB_PASSWORD",
     "MLFLOW_DB_PASSWORD",
     "PREFECT_DB_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
 )
 
 
@@ -54,6 +55,9 @@ def test_docker_compose_parses_the_stack_with_the_example_env(tmp_path: Path) ->
         "prefect-server",
         "bootstrap",
         "worker",
+        "pushgateway",
+        "prometheus",
+        "grafana",
     }
     assert all("healthcheck" in services[name] for name in services if name != "bootstrap")
     worker = services["worker"]["environment"]
@@ -64,7 +68,7 @@ def test_docker_compose_parses_the_stack_with_the_example_env(tmp_path: Path) ->
     assert worker["PREFECT_UI_URL"] == "http://localhost:4200"
     published = [p for s in services.values() for p in s.get("ports", [])]
     hosts = {p["host_ip"] if isinstance(p, dict) else p.split(":")[0] for p in published}
-    assert len(published) == 3 and hosts == {"127.0.0.1"}
+    assert len(published) == 5 and hosts == {"127.0.0.1"}
 
 
 def test_the_stack_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
@@ -135,3 +139,127 @@ def test_the_worker_polls_the_pool_the_deployments_use() -> None:
     deployments = yaml.safe_load((stack.ROOT / "prefect.yaml").read_text())["deployments"]
     assert {d["work_pool"]["name"] for d in deployments} == {WORK_POOL}
     assert "--pool" not in stack.command("worker")  # so `retrain worker` uses WORK_POOL
+
+
+def verify_unit(unit: Path) -> subprocess.CompletedProcess:
+    binary = shutil.which("systemd-analyze")
+    if binary is None:
+        need_service("no systemd-analyze (apt-get install systemd)")
+    return subprocess.run([binary, "verify", str(unit)], capture_output=True, text=True)
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The shipped unit with this machine's paths in place of /opt/retrain and /var/lib
+    (verify checks that ExecStart exists); a unit naming a missing binary fails, so verify
+    really looked."""
+    text = (stack.ROOT / "deployments/systemd/retrain-serve.service").read_text()
+    assert "Restart=always" in text and "retrain serve supervise" in text
+    here = text.replace("/opt/retrain/.venv", sys.prefix).replace("/var/lib/retrain", str(tmp_path))
+    unit = tmp_path / "retrain-serve.service"
+    unit.write_text(here)
+    verified = verify_unit(unit)
+    assert verified.returncode == 0, verified.stderr
+    unit.write_text(here.replace(f"{sys.prefix}/bin/retrain serve supervise", "/nowhere/retrain"))
+    assert verify_unit(unit).returncode != 0
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("promtool")
+    if binary is None:
+        need_service("no promtool (apt-get install prometheus)")
+    return subprocess.run([binary, *args], capture_output=True, text=True)
+
+
+MONITORING = stack.ROOT / "docker"
+
+
+def test_promtool_passes_the_scrape_config_and_the_alert_rules(tmp_path: Path) -> None:
+    rules = MONITORING / "prometheus/alerts.yml"
+    checked = promtool("check", "rules", str(rules))
+    assert checked.returncode == 0 and "4 rules found" in checked.stdout, checked.stderr
+    config = (MONITORING / "prometheus/prometheus.yml").read_text()
+    here = tmp_path / "prometheus.yml"
+    here.write_text(config.replace("/etc/prometheus/alerts.yml", str(rules)))
+    checked = promtool("check", "config", str(here))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_alert_rules_fire_on_a_failed_promotion_and_on_errors(tmp_path: Path) -> None:
+    """`promtool test rules` on series shaped like retrain's and HAProxy's own."""
+    tests = {
+        "rule_files": [str(MONITORING / "prometheus/alerts.yml")],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": 'retrain_nightly_decision{dataset="iris",decision="rolled_back"}',
+                     "values": "1x10"},
+                    {"series": 'retrain_nightly_decision{dataset="iris",decision="promoted"}',
+                     "values": "0x10"},
+                    {"series": 'haproxy_backend_http_responses_total{proxy="models",code="2xx"}',
+                     "values": "0+60x20"},
+                    {"series": 'haproxy_backend_http_responses_total{proxy="models",code="5xx"}',
+                     "values": "0+30x20"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "RetrainPromotionFailed",
+                     "exp_alerts": [{"exp_labels": {"severity": "page", "dataset": "iris",
+                                                    "decision": "rolled_back"},
+                                     "exp_annotations": {
+                                         "summary": "retrain: the nightly promotion of iris failed",
+                                         "description": "The last nightly run ended rolled_back; "
+                                         "see its nightly-summary artifact in the Prefect UI."}}]},
+                    {"eval_time": "15m", "alertname": "RetrainModelErrorRate",
+                     "exp_alerts": [{"exp_labels": {"severity": "page"}, "exp_annotations": {
+                         "summary": "retrain: over 5% of requests to the model fail (5xx)"}}]},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    path = tmp_path / "rules_test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    tested = promtool("test", "rules", str(path))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def exported_metric_names() -> set[str]:
+    """Every metric name retrain exports (the served model's and the nightly run's), with the
+    suffixes Prometheus adds, plus HAProxy's that the stack reads."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from retrain.instrument import Instruments, ServingContext
+    from retrain.nightly_metrics import NightlyFigures, nightly_registry
+
+    served = Instruments(ServingContext("d", "m", "1"))
+    served.observe(__import__("pandas").DataFrame({"x": [1]}), ["a"], 0.01)
+    figures = NightlyFigures("d", True, "promoted", 1, 1, 0, 0.9, 0.8, {"tune": 1.0})
+    names = set()
+    for registry in (served.registry, nightly_registry(figures)):
+        for family in text_string_to_metric_families(generate_latest(registry).decode()):
+            names |= {sample.name for sample in family.samples}
+    return names | {"haproxy_backend_http_responses_total", "retrain_prediction_log_written_total",
+                    "retrain_prediction_log_dropped_total", "up"}  # fmt: skip
+
+
+def test_grafana_provisioning_reads_the_one_datasource_and_metrics_that_exist() -> None:
+    import json
+    import re
+
+    source = yaml.safe_load(
+        (MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    (datasource,) = source["datasources"]
+    provider = yaml.safe_load(
+        (MONITORING / "grafana/provisioning/dashboards/retrain.yml").read_text()
+    )
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    dashboard = json.loads((MONITORING / "grafana/dashboards/retrain.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {datasource["uid"]}
+    rules = yaml.safe_load((MONITORING / "prometheus/alerts.yml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    known = exported_metric_names()
+    used = {n for e in exprs for n in re.findall(r"\b((?:retrain|haproxy)_\w+|up)\b", e)}
+    assert used and used <= known, used - known

@@ -1,0 +1,27 @@
+"""The drift flow: each newly cleaned batch against the rows the champion was trained on."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows.hooks import FAILURE_HOOKS, emit_drift_event, publish_drift, run_name
+from retrain.monitor import BatchDrift
+from retrain.settings import load_settings
+from tasks.data import find_cleaned_batches, measure_batch_drift
+
+
+@flow(name="drift", flow_run_name=run_name("drift"), timeout_seconds=1800, **FAILURE_HOOKS)
+def drift(batches: list[str] | None = None) -> list[BatchDrift]:
+    """Measure drift per batch (default: the latest cleaned batch); above
+    RETRAIN_DRIFT_THRESHOLD emit `retrain.data.drifted`. Drift informs, it never fails a run."""
+    logger = get_run_logger()
+    settings = load_settings()
+    results = [measure_batch_drift(settings, b) for b in batches or find_cleaned_batches(settings)]
+    for result in results:
+        logger.info(result.describe())
+        if result.report and result.report.drift_share > settings.drift_threshold:
+            logger.warning(f"batch {result.batch_id} drifted beyond {settings.drift_threshold}")
+            emit_drift_event(settings, result)
+    if results:
+        publish_drift(settings, results)
+    return results

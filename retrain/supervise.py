@@ -1,0 +1,126 @@
+"""The serving supervisor: keeps what `serving.json` records answering, without a person.
+
+Each round it looks at the recorded model server and its proxy. A proxy that died is started
+again and pointed at the model server; a model server whose process is gone, or that missed
+`/ping` `misses` rounds in a row, is started again with the same version (behind the proxy
+when there is one). Every restart is logged and alerted. More than `max_restarts` restarts
+within `window` seconds is a crash loop (the model cannot load, say): the supervisor stops
+trying, alerts once, and waits for the next deploy to record something new.
+
+A deploy holds the serving lock while it swaps, so the supervisor never restarts a server a
+deploy is replacing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from retrain import deploy, proxy, server
+from retrain.alerts import Alert, send_alert
+from retrain.server import Served, ServeFailed
+from retrain.settings import Settings
+
+log = logging.getLogger("retrain.supervise")
+
+
+@dataclass
+class Supervisor:
+    """One supervisor's memory across rounds (misses, restart times, whether it gave up)."""
+
+    settings: Settings
+    misses: int = 2
+    max_restarts: int = 3
+    window: float = 600.0
+    notify: Callable[[Alert], str | None] | None = None
+    missed: int = 0
+    restarts: list[float] = field(default_factory=list)
+    gave_up_on: float | None = None
+
+    def check(self) -> str | None:
+        """One round; returns what it did, in words, or None when all was well."""
+        with server.serving_lock(self.settings.home, blocking=False) as held:
+            if not held:
+                return None  # a deploy is swapping; it knows what it does
+            record = server.read_record(self.settings.home)
+            if record is None or record.started_at == self.gave_up_on:
+                return None
+            return self.check_record(record)
+
+    def check_record(self, record: Served) -> str | None:
+        alive = server.is_running(record) and server.ping(record)
+        self.missed = 0 if alive else self.missed + 1
+        if alive and (not record.proxy or proxy.recorded(self.settings.home)):
+            return None
+        if alive:
+            return self.report("proxy", self.restart_proxy(record))
+        if server.is_running(record) and self.missed < self.misses:
+            return None  # a slow answer under load is not yet a dead server
+        if self.crash_looping():
+            self.gave_up_on = record.started_at
+            return self.report("crash loop", self.give_up(record), kind="failure")
+        return self.report("model server", self.restart_model(record))
+
+    def crash_looping(self) -> bool:
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < self.window]
+        return len(self.restarts) >= self.max_restarts
+
+    def restart_model(self, record: Served) -> str:
+        """Start the recorded version again (a hung process is stopped first)."""
+        self.restarts.append(time.monotonic())
+        server.stop(record)
+        try:
+            served = restart_recorded(self.settings, record)
+        except ServeFailed as err:
+            return f"version {record.version} did not start again: {err}"
+        self.missed = 0
+        return f"version {record.version} died; serving it again at {served.public_url}"
+
+    def restart_proxy(self, record: Served) -> str:
+        front = proxy.start(self.settings.home, record.proxy["host"], record.proxy["port"])
+        front = proxy.switch(front, record.port, record.metrics_port)
+        server.write_state(self.settings.home, replace(record, proxy=front.as_dict()))
+        return f"haproxy died; started it again on port {front.port} for version {record.version}"
+
+    def give_up(self, record: Served) -> str:
+        return (
+            f"version {record.version} was restarted {len(self.restarts)} times in "
+            f"{self.window:.0f} s and still does not answer; not retrying. Fix the cause, then "
+            "`retrain serve start` or `retrain deploy`"
+        )
+
+    def report(self, what: str, message: str, kind: str = "warning") -> str:
+        (log.error if kind == "failure" else log.warning)(f"supervisor: {message}")
+        alert = Alert(kind, "serve", message, extra={"restarted": what})
+        problem = (self.notify or self.send)(alert)
+        return message + (f" [{problem}]" if problem else " [alert sent]")
+
+    def send(self, alert: Alert) -> str | None:
+        return send_alert(self.settings.alert_url, alert)
+
+
+def restart_recorded(settings: Settings, record: Served) -> Served:
+    """The recorded version, served the way it was (behind the proxy, or on its port)."""
+    timeout = settings.health_timeout
+    if record.proxy:
+        return deploy.start_behind_proxy(settings, record.model_uri, record.version, timeout)
+    return deploy.start_main(
+        settings, record.model_uri, record.version, record.host, record.port, timeout
+    )
+
+
+def supervise_forever(
+    settings: Settings, interval: float = 5.0, keep_going: Callable[[], bool] = lambda: True
+) -> None:
+    """Check every `interval` seconds while `keep_going()` says so."""
+    supervisor = Supervisor(settings)
+    log.info(f"supervisor: watching {server.state_file(settings.home)} every {interval:.0f} s")
+    while keep_going():
+        try:
+            supervisor.check()
+        except Exception:  # a round that fails must not end supervision
+            log.exception("supervisor: a round failed")
+        time.sleep(interval)

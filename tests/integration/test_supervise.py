@@ -1,0 +1,126 @@
+"""The serving supervisor against real processes: the fish model served behind a real HAProxy,
+its model server killed with SIGKILL while two busy processes keep both cores loaded, then the
+proxy killed, then a model that cannot load any more: answers again within 60 s each time,
+one alert per restart, and a crash loop that stops retrying with one alert."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retrain import deploy, proxy, server, tracking
+from retrain.alerts import Alert
+from retrain.settings import Settings, load_settings
+from retrain.supervise import Supervisor
+from tests.support.fish import MODEL, log_and_register, raw_rows
+from tests.support.services import free_port, stop_model_server, stop_pid
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def fish_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    tracking_uri, _ = log_and_register(tmp_path / "store")
+    for key, value in {
+        "RETRAIN_HOME": str(tmp_path / "home"), "MLFLOW_TRACKING_URI": tracking_uri,
+        "RETRAIN_MODEL_NAME": MODEL, "RETRAIN_DATASET": "fish",
+        "RETRAIN_SERVE_PORT": str(free_port()), "RETRAIN_HEALTH_TIMEOUT": "90",
+        "RETRAIN_PROXY": "haproxy",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    try:
+        yield settings
+    finally:
+        stop_model_server(settings.home)
+
+
+@pytest.fixture
+def busy_cores() -> Iterator[None]:
+    """Two processes spinning, as a tune keeps both cores of this machine busy."""
+    spin = [sys.executable, "-c", "while True: pass"]
+    spinners = [  # each in its own session, so that stop_pid stops it
+        subprocess.Popen(spin, start_new_session=True) for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            stop_pid(spinner)
+
+
+def rounds_until_answering(supervisor: Supervisor, url: str, timeout: float = 60) -> float:
+    """Run supervisor rounds (as `supervise_forever` does, 1 s apart) until `url` answers
+    predictions; returns the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        supervisor.check()
+        try:
+            if len(server.invoke(url, raw_rows(), timeout=5)) == 3:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{url} did not answer again within {timeout} s")
+
+
+def test_a_killed_model_server_or_proxy_answers_again_and_a_crash_loop_stops(
+    fish_settings: Settings, busy_cores: None
+) -> None:
+    settings, alerts = fish_settings, []
+    served = deploy.serve_start(settings, "1", settings.health_timeout)
+    assert served.proxy and served.public_url == settings.serve_url
+    supervisor = Supervisor(settings, max_restarts=3, notify=lambda a: alerts.append(a))
+    assert supervisor.check() is None and alerts == []  # healthy: nothing to do
+
+    os.kill(served.pid, signal.SIGKILL)
+    assert rounds_until_answering(supervisor, settings.serve_url) < 60
+    again = server.read_state(settings.home)
+    assert again is not None, [a.reason for a in alerts]
+    assert again.pid != served.pid and again.version == "1" and again.proxy
+    assert [a.extra["restarted"] for a in alerts] == ["model server"]
+    assert server.session_members(served) == []  # the killed server's uvicorn went too
+
+    os.kill(again.proxy["pid"], signal.SIGKILL)
+    assert rounds_until_answering(supervisor, settings.serve_url) < 60
+    assert server.read_state(settings.home).proxy["pid"] != again.proxy["pid"]
+    assert [a.extra["restarted"] for a in alerts] == ["model server", "proxy"]
+
+    break_the_model(settings)
+    os.kill(server.read_state(settings.home).pid, signal.SIGKILL)
+    deadline = time.monotonic() + 180
+    while supervisor.gave_up_on is None and time.monotonic() < deadline:
+        supervisor.check()
+        time.sleep(1)
+    failures = [a for a in alerts if a.kind == "failure"]
+    assert len(failures) == 1 and "not retrying" in failures[0].reason
+    assert supervisor.check() is None and supervisor.check() is None  # it stays quiet
+    assert [a.kind for a in alerts].count("failure") == 1
+    assert isinstance(alerts[0], Alert) and alerts[0].source == "retrain"
+
+
+def break_the_model(settings: Settings) -> None:
+    """Make the served version unloadable for real: its serialized pipeline is garbage."""
+    client = tracking.make_client(settings.tracking_uri)
+    source = client.get_model_version(MODEL, "1").source
+    logged = client.get_logged_model(source.split("/")[-1])
+    files = list(Path(logged.artifact_location.removeprefix("file://")).rglob("pipeline.joblib"))
+    assert files
+    files[0].write_bytes(b"not a model")
+
+
+def test_the_supervisor_leaves_a_swap_in_progress_alone(fish_settings: Settings) -> None:
+    """While a deploy holds the serving lock, a round does nothing, even with nothing alive."""
+    record = server.Served(1, "127.0.0.1", free_port(), "1", "models:/fish_model/1", 0.0, "x")
+    server.write_state(fish_settings.home, record)
+    supervisor = Supervisor(fish_settings, notify=lambda a: pytest.fail(f"alerted: {a}"))
+    with server.serving_lock(fish_settings.home):
+        assert supervisor.check() is None
+    assert proxy.recorded(fish_settings.home) is None
