@@ -49,14 +49,20 @@ class DeployReport:
     changed: bool
     down_from: float = 0.0
     down_until: float = 0.0
+    proxied: bool = False
 
     def describe(self) -> str:
         if not self.changed:
             return f"version {self.version} already serving at {self.url}"
         before = f" (was {self.previous_version})" if self.previous_version else ""
+        how = (
+            "switched behind HAProxy"
+            if self.proxied
+            else "no proxy (install haproxy for swaps without downtime)"
+        )
         return (
             f"serving version {self.version}{before} at {self.url}; main port down "
-            f"{self.downtime_seconds:.1f} s"
+            f"{self.downtime_seconds:.1f} s, {how}"
         )
 
 
@@ -176,7 +182,7 @@ def swap_behind_proxy(
     downtime = up_again - down_from if down_from else 0.0
     return DeployReport(
         candidate.version, old.version if old else None, switched.url, downtime, True,
-        down_from or up_again, up_again,
+        down_from or up_again, up_again, proxied=True,
     )  # fmt: skip
 
 

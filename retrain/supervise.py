@@ -1,11 +1,12 @@
 """The serving supervisor: keeps what `serving.json` records answering, without a person.
 
 Each round it looks at the recorded model server and its proxy. A proxy that died is started
-again and pointed at the model server; a model server whose process is gone, or that missed
-`/ping` `misses` rounds in a row, is started again with the same version (behind the proxy
-when there is one). Every restart is logged and alerted. More than `max_restarts` restarts
-within `window` seconds is a crash loop (the model cannot load, say): the supervisor stops
-trying, alerts once, and waits for the next deploy to record something new.
+again and pointed at the model server; a model server that does not answer `/ping` and whose
+processes are gone, or that missed `misses` rounds in a row, is started again with the same
+version (behind the proxy when there is one). Every restart is logged and alerted. More
+than `max_restarts` restarts within `window` seconds is a crash loop (the model cannot load,
+say): the supervisor stops trying, alerts once, and waits for the next deploy to record
+something new.
 
 A deploy holds the serving lock while it swaps, so the supervisor never restarts a server a
 deploy is replacing.
@@ -50,14 +51,14 @@ class Supervisor:
             return self.check_record(record)
 
     def check_record(self, record: Served) -> str | None:
-        alive = server.is_running(record) and server.ping(record)
-        self.missed = 0 if alive else self.missed + 1
-        if alive and (not record.proxy or proxy.recorded(self.settings.home)):
-            return None
-        if alive:
+        answering = server.ping(record)
+        self.missed = 0 if answering else self.missed + 1
+        if answering:
+            if not record.proxy or proxy.recorded(self.settings.home):
+                return None
             return self.report("proxy", self.restart_proxy(record))
-        if server.is_running(record) and self.missed < self.misses:
-            return None  # a slow answer under load is not yet a dead server
+        if server.session_members(record) and self.missed < self.misses:
+            return None  # alive but slow under load is not yet a dead server
         if self.crash_looping():
             self.gave_up_on = record.started_at
             return self.report("crash loop", self.give_up(record), kind="failure")
@@ -69,15 +70,20 @@ class Supervisor:
         return len(self.restarts) >= self.max_restarts
 
     def restart_model(self, record: Served) -> str:
-        """Start the recorded version again (a hung process is stopped first)."""
+        """Serve the recorded version again: behind the proxy the new server is up before the
+        old one's remains are stopped; on its own port they must go first."""
         self.restarts.append(time.monotonic())
-        server.stop(record)
+        if not record.proxy:
+            server.stop(record)
         try:
             served = restart_recorded(self.settings, record)
         except ServeFailed as err:
             return f"version {record.version} did not start again: {err}"
+        server.stop(record)
         self.missed = 0
-        return f"version {record.version} died; serving it again at {served.public_url}"
+        return (
+            f"version {record.version} stopped answering; serving it again at {served.public_url}"
+        )
 
     def restart_proxy(self, record: Served) -> str:
         front = proxy.start(self.settings.home, record.proxy["host"], record.proxy["port"])

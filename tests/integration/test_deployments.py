@@ -33,15 +33,6 @@ async def _next_nightly_runs(name: str) -> list:
     return deployment, [r for r in runs if r.deployment_id == deployment.id]
 
 
-async def _completed_runs_of(name: str) -> int:
-    from prefect import get_client
-
-    async with get_client() as client:
-        deployment = await client.read_deployment_by_name(name)
-        runs = await client.read_flow_runs()
-    return sum(1 for r in runs if r.deployment_id == deployment.id and r.state.is_completed())
-
-
 async def _tune_parameters(parent_id) -> dict:
     """The parameters the nightly run's tune subflow ran with."""
     from prefect import get_client
@@ -79,14 +70,6 @@ def bootstrap(env: dict) -> None:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-
-
-def deploy_heartbeat() -> None:
-    from tests.support.heartbeat import heartbeat
-
-    heartbeat.from_source(str(PROJECT), "tests/support/heartbeat.py:heartbeat").deploy(
-        name="every-minute", work_pool_name="retrain-pool", cron="* * * * *", print_next_steps=False
-    )
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -159,11 +142,4 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         first = min(r.expected_start_time for r in scheduled).astimezone(ZoneInfo("Europe/Paris"))
         assert (first.hour, first.minute) == (2, 0) and first > datetime.now(first.tzinfo)
 
-        deploy_heartbeat()
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not asyncio.run(
-            _completed_runs_of("heartbeat/every-minute")
-        ):
-            time.sleep(5)
-        assert asyncio.run(_completed_runs_of("heartbeat/every-minute")) >= 1
     stop_model_server(Path(env["RETRAIN_HOME"]))

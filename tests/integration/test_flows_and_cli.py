@@ -137,6 +137,7 @@ def cli_env(prefect_api: str, tmp_path: Path) -> Iterator[dict]:
         "PREFECT_API_URL": prefect_api,
         "RETRAIN_HOME": str(tmp_path / "home"),
         "RETRAIN_DB_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
+        "RETRAIN_TRIALS": "3",  # the commands' behaviour, not the search, is under test
     }
     stop_model_server(tmp_path / "home")
 

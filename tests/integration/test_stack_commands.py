@@ -115,6 +115,7 @@ def worker_environment(db: dict[str, str], prefect_api: str, mlflow_port: int, h
         "RETRAIN_SCHEMA": "",  # empty, as compose passes it when unset: the bundled schema
         "RETRAIN_TIMEZONE": "UTC",
         "RETRAIN_ALERT_URL": "",
+        "RETRAIN_PUSHGATEWAY_URL": "",  # no Pushgateway here: the textfile only
     }
     assert set(env) == stack.environment_keys("worker")
     return {**env, "RETRAIN_HOME": str(home)}

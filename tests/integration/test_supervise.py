@@ -80,7 +80,7 @@ def test_a_killed_model_server_or_proxy_answers_again_and_a_crash_loop_stops(
     supervisor = Supervisor(settings, max_restarts=3, notify=lambda a: alerts.append(a))
     assert supervisor.check() is None and alerts == []  # healthy: nothing to do
 
-    os.kill(served.pid, signal.SIGKILL)
+    kill_model_server(served)
     assert rounds_until_answering(supervisor, settings.serve_url) < 60
     again = server.read_state(settings.home)
     assert again is not None, [a.reason for a in alerts]
@@ -94,7 +94,7 @@ def test_a_killed_model_server_or_proxy_answers_again_and_a_crash_loop_stops(
     assert [a.extra["restarted"] for a in alerts] == ["model server", "proxy"]
 
     break_the_model(settings)
-    os.kill(server.read_state(settings.home).pid, signal.SIGKILL)
+    kill_model_server(server.read_state(settings.home))
     deadline = time.monotonic() + 180
     while supervisor.gave_up_on is None and time.monotonic() < deadline:
         supervisor.check()
@@ -104,6 +104,13 @@ def test_a_killed_model_server_or_proxy_answers_again_and_a_crash_loop_stops(
     assert supervisor.check() is None and supervisor.check() is None  # it stays quiet
     assert [a.kind for a in alerts].count("failure") == 1
     assert isinstance(alerts[0], Alert) and alerts[0].source == "retrain"
+
+
+def kill_model_server(served: server.Served) -> None:
+    """SIGKILL to every process of the model server (`mlflow models serve` and its uvicorn),
+    by pid: the server dies as in an OOM kill."""
+    for pid in server.session_members(served):
+        os.kill(pid, signal.SIGKILL)
 
 
 def break_the_model(settings: Settings) -> None:
