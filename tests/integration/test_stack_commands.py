@@ -144,7 +144,8 @@ def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_cham
         worker_env = {**env, "PREFECT_WORKER_WEBSERVER_PORT": str(health_port)}
         ready = lambda: http_ok(f"http://127.0.0.1:{health_port}/health", timeout=3)  # noqa: E731
         try:
-            with running(worker, worker_env, tmp_path / "worker.log", ready, timeout=300):
+            with running(worker, worker_env, tmp_path / "worker.log", ready, timeout=300) as proc:
+                assert len(children_running(proc.pid, b"supervise")) == 1  # beside the worker
                 status = subprocess.run(
                     ["retrain", "serve", "status"], env=env, capture_output=True, text=True
                 )
@@ -158,6 +159,20 @@ def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_cham
                 assert len(predict_one(int(env["RETRAIN_SERVE_PORT"]))["predictions"]) == 1
         finally:
             stop_model_server(home)
+
+
+def children_running(parent: int, word: bytes) -> list[int]:
+    """Pids of `parent`'s children whose command line has `word`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent and word in cmdline:
+            found.append(int(proc.name))
+    return found
 
 
 def predict_one(port: int) -> dict:
