@@ -1,0 +1,93 @@
+"""Recovery: seconds from a SIGKILL until the served model answers again, with the supervisor
+checking every `--interval` seconds, against a cold `mlflow models serve` start of the same
+version (the floor: what a person restarting it by hand would wait at best), in one run.
+
+    ./dev python -m bench.supervise [--interval 5] [--busy]
+
+In a temp RETRAIN_HOME: bundled iris, a champion served behind HAProxy (needs haproxy), then
+the model server's processes are killed, then the proxy; `--busy` keeps every core spinning
+meanwhile, as a tune does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from sklearn.ensemble import RandomForestClassifier
+
+from bench.serve import IRIS_ROW, plain_server, prepare, promote_and_deploy, register
+from retrain import proxy, server
+from retrain.settings import Settings
+from retrain.supervise import Supervisor
+from tests.support.services import stop_model_server, stop_pid
+
+
+def until_answering(settings: Settings, supervisor: Supervisor, interval: float) -> float:
+    """Supervisor rounds every `interval` s until the main port predicts again; seconds."""
+    started = time.monotonic()
+    next_round = started
+    while True:
+        if time.monotonic() >= next_round:
+            supervisor.check()
+            next_round += interval
+        try:
+            if server.invoke(settings.serve_url, IRIS_ROW, timeout=2):
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--busy", action="store_true")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    if proxy.binary() is None:
+        raise SystemExit("bench.supervise serves behind HAProxy: apt-get install haproxy")
+    with tempfile.TemporaryDirectory(prefix="bench-supervise-") as tmp:
+        settings, stores, client = prepare(Path(tmp))
+        spin = [sys.executable, "-c", "while True: pass"]
+        spinners = []
+        try:
+            register(settings, stores, client, RandomForestClassifier(50, random_state=0))
+            promote_and_deploy(settings, stores, client)
+            served = server.read_state(settings.home)
+            cold = time.monotonic()
+            plain = plain_server(settings, served.version)
+            cold = time.monotonic() - cold
+            server.stop(plain)
+            if args.busy:
+                count = os.cpu_count() or 2
+                spinners = [subprocess.Popen(spin, start_new_session=True) for _ in range(count)]
+            supervisor = Supervisor(settings, notify=lambda alert: None)
+            for pid in server.session_members(served):
+                os.kill(pid, signal.SIGKILL)
+            model = until_answering(settings, supervisor, args.interval)
+            os.kill(server.read_state(settings.home).proxy["pid"], signal.SIGKILL)
+            front = until_answering(settings, supervisor, args.interval)
+        finally:
+            for spinner in spinners:
+                stop_pid(spinner)
+            stop_model_server(settings.home)
+    load = "every core busy" if args.busy else "idle machine"
+    print(f"recovery with the supervisor every {args.interval:.0f} s ({load}):")
+    print(f"  model server killed: answering again after {model:.1f} s")
+    print(f"  HAProxy killed:      answering again after {front:.1f} s")
+    print(f"  floor, a cold `mlflow models serve` to /ping on the idle machine: {cold:.1f} s "
+          f"(model ratio {model / cold:.2f})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
