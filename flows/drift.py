@@ -11,9 +11,10 @@ from tasks.data import find_cleaned_batches, measure_batch_drift
 
 
 @flow(name="drift", flow_run_name=run_name("drift"), timeout_seconds=1800, **FAILURE_HOOKS)
-def drift(batches: list[str] | None = None) -> list[BatchDrift]:
+def drift(batches: list[str] | None = None, origin: str = "drift-check") -> list[BatchDrift]:
     """Measure drift per batch (default: the latest cleaned batch); above
-    RETRAIN_DRIFT_THRESHOLD emit `retrain.data.drifted`. Drift informs, it never fails a run."""
+    RETRAIN_DRIFT_THRESHOLD emit `retrain.data.drifted`, labelled with `origin` (the nightly
+    run says `nightly`: it retrains anyway, so retrain-on-drift does not react to it)."""
     logger = get_run_logger()
     settings = load_settings()
     results = [measure_batch_drift(settings, b) for b in batches or find_cleaned_batches(settings)]
@@ -21,7 +22,7 @@ def drift(batches: list[str] | None = None) -> list[BatchDrift]:
         logger.info(result.describe())
         if result.report and result.report.drift_share > settings.drift_threshold:
             logger.warning(f"batch {result.batch_id} drifted beyond {settings.drift_threshold}")
-            emit_drift_event(settings, result)
+            emit_drift_event(settings, result, origin)
     if results:
         publish_drift(settings, results)
     return results

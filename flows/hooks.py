@@ -213,11 +213,14 @@ def publish_drift(settings: Settings, results: list[BatchDrift]) -> None:
     create_markdown_artifact("\n".join(lines), key="drift", description="new batches vs training")
 
 
-def emit_drift_event(settings: Settings, result: BatchDrift) -> None:
+def emit_drift_event(settings: Settings, result: BatchDrift, origin: str) -> None:
     """`retrain.data.drifted` about the dataset (an automation can start a retrain on it)."""
     emit_event(
         "retrain.data.drifted",
-        resource={"prefect.resource.id": f"retrain.dataset.{settings.dataset}"},
+        resource={
+            "prefect.resource.id": f"retrain.dataset.{settings.dataset}",
+            "retrain.origin": origin,
+        },
         payload={"batch_id": result.batch_id, "drift_share": result.report.drift_share,
                  "drifted_columns": result.report.drifted_columns,
                  "threshold": settings.drift_threshold},

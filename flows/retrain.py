@@ -173,8 +173,8 @@ def retrain(
         summary.loaded = staged(summary, "ingest", lambda: ingest(source=source or None))
         summary.cleaned = staged(summary, "clean", clean)
         fresh = [r.batch_id for r in summary.cleaned if r.cleaned and not r.quarantined]
-        if fresh:
-            staged(summary, "drift", lambda: drift(batches=fresh))
+        if fresh:  # the event's origin keeps retrain-on-drift from starting a second retrain
+            informational(summary, "drift", lambda: drift(batches=fresh, origin="nightly"))
         summary.tuned = staged(
             summary,
             "tune",
@@ -197,11 +197,14 @@ def retrain(
                 summary.deployed = deploy_then_announce(settings, summary)
             else:
                 announce_promotion(settings, summary.promotion)
-        staged(summary, "predictions", lambda: report_yesterday(settings))
         succeeded = True
+        informational(summary, "predictions", lambda: report_yesterday(settings))
     finally:
         publish_summary(settings, summary.markdown(settings))
-        push_nightly_metrics(settings, summary.figures(settings.dataset, succeeded))
+        try:
+            push_nightly_metrics(settings, summary.figures(settings.dataset, succeeded))
+        except Exception as err:  # the night's own error, if any, must be the one raised
+            get_run_logger().warning(f"nightly metrics not written: {err}")
     return summary
 
 
@@ -233,6 +236,15 @@ def staged(summary: RunSummary, stage: str, run: Callable[[], T]) -> T:
     summary.stages.append(Stage(stage, time.monotonic() - started, outcome))
     logger.info(f"{stage}: {outcome}")
     return result
+
+
+def informational(summary: RunSummary, stage: str, run: Callable[[], object]) -> None:
+    """A stage that informs (drift, the served day): its failure is logged and shown in the
+    summary, and the night goes on."""
+    try:
+        staged(summary, stage, run)
+    except Exception as err:
+        get_run_logger().warning(f"{stage} failed; the night goes on: {err}")
 
 
 def describe(result: object) -> str:

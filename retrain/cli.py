@@ -426,15 +426,16 @@ def serve_stop() -> None:
 
     settings = run_stage(load_settings)  # no MLflow client: stopping needs only the state file
     with server.serving_lock(settings.home):  # the supervisor does not restart what stops
-        served, front = server.read_state(settings.home), proxy.recorded(settings.home)
+        served, front = server.read_record(settings.home), proxy.recorded(settings.home)
         if front:
             run_stage(lambda: proxy.stop(front))
             typer.echo(f"stopped haproxy (pid {front.pid}) on port {front.port}")
-        server.write_state(settings.home, None)
-        if served is None:
+        if served is None or not server.session_members(served):
+            server.write_state(settings.home, None)
             typer.echo("no model server of retrain is running")
             return
-        run_stage(lambda: server.stop(served))
+        run_stage(lambda: server.stop(served))  # its uvicorn too, should its leader be gone
+        server.write_state(settings.home, None)
     typer.echo(f"stopped version {served.version} (pid {served.pid})")
 
 

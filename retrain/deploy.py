@@ -9,6 +9,8 @@ step fails, the old version is serving on the main port again before the error i
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,6 +28,7 @@ from retrain.server import Served, ServeFailed
 from retrain.settings import Settings
 
 AnswerCheck = Callable[[list, list], str | None]
+log = logging.getLogger("retrain.deploy")
 
 
 def compare_answers(expected: list, served: list) -> str | None:
@@ -118,7 +121,8 @@ def swap_to(
     url = f"http://{host}:{port}"
     if old and old.version == version and old.public_url == url and server.ping_url(url):
         return DeployReport(version, version, url, 0.0, changed=False)
-    if server.port_in_use(host, port) and not (old and old.public_url == url):
+    ours = (old and old.public_url == url) or proxy.recorded(home)
+    if server.port_in_use(host, port) and not ours:
         raise ServeFailed(
             f"port {port} on {host} is held by a process retrain did not start; stop it or "
             "set RETRAIN_SERVE_PORT"
@@ -157,28 +161,23 @@ def swap_behind_proxy(
     server answer its last requests, stop it. A candidate that fails its check is stopped and
     the old one never stopped serving."""
     home = settings.home
+    server.stop_recorded(home, server.SPARE)  # a candidate a killed deploy left behind
     new = start_server(
         settings, candidate.model_uri, candidate.version, "127.0.0.1", server.free_port()
     )
     server.write_state(home, new, server.SPARE)
-    front = None
+    front, started = None, False
     try:
         check_server(home, new, candidate, timeout, check)
-        front, down_from = front_proxy(settings, old)
+        front, down_from, started = front_proxy(settings, old)
         switched = proxy.switch(front, new.port, new.metrics_port)
     except Exception:
-        server.stop_recorded(home, server.SPARE)
-        if old and not old.proxy and not server.is_running(old):  # it held the main port
-            if front:
-                proxy.stop(front)
-            restart(settings, old, timeout)
+        undo_switch(settings, front, started, old, timeout)
         raise
     up_again = time.monotonic()
     server.write_state(home, replace(new, proxy=switched.as_dict()))
     server.write_state(home, None, server.SPARE)
-    if old and old.proxy and front.slot:
-        proxy.retire(switched, front.slot)
-        server.stop(old)
+    retire_old(switched, front.slot, old)
     downtime = up_again - down_from if down_from else 0.0
     return DeployReport(
         candidate.version, old.version if old else None, switched.url, downtime, True,
@@ -186,19 +185,46 @@ def swap_behind_proxy(
     )  # fmt: skip
 
 
-def front_proxy(settings: Settings, old: Served | None) -> tuple[proxy.Proxy, float]:
+def undo_switch(
+    settings: Settings, front: proxy.Proxy | None, started: bool, old: Served | None, timeout: float
+) -> None:
+    """A swap that failed before it was recorded: the old slot serves again, the candidate
+    and a proxy this swap started stop, and a server that held the main port is restarted."""
+    if front and front.slot:
+        with contextlib.suppress(ServeFailed, OSError):
+            proxy.restore(front)
+    server.stop_recorded(settings.home, server.SPARE)
+    if front and started:
+        proxy.stop(front)
+    if old and not old.proxy and not server.is_running(old):
+        restart(settings, old, timeout)
+
+
+def retire_old(switched: proxy.Proxy, slot: str | None, old: Served | None) -> None:
+    """After the switch: the old slot answers its last requests, then the old server stops.
+    A failure here is logged; it never undoes the verified switch."""
+    try:
+        if slot:
+            proxy.retire(switched, slot)
+        if old:
+            server.stop(old)
+    except (ServeFailed, OSError) as err:
+        log.warning(f"the new version serves, but the old server did not stop cleanly: {err}")
+
+
+def front_proxy(settings: Settings, old: Served | None) -> tuple[proxy.Proxy, float, bool]:
     """The running proxy of the main port, started when there is none; a model server that
-    held the main port itself is stopped first (the one swap with downtime). Returns the proxy
-    and when the main port went down (0.0 when it did not)."""
+    held the main port itself is stopped first (the one swap with downtime). Returns the
+    proxy, when the main port went down (0.0 when it did not), and whether it was started."""
     front = proxy.recorded(settings.home)
     if front:
-        return front, 0.0
+        return front, 0.0, False
     down_from = 0.0
     if old and not old.proxy:
         down_from = time.monotonic()
         server.stop(old)
     started = proxy.start(settings.home, settings.serve_host, settings.serve_port)
-    return started, down_from
+    return started, down_from, True
 
 
 def try_on_spare_port(

@@ -10,6 +10,7 @@ on the store.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import queue
@@ -114,6 +115,7 @@ class PredictionLog:
             target=self.write_forever, name="prediction-log", daemon=True
         )
         self.writer.start()
+        atexit.register(self.drain)
 
     def add(self, record: Record) -> None:
         """Hand a record over without waiting; a full queue drops it and counts its rows."""
@@ -130,9 +132,9 @@ class PredictionLog:
                 try:
                     self.written += write_rows(engine, self.table, batch, self.model_version)
                     batch = self.settle(batch)
-                except (DataError, IntegrityError) as err:  # retrying cannot help these rows
-                    log.error("prediction log: %d records refused by the store: %s",
-                              len(batch), str(err).splitlines()[0][:200])  # fmt: skip
+                except (DataError, IntegrityError, ValueError, TypeError) as err:
+                    log.error("prediction log: %d records cannot be written (retrying cannot "
+                              "help): %s", len(batch), str(err).splitlines()[0][:200])  # fmt: skip
                     self.dropped += sum(len(record.predictions) for record in batch)
                     batch = self.settle(batch)
                 except Exception as err:  # the writer must outlive any store failure
@@ -144,6 +146,17 @@ class PredictionLog:
                 log.warning("prediction log: %d rows dropped so far (queue full)", self.dropped)
                 dropped_before = self.dropped
             pause = 0.0
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """At exit (a swap stops the old server with SIGTERM): give the writer `timeout`
+        seconds to write what is queued; what is left then is counted as dropped."""
+        deadline = time.monotonic() + timeout
+        while self.records.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = list(self.records.queue)
+        if left:
+            self.dropped += sum(len(record.predictions) for record in left)
+            log.warning("prediction log: %d rows not written at exit", self.dropped)
 
     def settle(self, batch: list[Record]) -> list[Record]:
         """Mark a batch done (written or given up); returns the empty batch."""

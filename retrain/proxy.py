@@ -165,6 +165,16 @@ def switch(proxy: Proxy, port: int, metrics_port: int | None) -> Proxy:
     return Proxy(proxy.pid, proxy.proc_start, proxy.host, proxy.port, proxy.socket, new)
 
 
+def restore(proxy: Proxy) -> None:
+    """Undo a switch that failed part-way: the proxy's recorded slot serves, the other idles."""
+    old, idle = proxy.slot, idle_slot(proxy)
+    command(
+        proxy,
+        f"set server models/{old} state ready; set server metrics/{old} state ready; "
+        f"set server models/{idle} state maint; set server metrics/{idle} state maint",
+    )
+
+
 def active_sessions(proxy: Proxy, slot: str) -> int:
     """Requests the `models` backend's `slot` is answering now (HAProxy's `scur`)."""
     table = command(proxy, "show stat").lstrip("# ")

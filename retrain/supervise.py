@@ -39,6 +39,8 @@ class Supervisor:
     missed: int = 0
     restarts: list[float] = field(default_factory=list)
     gave_up_on: float | None = None
+    watching: float | None = None  # started_at of the record looked at last
+    own: set[float] = field(default_factory=set)  # records this supervisor's restarts wrote
 
     def check(self) -> str | None:
         """One round; returns what it did, in words, or None when all was well."""
@@ -48,6 +50,9 @@ class Supervisor:
             record = server.read_record(self.settings.home)
             if record is None or record.started_at == self.gave_up_on:
                 return None
+            if record.started_at != self.watching and record.started_at not in self.own:
+                self.restarts, self.missed = [], 0  # a deploy's new server: a fresh count
+            self.watching = record.started_at
             return self.check_record(record)
 
     def check_record(self, record: Served) -> str | None:
@@ -81,14 +86,23 @@ class Supervisor:
             return f"version {record.version} did not start again: {err}"
         server.stop(record)
         self.missed = 0
+        self.own.add(served.started_at)
         return (
             f"version {record.version} stopped answering; serving it again at {served.public_url}"
         )
 
     def restart_proxy(self, record: Served) -> str:
+        """A new HAProxy pointed at the recorded server (stopped again if that fails)."""
+        self.restarts.append(time.monotonic())
         front = proxy.start(self.settings.home, record.proxy["host"], record.proxy["port"])
-        front = proxy.switch(front, record.port, record.metrics_port)
-        server.write_state(self.settings.home, replace(record, proxy=front.as_dict()))
+        try:
+            front = proxy.switch(front, record.port, record.metrics_port)
+        except (ServeFailed, OSError) as err:
+            proxy.stop(front)
+            return f"haproxy died and did not take the model server again: {err}"
+        updated = replace(record, proxy=front.as_dict())
+        server.write_state(self.settings.home, updated)
+        self.own.add(updated.started_at)
         return f"haproxy died; started it again on port {front.port} for version {record.version}"
 
     def give_up(self, record: Served) -> str:
