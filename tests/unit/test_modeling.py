@@ -348,7 +348,7 @@ def test_a_binary_target_with_fewer_positives_than_folds_still_tunes() -> None:
     y = np.array(["no"] * 246 + ["yes"] * 4)
     frame = pd.DataFrame({"x": rng.normal(size=250) + 3 * (y == "yes"), "label": y})
     data = Dataset(frame, frame.iloc[:10], {"x": "numeric"}, "label", positive="yes")
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=3))
     run_trials(data, TuneConfig(trials=2, parallel_folds=1, families=("logreg",)), study, 2, print)
     assert count_trials(study)["trials_completed"] == 2
     assert 0.5 < study.best_value <= 1.0
