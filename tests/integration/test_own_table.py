@@ -55,6 +55,7 @@ RAW_ROWS = {
 }  # fmt: skip
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # MariaDB: the data-path tests
 def test_a_csv_of_your_own_becomes_a_served_model(
     prefect_api: str, env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
