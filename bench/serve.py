@@ -152,16 +152,21 @@ def plain_server(settings: Settings, version: str) -> server.Served:
     return plain
 
 
+def quiet_behind_haproxy(bench: str) -> None:
+    """Silence MLflow's warnings for the bench's output; refuse to run without HAProxy."""
+    warnings.filterwarnings("ignore")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    if proxy.binary() is None:
+        raise SystemExit(f"{bench} serves behind HAProxy: apt-get install haproxy")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    if proxy.binary() is None:
-        raise SystemExit("bench.serve compares swaps behind HAProxy: apt-get install haproxy")
+    quiet_behind_haproxy("bench.serve")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         settings, stores, client = prepare(Path(tmp))
         try:

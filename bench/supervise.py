@@ -12,20 +12,25 @@ meanwhile, as a tune does.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 from sklearn.ensemble import RandomForestClassifier
 
-from bench.serve import IRIS_ROW, plain_server, prepare, promote_and_deploy, register
-from retrain import proxy, server
+from bench.serve import (
+    IRIS_ROW,
+    plain_server,
+    prepare,
+    promote_and_deploy,
+    quiet_behind_haproxy,
+    register,
+)
+from retrain import server
 from retrain.settings import Settings
 from retrain.supervise import Supervisor
 from tests.support.services import stop_model_server, stop_pid
@@ -52,10 +57,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--busy", action="store_true")
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    if proxy.binary() is None:
-        raise SystemExit("bench.supervise serves behind HAProxy: apt-get install haproxy")
+    quiet_behind_haproxy("bench.supervise")
     with tempfile.TemporaryDirectory(prefix="bench-supervise-") as tmp:
         settings, stores, client = prepare(Path(tmp))
         spin = [sys.executable, "-c", "while True: pass"]
