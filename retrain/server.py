@@ -77,14 +77,20 @@ def log_file(home: Path, port: int) -> Path:
     return home / f"serving-{port}.log"
 
 
-def process_start(pid: int) -> str | None:
-    """The kernel's start time of `pid` (field 22 of /proc/<pid>/stat), None when gone."""
+def stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first, then ppid, pgrp,
+    session, ...; the start time is index 19), None when the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else fields[19]
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (field 22 of /proc/<pid>/stat), None when gone."""
+    fields = stat_fields(pid)
+    return None if fields is None or fields[0] == "Z" else fields[19]
 
 
 def is_running(served: Served) -> bool:
@@ -281,13 +287,9 @@ def session_members(served: Served) -> list[int]:
         return []
     members = []
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        fields = stat_fields(proc.name) if proc.name.isdigit() else None
+        if fields is None:
             continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
         state, session, started = fields[0], int(fields[3]), fields[19]
         if state != "Z" and session == served.pid and int(started) >= int(served.proc_start or 0):
             members.append(int(proc.name))

@@ -18,7 +18,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
-from retrain import registry
+from retrain import registry, server
 from retrain.bundled import write_bundled_iris
 from tests.support import stack
 from tests.support.services import free_port, http_ok, running, stop_model_server
@@ -165,12 +165,12 @@ def children_running(parent: int, word: bytes) -> list[int]:
     """Pids of `parent`'s children whose command line has `word`."""
     found = []
     for proc in Path("/proc").iterdir():
+        fields = server.stat_fields(proc.name) if proc.name.isdigit() else None
         try:
-            stat = (proc / "stat").read_text()
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent and word in cmdline:
+        if fields is not None and int(fields[1]) == parent and word in cmdline:
             found.append(int(proc.name))
     return found
 
