@@ -108,6 +108,16 @@ class Settings(BaseSettings):
     optuna_storage: str | None = Field(
         None, description="Optuna RDB storage URL for several workers; default: RETRAIN_DB_URL"
     )
+    dask_address: str | None = Field(
+        None,
+        description="scheduler of an existing Dask cluster for the trial workers (default: a "
+        "local cluster of --workers processes)",
+    )
+    tune_heartbeat: int = Field(
+        30, ge=1,
+        description="seconds between a trial's heartbeats; a trial silent for two is failed "
+        "and retried",
+    )  # fmt: skip
     min_improvement: float = Field(
         0.0, ge=0.0, description="a challenger must beat the champion's AUROC by more than this"
     )

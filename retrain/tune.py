@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 
@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from retrain import reports, store, tracking
+from retrain.claims import TrialClaims
 from retrain.dataset import HOLDOUT_SHARE, Dataset, dataset_of, holdout_rule
 from retrain.errors import BadInput, StageFailed
 from retrain.features import compact_features
@@ -56,6 +57,7 @@ class TuneConfig:
     budget: float | None = None  # seconds the whole study may take; `trials` is then a cap
     sample_rows: int | None = None  # above this many training rows, tune on a subsample
     prune: bool = True  # stop trials that are behind after a round of folds
+    heartbeat: int = 30  # seconds between a shared study's trial heartbeats
 
     def as_params(self) -> dict[str, str]:
         """The tuning settings as the parent run's params (what a night was asked to do)."""
@@ -64,12 +66,8 @@ class TuneConfig:
             "objective": self.objective, "seed": str(self.seed), "n_folds": str(self.n_folds),
             "holdout_share": str(self.holdout_share), "workers": str(self.workers),
             "budget_seconds": str(self.budget or ""), "sample_rows": str(self.sample_rows or ""),
-            "prune": str(self.prune).lower(),
+            "prune": str(self.prune).lower(), "heartbeat_seconds": str(self.heartbeat),
         }  # fmt: skip
-
-    def trials_of(self, worker: int) -> int:
-        """This worker's share of the trials (the shares add up to `trials`)."""
-        return self.trials // self.workers + (worker < self.trials % self.workers)
 
 
 TrialLogger = Callable[[int, dict, dict[str, float]], None]
@@ -80,6 +78,7 @@ def seconds_left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.time())
 
 
+CLAIM_POLL_SECONDS = 1.0  # how often a worker with nothing to claim looks again
 FOLDS_PER_ROUND = 2  # folds fitted between pruning checks: fixed, so results never depend on cores
 
 
@@ -125,11 +124,13 @@ def run_trials(
     n_trials: int,
     log_trial: TrialLogger,
     deadline: float | None = None,
+    claims: TrialClaims | None = None,
 ) -> optuna.Study:
-    """Maximise the cross-validated objective for `n_trials` trials of `study`. The folds of a
-    trial are fitted in parallel processes, each once, both metrics from one predict_proba,
-    in rounds between which the pruner may stop a trial that is behind. A trial is logged by a
-    background thread, in order, while the next trial fits."""
+    """Maximise the cross-validated objective for `n_trials` trials of `study` (with `claims`,
+    until the shared study's trials are all claimed). The folds of a trial are fitted in
+    parallel processes, each once, both metrics from one predict_proba, in rounds between
+    which the pruner may stop a trial that is behind. A trial is logged by a background
+    thread, in order, while the next trial fits."""
     x, y = tuning_rows(data, config)
     splits = fold_splits(y, folds_for(y, config.n_folds), config.seed)
     logged: list[Future] = []
@@ -139,6 +140,8 @@ def run_trials(
     ):
 
         def objective(trial: optuna.Trial) -> float:
+            if claims:
+                claims.release()  # the trial exists: the next worker may claim its own
             family = trial.suggest_categorical("family", list(config.families))
             params = suggest_params(trial, family)
             model = build_model(family, params, data.kinds, config.seed)
@@ -172,13 +175,28 @@ def run_trials(
                 raise optuna.TrialPruned()
             return metrics[f"mean_{config.objective}"]
 
-        timeout = seconds_left(deadline)
-        if timeout is None or timeout > 0:
+        if claims:
+            run_claimed_trials(study, objective, claims, deadline)
+        elif (timeout := seconds_left(deadline)) is None or timeout > 0:
             stop = [stop_before_overrun(deadline)] if deadline else []
             study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=stop)
     for future in logged:
         future.result()
     return study
+
+
+def run_claimed_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    claims: TrialClaims,
+    deadline: float | None,
+) -> None:
+    """One trial per claim until the shared study needs no more (or the budget is spent)."""
+    while claims.take(study, lambda: would_overrun(study, deadline)):
+        try:
+            study.optimize(objective, n_trials=1)
+        finally:
+            claims.release()
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -202,11 +220,19 @@ def stop_before_overrun(
     trial so far (Optuna's `timeout` only checks before a trial, and lets it run to the end)."""
 
     def stop(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
-        durations = [t.duration.total_seconds() for t in finished_trials(study) if t.duration]
-        if durations and seconds_left(deadline) < max(durations):
+        if would_overrun(study, deadline):
             study.stop()
 
     return stop
+
+
+def would_overrun(study: optuna.Study, deadline: float | None) -> bool:
+    """The budget is spent, or the time left is shorter than the longest trial so far."""
+    if deadline is None:
+        return False
+    left = seconds_left(deadline)
+    durations = [t.duration.total_seconds() for t in finished_trials(study) if t.duration]
+    return left == 0 or (bool(durations) and left < max(durations))
 
 
 def _summarise(scores: list) -> dict[str, float]:
@@ -287,10 +313,10 @@ def check_config(config: TuneConfig, storage: str | None) -> None:
         )
     if config.workers < 1 or config.workers > config.trials:
         raise BadInput(f"--workers must be between 1 and --trials ({config.trials})")
-    if config.workers > 1 and (storage is None or storage.startswith("sqlite")):
+    if config.workers > 1 and not (storage or "").startswith(("mysql", "mariadb")):
         raise BadInput(
-            f"--workers {config.workers} needs a shared Optuna storage on a database server: "
-            "set RETRAIN_DB_URL (or RETRAIN_OPTUNA_STORAGE) to a mysql+pymysql:// URL; "
+            f"--workers {config.workers} needs a shared Optuna storage on a MySQL/MariaDB "
+            "server: set RETRAIN_DB_URL (or RETRAIN_OPTUNA_STORAGE) to a mysql+pymysql:// URL; "
             "SQLite allows one worker"
         )
 
@@ -298,9 +324,10 @@ def check_config(config: TuneConfig, storage: str | None) -> None:
 @dataclass(frozen=True)
 class TuningRun:
     """A study in progress: its data, its parent MLflow run and where Optuna keeps it
-    (`storage` None: in memory, one worker)."""
+    (`storage` None: in memory, one worker). `data` is None in the copy sent to a worker in
+    another process, which reads the same batches from the store itself (`with_rows`)."""
 
-    data: Dataset
+    data: Dataset | None
     experiment_id: str
     parent_run_id: str
     study_name: str
@@ -309,6 +336,9 @@ class TuningRun:
     deadline: float | None = None  # wall clock (time.time()), shared by every worker
     source: dict[str, str] = field(default_factory=dict)  # where the rows came from (SQL)
     tags: dict[str, str] = field(default_factory=dict)  # of the orchestrator: also on the version
+
+    def without_rows(self) -> TuningRun:
+        return replace(self, data=None)
 
     def lineage(self, holdout_share: float) -> dict[str, dict[str, str]]:
         """Input tags of the training and holdout parts: the SQL source and the split."""
@@ -330,8 +360,7 @@ def start_tuning(
     """Read the cleaned rows, open the parent run and create the (shared) study."""
     storage = settings.optuna_storage_url if config.workers > 1 else None
     check_config(config, storage)
-    with store.reporting_errors(engine), engine.connect() as conn:
-        cleaned = store.read_cleaned(conn, tables)
+    cleaned = read_rows(engine, tables)
     data = dataset_of(cleaned, settings.load_schema(), config.holdout_share)
     experiment_id = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
     name = f"{settings.dataset}-{datetime.now(UTC):%Y-%m-%d-%H%M}"
@@ -341,13 +370,53 @@ def start_tuning(
     study_name = f"{settings.dataset}-tune-{parent}"
     client.set_tag(parent, "optuna.study_name", study_name)
     if storage:
-        optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+        optuna.create_study(
+            study_name=study_name,
+            storage=study_storage(storage, config.heartbeat),
+            direction="maximize",
+        )
     batches = ",".join(sorted(cleaned["batch_id"].unique()))
     deadline = time.time() + config.budget if config.budget else None
     source = store.describe_source(engine, tables) | {"retrain.batches": batches[:500]}
     return TuningRun(
         data, experiment_id, parent, study_name, storage, batches, deadline, source, tags or {}
     )
+
+
+def read_rows(
+    engine: store.Engine, tables: DatasetTables, batches: list[str] | None = None
+) -> pd.DataFrame:
+    with store.reporting_errors(engine), engine.connect() as conn:
+        return store.read_cleaned(conn, tables, batches=batches)
+
+
+def with_rows(
+    run: TuningRun,
+    engine: store.Engine,
+    tables: DatasetTables,
+    settings: Settings,
+    config: TuneConfig,
+) -> TuningRun:
+    """The run with its rows: read once per worker, the study's batches only, so a worker on
+    another machine tunes on exactly the rows the study started with."""
+    if run.data is not None:
+        return run
+    cleaned = read_rows(engine, tables, run.batch_ids.split(","))
+    return replace(run, data=dataset_of(cleaned, settings.load_schema(), config.holdout_share))
+
+
+def study_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
+    """The shared study's storage. Each running trial records a heartbeat every `heartbeat`
+    seconds; a trial silent for two intervals (its worker died) is failed, and a copy with
+    its parameters is queued for the next worker (at most twice per trial)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=heartbeat,
+            grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+        )
 
 
 def run_worker(
@@ -357,14 +426,19 @@ def run_worker(
     worker: int = 0,
     on_trial: TrialLogger | None = None,
 ) -> optuna.Study:
-    """One trial worker: its share of the trials, each logged as a nested run of the parent.
-    Worker 0 samples with the configured seed, so one worker reproduces its best params."""
-    sampler = optuna.samplers.TPESampler(seed=config.seed + worker)
+    """One trial worker, each trial logged as a nested run of the parent. Alone it runs
+    `trials`; on a shared study it claims trials until the study has them all, and its TPE
+    treats the other workers' running trials as scored (`constant_liar`). Worker 0 samples with
+    the configured seed, so one worker reproduces its best params."""
+    sampler = optuna.samplers.TPESampler(seed=config.seed + worker, constant_liar=bool(run.storage))
     pruner = make_pruner(config)
+    claims = None
     if run.storage:
+        storage = study_storage(run.storage, config.heartbeat)
         study = optuna.load_study(
-            study_name=run.study_name, storage=run.storage, sampler=sampler, pruner=pruner
+            study_name=run.study_name, storage=storage, sampler=sampler, pruner=pruner
         )
+        claims = TrialClaims(run.storage, run.study_name, config.trials, CLAIM_POLL_SECONDS)
     else:
         study = optuna.create_study(
             study_name=run.study_name, direction="maximize", sampler=sampler, pruner=pruner
@@ -375,7 +449,7 @@ def run_worker(
         if on_trial:
             on_trial(number, params, metrics)
 
-    return run_trials(run.data, config, study, config.trials_of(worker), log_trial, run.deadline)
+    return run_trials(run.data, config, study, config.trials, log_trial, run.deadline, claims)
 
 
 def run_workers(run: TuningRun, client: tracking.MlflowClient, config: TuneConfig) -> optuna.Study:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import optuna
 from prefect import get_run_logger, task
@@ -22,6 +24,7 @@ from retrain.tune import (
     finish_tuning,
     run_worker,
     start_tuning,
+    with_rows,
 )
 from tasks.data import open_dataset
 from tasks.policies import IO_TASK
@@ -52,7 +55,7 @@ def progress_reporter(total: int, budget: float | None) -> Callable[[int, dict, 
         outcome = "pruned" if metrics.get("pruned") else f"{int(metrics['folds_scored'])} folds"
         logger.info(
             f"trial {number} ({params.get('family')}): mean AUROC {metrics['mean_auroc']:.4f}, "
-            f"{outcome}; {done[0]} of at most {total} done"
+            f"{outcome}; {done[0]} done by this worker, at most {total} in the study"
         )
         progress = 100 * min(1.0, max(done[0] / total, spent))
         update_progress_artifact(artifact, progress, description=f"{done[0]} trials done")
@@ -74,9 +77,13 @@ def start_study(settings: Settings, config: TuneConfig) -> TuningRun:
 def run_trial_worker(
     settings: Settings, config: TuneConfig, run: TuningRun, worker: int
 ) -> optuna.Study:
-    """One worker's share of the trials. No retries (a rerun would add trials) and no task
-    timeout (it cannot interrupt a thread); the tune flow's timeout bounds it."""
-    progress = progress_reporter(config.trials_of(worker), config.budget)
+    """One trial worker, here or in a Dask worker process (which reads the study's rows once).
+    No Prefect retries: a worker that dies leaves its trial to the heartbeat, which fails it
+    and queues it again for the others. No task timeout; the tune flow's bounds it."""
+    if config.parallel_folds == 0:  # on a cluster: the cores of the machine it landed on
+        config = replace(config, parallel_folds=os.cpu_count() or 1)
+    run = with_rows(run, *open_dataset(settings), settings, config)
+    progress = progress_reporter(config.trials, config.budget)
     return run_worker(run, tracking.make_client(settings.tracking_uri), config, worker, progress)
 
 

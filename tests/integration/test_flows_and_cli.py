@@ -100,20 +100,6 @@ async def _task_run_names(since: datetime) -> set[str]:
         return {run.name for run in await client.read_task_runs() if run.created >= since}
 
 
-@pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
-def test_each_trial_worker_is_a_task_run(prefect_api: str, env: dict) -> None:
-    from flows.clean import clean
-    from flows.ingest import ingest
-    from flows.tune import tune
-
-    ingest()
-    clean()
-    since = datetime.now(UTC)
-    report = tune(trials=4, workers=2)
-    assert report.trials == 4
-    assert {"trial-worker-0", "trial-worker-1"} <= asyncio.run(_task_run_names(since))
-
-
 def run_cli(args: list[str], environ: dict, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
         [RETRAIN, *args],

@@ -1,0 +1,147 @@
+"""Trial workers as processes on a real Dask cluster (scheduler and two workers started here),
+sharing one Optuna study on the test MariaDB; one worker is killed with SIGKILL mid-trial."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from retrain import tracking
+from retrain.settings import load_settings
+from tests.support import services
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+State = optuna.trial.TrialState
+BIN = Path(sys.executable).parent
+TRIALS = 6
+
+
+def dask_command(*args: str) -> list[str]:
+    return [str(BIN / "dask"), *args, "--host", "127.0.0.1"]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """`dask scheduler` and two single-threaded `dask worker` processes (no nanny, so a killed
+    worker stays dead), on loopback; yields the scheduler address and the workers."""
+    port, dashboard = services.free_port(), services.free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    with ExitStack() as stack:
+        scheduler = dask_command(
+            "scheduler", "--port", str(port), "--dashboard-address", f"127.0.0.1:{dashboard}"
+        )
+        health = f"http://127.0.0.1:{dashboard}/health"
+        ready = lambda: services.http_ok(health)  # noqa: E731
+        stack.enter_context(
+            services.running(scheduler, dict(os.environ), tmp_path / "sched.log", ready, 60)
+        )
+        workers = []
+        for name in ("w0", "w1"):
+            command = dask_command(
+                "worker", address, "--nthreads", "1", "--no-nanny", "--name", name,
+                "--dashboard-address", "127.0.0.1:0",
+            )  # fmt: skip
+            joined = lambda name=name: worker_joined(address, name)  # noqa: E731
+            log = tmp_path / f"{name}.log"
+            workers.append(
+                stack.enter_context(services.running(command, dict(os.environ), log, joined, 60))
+            )
+        yield address, workers
+
+
+def worker_joined(address: str, name: str) -> None:
+    from distributed import Client
+
+    with Client(address, timeout=5) as client:
+        names = {w["name"] for w in client.scheduler_info()["workers"].values()}
+    if name not in names:
+        raise RuntimeError(f"{name} has not joined")
+
+
+def find_study(storage: str, dataset: str, timeout: float = 120) -> optuna.Study:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = [n for n in optuna.get_all_study_names(storage) if n.startswith(dataset)]
+        if names:
+            return optuna.load_study(study_name=names[0], storage=storage)
+        time.sleep(0.2)
+    raise AssertionError("the tune flow created no study")
+
+
+def wait_for_two_running(study: optuna.Study, timeout: float = 180) -> None:
+    """Until both workers are inside a trial, after one trial has completed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = Counter(t.state for t in study.get_trials(deepcopy=False))
+        if states[State.RUNNING] == 2 and states[State.COMPLETE] >= 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never two trials running at once: {states}")
+
+
+async def task_run_names(since: datetime) -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return {run.name for run in await client.read_task_runs() if run.created >= since}
+
+
+@pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
+def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_other(
+    prefect_api: str, env: dict, dask_cluster: tuple[str, list[subprocess.Popen]], tmp_path: Path
+) -> None:
+    from flows.clean import clean
+    from flows.ingest import ingest
+
+    ingest()
+    clean()
+    address, workers = dask_cluster
+    since = datetime.now(UTC)
+    environ = {
+        **os.environ, "PREFECT_API_URL": prefect_api, "RETRAIN_DASK_ADDRESS": address,
+        "RETRAIN_TUNE_HEARTBEAT": "1", "RETRAIN_TUNE_PRUNE": "false",
+        "RETRAIN_FAMILY": "random_forest",
+    }  # fmt: skip
+    log = tmp_path / "tune.log"
+    tune = subprocess.Popen(
+        [str(BIN / "retrain"), "tune", "--workers", "2", "--trials", str(TRIALS)],
+        env=environ, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        study = find_study(env["RETRAIN_DB_URL"], env["RETRAIN_DATASET"])
+        wait_for_two_running(study)
+        os.kill(workers[1].pid, signal.SIGKILL)
+        assert tune.wait(300) == 0, log.read_text()[-3000:]
+    finally:
+        services.stop_pid(tune)
+    trials = study.get_trials(deepcopy=False)
+    states = Counter(t.state for t in trials)
+    assert states == {State.COMPLETE: TRIALS, State.FAIL: 1}, log.read_text()[-3000:]
+    (failed,) = [t for t in trials if t.state == State.FAIL]
+    retried = [optuna.storages.RetryFailedTrialCallback.retried_trial_number(t) for t in trials]
+    assert retried.count(failed.number) == 1
+    settings = load_settings()
+    client = tracking.make_client(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get(MLFLOW_PARENT_RUN_ID) == parent.info.run_id]
+    assert parent.data.tags["optuna.study_name"] == study.study_name
+    completed = {t.number for t in trials if t.state == State.COMPLETE}
+    assert {int(c.data.tags["optuna.trial"]) for c in children} == completed
+    assert len(children) == TRIALS and parent.info.status == "FINISHED"
+    assert {"trial-worker-0", "trial-worker-1"} <= asyncio.run(task_run_names(since))
+    assert workers[0].poll() is None and workers[1].poll() == -signal.SIGKILL
