@@ -460,6 +460,23 @@ def serve_supervise(
 
 
 @app.command()
+def score(
+    source: Annotated[
+        Path, typer.Option("--source", help="CSV or Parquet file, or a folder of them")
+    ],
+    output: Annotated[
+        str | None, typer.Option("--output", help="table to write; default <dataset>_scores")
+    ] = None,
+) -> None:
+    """Score a large file or folder with @champion on Spark (batch scoring)."""
+    from flows.score import batch_score
+
+    path = str(source.expanduser().resolve())
+    report = run_flow(lambda: batch_score(source=path, output=output))
+    typer.echo(report.describe())
+
+
+@app.command()
 def predict(
     source: Annotated[
         Path | None, typer.Option("--source", help="CSV of rows; default: the holdout rows")

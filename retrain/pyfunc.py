@@ -86,12 +86,18 @@ def label_type(classes: np.ndarray) -> str:
 def build_signature(
     kinds: Mapping[str, str], nullable: Collection[str], classes: np.ndarray
 ) -> ModelSignature:
-    """Raw rows in (a nullable feature's column is optional), labels out, one boolean param."""
+    """Raw rows in (a nullable feature's column is optional), one boolean param. The output
+    schema is the full answer, `label` and a `proba_<class>` per class, so that
+    `mlflow.pyfunc.spark_udf` (with the param set) gets its struct type from the signature;
+    without the param the model answers the `label` column alone."""
     inputs = Schema(
         [
             ColSpec(SPEC_TYPES[kind], name, required=name not in nullable)
             for name, kind in kinds.items()
         ]
     )
+    outputs = Schema(
+        [ColSpec(label_type(classes), "label")] + [ColSpec("double", f"proba_{c}") for c in classes]
+    )
     params = ParamSchema([ParamSpec(PROBABILITIES, "boolean", False)])
-    return ModelSignature(inputs, Schema([ColSpec(label_type(classes))]), params)
+    return ModelSignature(inputs, outputs, params)

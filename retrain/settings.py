@@ -113,6 +113,9 @@ class Settings(BaseSettings):
         description="scheduler of an existing Dask cluster for the trial workers (default: a "
         "local cluster of --workers processes)",
     )
+    spark_master: str = Field(
+        "local[*]", description="Spark master of `retrain score` (spark://host:7077 for a cluster)"
+    )
     tune_heartbeat: int = Field(
         30, ge=1,
         description="seconds between a trial's heartbeats; a trial silent for two is failed "

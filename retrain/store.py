@@ -436,11 +436,18 @@ def plain_values(series: pd.Series) -> list:
     return values
 
 
-def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, chunk_rows: int) -> int:
-    """Insert a DataFrame whose columns are a subset of the table's; missing values are NULL."""
+def insert_frame(
+    conn: Connection,
+    table: Table,
+    frame: pd.DataFrame,
+    chunk_rows: int,
+    constants: dict[str, object] | None = None,
+) -> int:
+    """Insert a DataFrame whose columns are a subset of the table's; missing values are NULL;
+    `constants` as in `bulk_insert`."""
     columns = list(frame.columns)
     rows = zip(*(plain_values(frame[c]) for c in columns), strict=True)
-    return bulk_insert(conn, table, columns, rows, chunk_rows)
+    return bulk_insert(conn, table, columns, rows, chunk_rows, constants)
 
 
 def is_batch_loaded(conn: Connection, tables: DatasetTables, batch_id: str) -> bool:

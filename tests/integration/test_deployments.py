@@ -103,6 +103,8 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     form = manual.parameter_openapi_schema["properties"]
     assert all("default" in field and "anyOf" not in field for field in form.values()), form
     assert form["trials"]["minimum"] == 1 and form["objective"]["enum"] == ["auroc", "accuracy"]
+    scoring = asyncio.run(_deployment("batch-score/batch-score")).parameter_openapi_schema
+    assert scoring["required"] == ["source"] and set(scoring["properties"]) == {"source", "output"}
     drift_retrain = asyncio.run(_automation("retrain-on-drift"))
     assert drift_retrain.trigger.expect == {"retrain.data.drifted"}
     assert str(drift_retrain.actions[0].deployment_id) == str(manual.id)

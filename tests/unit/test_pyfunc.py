@@ -133,6 +133,15 @@ def test_signature_marks_nullable_features_optional_and_types_the_labels() -> No
     }  # fmt: skip
     assert signature.outputs.inputs[0].type.name == "long"
     assert signature.params.params[0].name == "probabilities"
+    outputs = [(spec.name, spec.type.name) for spec in signature.outputs.inputs]
+    assert outputs == [("label", "long"), ("proba_0", "double"), ("proba_1", "double")]
     assert build_signature(KINDS, set(), np.array(["a", "b"])).outputs.inputs[0].type.name == (
         "string"
     )
+
+
+def test_the_probability_answer_has_the_columns_the_signature_declares() -> None:
+    model = fitted_model(["no", "yes", "maybe"])
+    table = model.predict(None, raw_rows(), {"probabilities": True})
+    signature = build_signature(KINDS, set(), model.classes)
+    assert list(table.columns) == signature.outputs.input_names()

@@ -1,0 +1,117 @@
+"""Spark adapter for batch scoring: a session (`local[*]` by default, bound to 127.0.0.1 with
+its UI on a free port), source files read with the schema's types, line numbers, and the
+champion applied through `mlflow.pyfunc.spark_udf`. Imported only by `retrain score`:
+pyspark is the optional `spark` dependency group."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from retrain.errors import BadInput
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+INSTALL_HINT = (
+    "batch scoring runs on Spark: install the optional group (`./dev --group spark retrain "
+    "score ...`, or `pip install pyspark`) and Java 17 (apt-get install openjdk-17-jre-headless)"
+)
+PARTITION_BITS = 33  # monotonically_increasing_id: partition id above, row number below
+# The model's input types (retrain.pyfunc.SPEC_TYPES), as Spark casts them from text.
+SPARK_TYPES = {"numeric": "double", "integer": "double", "boolean": "boolean"}
+
+
+def start_session(master: str) -> SparkSession:
+    """The Spark session. A local master binds 127.0.0.1 (driver, UI on a free port); a
+    cluster master uses Spark's own settings (spark-defaults.conf, SPARK_* variables). The
+    Python workers run this interpreter unless PYSPARK_PYTHON names another."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as err:
+        raise BadInput(INSTALL_HINT) from err
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise BadInput(f"no Java found (JAVA_HOME, or java on PATH); {INSTALL_HINT}")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(master).appName("retrain-score")
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
+            "spark.driver.host", "127.0.0.1"
+        )
+    session = (
+        builder.config("spark.ui.port", "0")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def read_source(spark: SparkSession, path: Path, kinds: Mapping[str, str]) -> DataFrame:
+    """A CSV (with header) or Parquet file's feature columns, typed as the model takes them.
+    A value that does not parse is missing (NULL), as the served model treats it."""
+    from pyspark.sql import functions as F
+
+    if path.suffix.lower() == ".parquet":
+        frame = spark.read.parquet(str(path))
+    else:
+        frame = spark.read.option("header", True).option("encoding", "UTF-8").csv(str(path))
+    columns = [c for c in kinds if c in frame.columns]
+    return frame.select(*[typed(F.col(c), kinds[c]).alias(c) for c in columns])
+
+
+def typed(column: Column, kind: str) -> Column:
+    spark_type = SPARK_TYPES.get(kind, "string")
+    if spark_type == "boolean":
+        return column.try_cast("boolean").cast("double")
+    return column.try_cast(spark_type)
+
+
+def with_line_numbers(frame: DataFrame, first: int) -> DataFrame:
+    """`line_no` for each row, counted from `first` in file order: the rows of each partition
+    are counted (one pass), and a row's number is its partition's start plus its place in
+    the partition, which `monotonically_increasing_id` keeps in its low bits."""
+    from pyspark.sql import functions as F
+
+    tagged = frame.withColumn("_part", F.spark_partition_id()).withColumn(
+        "_id", F.monotonically_increasing_id()
+    )
+    counts = {row["_part"]: row["count"] for row in tagged.groupBy("_part").count().collect()}
+    starts, line = [], first
+    for part in sorted(counts):
+        starts += [F.lit(part), F.lit(line)]
+        line += counts[part]
+    if not counts:
+        return frame.withColumn("line_no", F.lit(None).cast("long"))
+    start = F.element_at(F.create_map(*starts), F.col("_part"))
+    place = F.col("_id") - F.col("_part").cast("long") * F.lit(1 << PARTITION_BITS)
+    return tagged.withColumn("line_no", start + place).drop("_part", "_id")
+
+
+def score_to_parquet(
+    spark: SparkSession, model_path: str, frame: DataFrame, digest: str, out: Path
+) -> None:
+    """Apply the model (a downloaded version folder) to every row through `spark_udf`, with
+    the probabilities asked for: its output signature gives the result's struct type. The
+    keys, label and probabilities are written as Parquet under `out`."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    from retrain.pyfunc import PROBABILITIES
+
+    features = [c for c in frame.columns if c != "line_no"]
+    model = mlflow.pyfunc.spark_udf(
+        spark, model_path, env_manager="local", params={PROBABILITIES: True}
+    )
+    scored = frame.select(
+        F.lit(digest).alias("source_digest"),
+        "line_no",
+        model(F.struct(*features)).alias("answer"),
+    )
+    scored.select("source_digest", "line_no", "answer.*").write.mode("overwrite").parquet(str(out))

@@ -1,0 +1,103 @@
+"""`retrain score` through a real local Spark (Java 17 from Debian, pyspark from the `spark`
+group): 101,000 rows of CSV and Parquet scored with the fish champion into MariaDB."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from retrain import tracking
+from retrain.db import make_engine
+from retrain.score import file_digest
+from tests.support import fish
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CSV_ROWS, PARQUET_ROWS = 100_000, 1_000
+
+
+def fish_rows(rows: int, seed: int) -> pd.DataFrame:
+    """Rows as a source has them: nulls in the nullable features, an unseen colour."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(size=rows) + rng.integers(0, 3, rows),
+            "count": pd.array(rng.integers(0, 9, rows), dtype="Int64"),
+            "member": pd.array(rng.choice([True, False], rows), dtype="boolean"),
+            "colour": rng.choice(["red", "blue", "green", "violet"], rows),
+        }
+    )
+    frame.loc[frame.index % 11 == 0, "count"] = pd.NA
+    frame.loc[frame.index % 3 == 1, "member"] = pd.NA
+    frame.loc[frame.index % 7 == 0, "colour"] = None
+    return frame
+
+
+@pytest.fixture
+def score_env(tmp_path: Path, mysql_url: str, prefect_api: str) -> dict[str, str]:
+    tracking_uri, version = fish.log_and_register(tmp_path / "mlflow")
+    tracking.make_client(tracking_uri).set_registered_model_alias(fish.MODEL, "champion", version)
+    return {
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "RETRAIN_HOME": str(tmp_path / "home"),
+        "RETRAIN_DB_URL": mysql_url,
+        "RETRAIN_DATASET": f"fish{uuid.uuid4().hex[:8]}",
+        "RETRAIN_MODEL_NAME": fish.MODEL,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PREFECT_API_URL": prefect_api,
+    }
+
+
+def score(source: Path, environ: dict[str, str]) -> str:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "retrain"), "score", "--source", str(source)],
+        env=environ, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_every_row_is_scored_once_with_the_labels_of_the_in_process_model(
+    score_env: dict[str, str], tmp_path: Path
+) -> None:
+    source = tmp_path / "to-score"
+    source.mkdir()
+    big, small = fish_rows(CSV_ROWS, 1), fish_rows(PARQUET_ROWS, 2)
+    big.to_csv(source / "big.csv", index=False)
+    small.to_parquet(source / "small.parquet", index=False)
+    out = score(source, score_env)
+    assert f"scored {CSV_ROWS + PARQUET_ROWS} rows of 2 file(s) with version 1" in out
+    table = f"{score_env['RETRAIN_DATASET']}_scores"
+    engine = make_engine(score_env["RETRAIN_DB_URL"])
+    with engine.connect() as conn:
+        scored = pd.read_sql(text(f"SELECT * FROM {table}"), conn)
+    digests = {
+        file_digest(source / "big.csv"): (big, 2),  # a CSV's line 1 is its header
+        file_digest(source / "small.parquet"): (small, 1),
+    }
+    assert len(scored) == CSV_ROWS + PARQUET_ROWS
+    assert set(scored["source_digest"]) == set(digests)
+    assert (scored["model_version"] == "1").all()
+    model = tracking.load_version(score_env["MLFLOW_TRACKING_URI"], fish.MODEL, "1")
+    probas = [f"proba_{c}" for c in model.classes]
+    assert np.allclose(scored[probas].sum(axis=1), 1.0)
+    for digest, (frame, first) in digests.items():
+        rows = scored[scored["source_digest"] == digest].set_index("line_no").sort_index()
+        assert list(rows.index) == list(range(first, first + len(frame)))
+        sample = frame.sample(500, random_state=0)
+        expected = model.predict_labels(sample)
+        assert list(rows.loc[sample.index + first, "label"]) == [str(v) for v in expected]
+    first_time = scored["scored_at"].max()
+    score(source / "small.parquet", score_env)
+    with engine.connect() as conn:
+        again = pd.read_sql(text(f"SELECT source_digest, scored_at FROM {table}"), conn)
+    assert len(again) == CSV_ROWS + PARQUET_ROWS
+    rescored = again[again["source_digest"] == file_digest(source / "small.parquet")]
+    assert len(rescored) == PARQUET_ROWS and (rescored["scored_at"] >= first_time).all()
