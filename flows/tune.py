@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import optuna
 from prefect import flow, get_run_logger
 from prefect.exceptions import TerminationSignal
 from prefect.futures import wait
-from prefect_dask import DaskTaskRunner
 
 from flows.hooks import publish_tuning, run_name
 from retrain.errors import StageFailed
@@ -19,10 +19,16 @@ from retrain.settings import Settings, load_settings
 from retrain.tune import TuneConfig, TuneReport, TuningRun
 from tasks.training import abandon_study, register_best, run_trial_worker, start_study
 
+if TYPE_CHECKING:
+    from prefect_dask import DaskTaskRunner
+
 
 def dask_runner(settings: Settings, workers: int) -> DaskTaskRunner:
     """The cluster the trial workers run on: RETRAIN_DASK_ADDRESS, else a local cluster of one
-    single-threaded process per worker, bound to 127.0.0.1 on free ports (dashboard too)."""
+    single-threaded process per worker, bound to 127.0.0.1 on free ports (dashboard too).
+    Imported here: `distributed` costs a second to import, and one worker needs none of it."""
+    from prefect_dask import DaskTaskRunner
+
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
     return DaskTaskRunner(

@@ -22,7 +22,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from retrain import reports, store, tracking
-from retrain.claims import TrialClaims
+from retrain.claims import STOPPED_ATTR, TrialClaims
 from retrain.dataset import HOLDOUT_SHARE, Dataset, dataset_of, holdout_rule
 from retrain.errors import BadInput, StageFailed
 from retrain.features import compact_features
@@ -141,7 +141,7 @@ def run_trials(
 
         def objective(trial: optuna.Trial) -> float:
             if claims:
-                claims.release()  # the trial exists: the next worker may claim its own
+                claims.start(trial)  # the trial exists: the next worker may claim its own
             family = trial.suggest_categorical("family", list(config.families))
             params = suggest_params(trial, family)
             model = build_model(family, params, data.kinds, config.seed)
@@ -192,11 +192,14 @@ def run_claimed_trials(
     deadline: float | None,
 ) -> None:
     """One trial per claim until the shared study needs no more (or the budget is spent)."""
-    while claims.take(study, lambda: would_overrun(study, deadline)):
-        try:
-            study.optimize(objective, n_trials=1)
-        finally:
-            claims.release()
+    try:
+        while claims.take(study, lambda: would_overrun(study, deadline)):
+            try:
+                study.optimize(objective, n_trials=1)
+            finally:
+                claims.release()
+    finally:
+        claims.close()
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -417,6 +420,12 @@ def study_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
             grace_period=2 * heartbeat,
             heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
         )
+
+
+def stop_study(run: TuningRun, status: str) -> None:
+    """Mark the shared study stopped: its workers claim no further trial (see TrialClaims)."""
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
+    study.set_user_attr(STOPPED_ATTR, status)
 
 
 def run_worker(

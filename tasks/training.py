@@ -24,6 +24,7 @@ from retrain.tune import (
     finish_tuning,
     run_worker,
     start_tuning,
+    stop_study,
     with_rows,
 )
 from tasks.data import open_dataset
@@ -100,5 +101,8 @@ def register_best(
 @task(**IO_TASK, cache_policy=NO_CACHE)
 def abandon_study(settings: Settings, run: TuningRun, status: str = "FAILED") -> None:
     """Mark the parent run FAILED (or KILLED, when cancelled) so a study that ended without a
-    version does not look like one still running."""
+    version does not look like one still running; a shared study is marked stopped, so that
+    workers on a cluster (which a cancel does not interrupt) claim no further trial."""
     tracking.make_client(settings.tracking_uri).set_terminated(run.parent_run_id, status)
+    if run.storage:
+        stop_study(run, status)

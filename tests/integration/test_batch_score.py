@@ -1,5 +1,6 @@
 """`retrain score` through a real local Spark (Java 17 from Debian, pyspark from the `spark`
-group): 101,000 rows of CSV and Parquet scored with the fish champion into MariaDB."""
+group): 101,000 rows of CSV and Parquet scored with the fish champion into MariaDB. That a
+second scoring replaces a file's rows is test_scores_table's."""
 
 from __future__ import annotations
 
@@ -94,10 +95,3 @@ def test_every_row_is_scored_once_with_the_labels_of_the_in_process_model(
         sample = frame.sample(500, random_state=0)
         expected = model.predict_labels(sample)
         assert list(rows.loc[sample.index + first, "label"]) == [str(v) for v in expected]
-    first_time = scored["scored_at"].max()
-    score(source / "small.parquet", score_env)
-    with engine.connect() as conn:
-        again = pd.read_sql(text(f"SELECT source_digest, scored_at FROM {table}"), conn)
-    assert len(again) == CSV_ROWS + PARQUET_ROWS
-    rescored = again[again["source_digest"] == file_digest(source / "small.parquet")]
-    assert len(rescored) == PARQUET_ROWS and (rescored["scored_at"] >= first_time).all()

@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -78,9 +79,21 @@ def test_the_init_script_gives_the_app_user_its_own_database_only(mysql_url: str
 
 async def workers_of(pool: str) -> list:
     from prefect import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
     async with get_client() as client:
-        return await client.read_workers_for_work_pool(pool)
+        try:
+            return await client.read_workers_for_work_pool(pool)
+        except (ObjectNotFound, PrefectHTTPStatusError):  # 404: the worker answers its health
+            # check before it has created its pool
+            return []
+
+
+def registered_workers(pool: str, timeout: float = 60) -> list:
+    deadline = time.monotonic() + timeout
+    while not (found := asyncio.run(workers_of(pool))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
 
 
 def mlflow_server(db: dict[str, str], port: int, workdir: Path, base: dict):
@@ -155,7 +168,7 @@ def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_cham
                     server_uri, env["RETRAIN_MODEL_NAME"], "champion"
                 )
                 assert f"version {champion} (is the champion)" in status.stdout
-                assert asyncio.run(workers_of(pool)), "the worker did not register on its pool"
+                assert registered_workers(pool), "the worker did not register on its pool"
                 assert len(predict_one(int(env["RETRAIN_SERVE_PORT"]))["predictions"]) == 1
         finally:
             stop_model_server(home)
