@@ -36,7 +36,7 @@ from bench.datasets import customers
 from retrain import scores, tracking
 from retrain.db import make_engine, now_utc
 from retrain.features import prepare_features
-from retrain.modeling import build_model, fit_model
+from retrain.modeling import build_model, example_rows, fit_model
 from retrain.score import file_digest, score_source
 from retrain.settings import Settings, load_settings
 
@@ -56,7 +56,7 @@ def register_champion(settings: Settings) -> str:
     client = tracking.make_client(settings.tracking_uri)
     experiment = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
     run = tracking.start_parent_run(client, experiment, "bench", {"retrain.stage": "tune"})
-    example = frame[list(KINDS)].head(5)
+    example = example_rows(frame.head(5), KINDS)
     logged = tracking.log_model(settings.tracking_uri, run, model, example, KINDS, NULLABLE)
     version = tracking.register_challenger(client, settings.model_name, logged, {})
     client.set_registered_model_alias(settings.model_name, "champion", version)
@@ -70,8 +70,11 @@ def score_with_pandas(settings: Settings, version: str, path: Path, table: str) 
     with tempfile.TemporaryDirectory() as tmp:
         local = tracking.download_version(settings.tracking_uri, settings.model_name, version, tmp)
         model = mlflow.pyfunc.load_model(local)
-        frame = pd.read_csv(path)
-        answer = model.predict(frame[list(KINDS)], params={"probabilities": True})
+        frame = pd.read_csv(path)[list(KINDS)]
+        # the signature takes integers as doubles: MLflow refuses int64 (a user's first fix)
+        numbers = [c for c, kind in KINDS.items() if kind != "categorical"]
+        frame[numbers] = frame[numbers].astype("float64")
+        answer = model.predict(frame, params={"probabilities": True})
     answer.insert(0, "line_no", range(2, len(answer) + 2))
     answer.insert(0, "source_digest", file_digest(path))
     classes = [c.removeprefix("proba_") for c in answer.columns[3:]]
