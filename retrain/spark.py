@@ -39,9 +39,13 @@ def start_session(master: str) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(master).appName("retrain-score")
     if master.startswith("local"):
+        # no name lookups: PySpark's own servers would bind "localhost", which a bare
+        # container's missing /etc/hosts cannot resolve; Unix sockets need no name
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
-            "spark.driver.host", "127.0.0.1"
+        builder = (
+            builder.config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.python.unix.domain.socket.enabled", "true")
         )
     session = (
         builder.config("spark.ui.port", "0")

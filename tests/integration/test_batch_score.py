@@ -53,6 +53,8 @@ def score_env(tmp_path: Path, mysql_url: str, prefect_api: str) -> dict[str, str
         "RETRAIN_MODEL_NAME": fish.MODEL,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PREFECT_API_URL": prefect_api,
+        # 1 MiB splits: the CSV is read as several partitions, so line numbers cross them
+        "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.files.maxPartitionBytes=1048576 pyspark-shell",
     }
 
 
