@@ -1,5 +1,6 @@
 """Trial workers as processes on a real Dask cluster (scheduler and two workers started here),
-sharing one Optuna study on the test MariaDB; one worker is killed with SIGKILL mid-trial."""
+sharing one Optuna study on the test MariaDB; one worker is killed with SIGKILL mid-trial,
+and one is frozen with SIGSTOP (alive to MySQL, silent to the heartbeat)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -145,3 +147,59 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_other(
     assert len(children) == TRIALS and parent.info.status == "FINISHED"
     assert {"trial-worker-0", "trial-worker-1"} <= asyncio.run(task_run_names(since))
     assert workers[0].poll() is None and workers[1].poll() == -signal.SIGKILL
+
+
+FROZEN_WORKER = """
+import sys, time
+import optuna
+from retrain.claims import TrialClaims
+from retrain.tune import study_storage
+
+url, name = sys.argv[1], sys.argv[2]
+study = optuna.load_study(study_name=name, storage=study_storage(url, 1))
+claims = TrialClaims(url, name, 2, 0.2)
+
+def objective(trial):
+    claims.start(trial)
+    print("running", flush=True)
+    time.sleep(600)
+
+claims.take(study, lambda: False)
+study.optimize(objective, n_trials=1)
+"""
+
+
+def test_a_frozen_worker_keeps_its_lock_but_its_silent_trial_is_retried(mysql_url: str) -> None:
+    """SIGSTOP: the worker's connection (and so its liveness lock) stays open, but its
+    heartbeat stops; Optuna's heartbeat check fails the trial and the retry runs elsewhere."""
+    from retrain.claims import TrialClaims
+    from retrain.tune import study_storage
+
+    name = f"frozen-{uuid.uuid4().hex[:8]}"
+    optuna.create_study(study_name=name, storage=study_storage(mysql_url, 1))
+    frozen = subprocess.Popen(
+        [sys.executable, "-c", FROZEN_WORKER, mysql_url, name],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert frozen.stdout.readline().strip() == "running"
+        time.sleep(1.5)  # a heartbeat or two recorded
+        os.kill(frozen.pid, signal.SIGSTOP)
+        study = optuna.load_study(study_name=name, storage=study_storage(mysql_url, 1))
+        claims = TrialClaims(mysql_url, name, 2, 0.2)
+
+        def objective(trial: optuna.Trial) -> float:
+            claims.start(trial)
+            return 0.5
+
+        while claims.take(study, lambda: False):
+            study.optimize(objective, n_trials=1)
+        claims.close()
+    finally:
+        os.kill(frozen.pid, signal.SIGKILL)
+        frozen.wait(30)
+    trials = study.get_trials(deepcopy=False)
+    assert Counter(t.state for t in trials) == {State.COMPLETE: 2, State.FAIL: 1}
+    (failed,) = [t for t in trials if t.state == State.FAIL]
+    retried = [optuna.storages.RetryFailedTrialCallback.retried_trial_number(t) for t in trials]
+    assert failed.number == 0 and retried.count(0) == 1
