@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,7 +61,15 @@ def dask_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]
             workers.append(
                 stack.enter_context(services.running(command, dict(os.environ), log, joined, 60))
             )
+            stack.callback(stop_session, workers[-1])  # after `running` has stopped it
         yield address, workers
+
+
+def stop_session(worker: subprocess.Popen) -> None:
+    """Kill what is left of a worker's session by its id (the worker's pid): the fold
+    processes of a worker the test killed outlive it."""
+    with suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
 
 
 def worker_joined(address: str, name: str) -> None:
