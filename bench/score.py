@@ -33,11 +33,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.datasets import customers
-from retrain import scores, tracking
-from retrain.db import make_engine, now_utc
+from retrain import tracking
 from retrain.features import prepare_features
 from retrain.modeling import build_model, example_rows, fit_model
-from retrain.score import file_digest, score_source
+from retrain.score import file_digest, score_source, write_scores
 from retrain.settings import Settings, load_settings
 
 KINDS = {
@@ -75,16 +74,11 @@ def score_with_pandas(settings: Settings, version: str, path: Path, table: str) 
         numbers = [c for c, kind in KINDS.items() if kind != "categorical"]
         frame[numbers] = frame[numbers].astype("float64")
         answer = model.predict(frame, params={"probabilities": True})
+    digest = file_digest(path)
     answer.insert(0, "line_no", range(2, len(answer) + 2))
-    answer.insert(0, "source_digest", file_digest(path))
-    classes = [c.removeprefix("proba_") for c in answer.columns[3:]]
-    target = scores.scores_table(table, classes)
-    engine = make_engine(settings.database_url)
-    scores.check_scores_table(engine, target)
-    constants = {"model_version": version, "scored_at": now_utc()}
-    return scores.replace_scores(
-        engine, target, [answer["source_digest"][0]], [answer], constants, settings.chunk_rows
-    )
+    answer.insert(0, "source_digest", digest)
+    probas = list(answer.columns[3:])
+    return write_scores(settings, table, probas, version, [digest], [answer])
 
 
 def timed(score, *args: object) -> tuple[float, int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,14 +116,27 @@ def score_source(
         finally:
             spark.stop()
         name = output or f"{settings.dataset}_scores"
-        table = scores.scores_table(name, [p.removeprefix("proba_") for p in probas])
-        engine = make_engine(settings.database_url)
-        scores.check_scores_table(engine, table)
-        constants = {"model_version": version, "scored_at": now_utc()}
         digests = [digest for digest, _ in staged]
         parts = staged_parts([folder for _, folder in staged], settings.chunk_rows)
-        rows = scores.replace_scores(engine, table, digests, parts, constants, settings.chunk_rows)
+        rows = write_scores(settings, name, probas, version, digests, parts)
     return ScoreReport(name, len(files), rows, version, time.perf_counter() - started)
+
+
+def write_scores(
+    settings: Settings,
+    name: str,
+    probas: list[str],
+    version: str,
+    digests: list[str],
+    parts: Iterable[pd.DataFrame],
+) -> int:
+    """Replace these files' rows in the scores table `name` (created when missing) with
+    `parts`: keys, label and the `probas` columns; every row gets the version and the time."""
+    table = scores.scores_table(name, [p.removeprefix("proba_") for p in probas])
+    engine = make_engine(settings.database_url)
+    scores.check_scores_table(engine, table)
+    constants = {"model_version": version, "scored_at": now_utc()}
+    return scores.replace_scores(engine, table, digests, parts, constants, settings.chunk_rows)
 
 
 def score_file(

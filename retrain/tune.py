@@ -402,8 +402,6 @@ def with_rows(
 ) -> TuningRun:
     """The run with its rows: read once per worker, the study's batches only, so a worker on
     another machine tunes on exactly the rows the study started with."""
-    if run.data is not None:
-        return run
     cleaned = read_rows(engine, tables, run.batch_ids.split(","))
     return replace(run, data=dataset_of(cleaned, settings.load_schema(), config.holdout_share))
 

@@ -83,7 +83,8 @@ def run_trial_worker(
     and queues it again for the others. No task timeout; the tune flow's bounds it."""
     if config.parallel_folds == 0:  # on a cluster: the cores of the machine it landed on
         config = replace(config, parallel_folds=os.cpu_count() or 1)
-    run = with_rows(run, *open_dataset(settings), settings, config)
+    if run.data is None:  # in a Dask worker: the study's rows, read once
+        run = with_rows(run, *open_dataset(settings), settings, config)
     progress = progress_reporter(config.trials, config.budget)
     return run_worker(run, tracking.make_client(settings.tracking_uri), config, worker, progress)
 
