@@ -69,10 +69,7 @@ def score_with_pandas(settings: Settings, version: str, path: Path, table: str) 
     with tempfile.TemporaryDirectory() as tmp:
         local = tracking.download_version(settings.tracking_uri, settings.model_name, version, tmp)
         model = mlflow.pyfunc.load_model(local)
-        frame = pd.read_csv(path)[list(KINDS)]
-        # the signature takes integers as doubles: MLflow refuses int64 (a user's first fix)
-        numbers = [c for c, kind in KINDS.items() if kind != "categorical"]
-        frame[numbers] = frame[numbers].astype("float64")
+        frame = pd.read_csv(path)  # as pandas reads it: the model takes int64 columns too
         answer = model.predict(frame, params={"probabilities": True})
     digest = file_digest(path)
     answer.insert(0, "line_no", range(2, len(answer) + 2))

@@ -12,7 +12,6 @@ from pydantic import Field
 
 from flows.clean import clean
 from flows.deploy import deploy
-from flows.drift import drift
 from flows.hooks import (
     FAILURE_HOOKS,
     announce_promotion,
@@ -171,10 +170,8 @@ def retrain(
     summary, succeeded = RunSummary(), False
     try:
         summary.loaded = staged(summary, "ingest", lambda: ingest(source=source or None))
-        summary.cleaned = staged(summary, "clean", clean)
-        fresh = [r.batch_id for r in summary.cleaned if r.cleaned and not r.quarantined]
-        if fresh:  # the event's origin keeps retrain-on-drift from starting a second retrain
-            informational(summary, "drift", lambda: drift(batches=fresh, origin="nightly"))
+        # the drift event's origin keeps retrain-on-drift from starting a second retrain
+        summary.cleaned = staged(summary, "clean", lambda: clean(drift_origin="nightly"))
         summary.tuned = staged(
             summary,
             "tune",

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from retrain.errors import BadInput, Cancelled, RetrainError
-from retrain.settings import WORK_POOL
+from retrain.settings import WORK_POOL, Settings
 
 app = typer.Typer(
     add_completion=False,
@@ -71,6 +72,9 @@ def _prepare() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     signal.signal(signal.SIGTERM, _raise_cancelled)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # pandera imports pyspark.pandas when pyspark is installed (the `spark` group), which
+    # warns about the pandas version on every command; retrain uses no pyspark.pandas
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     atexit.register(_print_final_lines)
 
 
@@ -112,6 +116,16 @@ def run_flow(start: Callable[[], Any]) -> Any:
 
     with prefect_api():
         return run_stage(start)
+
+
+def check_settings(**overrides: object) -> Settings:
+    """Load and check the settings (types, ranges, names, that the schema file parses; not
+    whether a store answers) before any flow or Prefect starts: one stderr line, exit 2."""
+    from retrain.settings import load_settings
+
+    settings = run_stage(lambda: load_settings(**overrides))
+    run_stage(settings.check_schema_file)
+    return settings
 
 
 def _raise_cancelled(signum: int, _frame: Any) -> None:
@@ -187,15 +201,14 @@ def run(
     ] = True,
 ) -> None:
     """Run the nightly flow once, now: every stage, in order."""
-    path = _check_source(source)
-    from flows.retrain import nightly_parameters, retrain
-    from retrain.settings import load_settings
-
     options = {
         "trials": trials, "workers": workers, "family": family, "objective": objective,
         "min_improvement": min_improvement, "require_significance": require_significance,
     }  # fmt: skip
-    settings = run_stage(lambda: load_settings(**options, tune_budget=budget))
+    settings = check_settings(**options, tune_budget=budget)
+    path = _check_source(source)
+    from flows.retrain import nightly_parameters, retrain
+
     parameters = nightly_parameters(settings, path) | {"serve": serve}
     summary = run_flow(lambda: retrain(**parameters))
     for line in summary.lines():
@@ -205,6 +218,7 @@ def run(
 @app.command()
 def ingest(source: SourceOpt = None, encoding: EncodingOpt = None) -> None:
     """Load a CSV file, or every new CSV file of a folder (one batch each)."""
+    check_settings(encoding=encoding)
     path = _check_source(source)
     from flows.ingest import ingest as ingest_flow
 
@@ -231,6 +245,7 @@ def clean(
     ] = None,
 ) -> None:
     """Clean the batches not yet cleaned (or readmit a quarantined one)."""
+    check_settings(max_reject_fraction=max_reject_fraction)
     from flows.clean import clean as clean_flow
 
     reports = run_flow(lambda: clean_flow(readmit=readmit, max_reject_fraction=max_reject_fraction))
@@ -247,6 +262,7 @@ def drift(
     ] = None,
 ) -> None:
     """Compare cleaned batches with the champion's training rows, feature by feature."""
+    check_settings()
     from flows.drift import drift as drift_flow
 
     results = run_flow(lambda: drift_flow(batches=batch or None))
@@ -265,9 +281,10 @@ def tune(
     objective: ObjectiveOpt = None,
 ) -> None:
     """Tune on the cleaned data and register the best model as the challenger."""
+    options = {"trials": trials, "workers": workers, "family": family, "objective": objective}
+    check_settings(**options, tune_budget=budget)
     from flows.tune import tune as tune_flow
 
-    options = {"trials": trials, "workers": workers, "family": family, "objective": objective}
     report = run_flow(lambda: tune_flow(**options, budget=budget))
     typer.echo(report.describe())
 
@@ -277,15 +294,17 @@ def promote(
     min_improvement: MinImprovementOpt = None, require_significance: SignificanceOpt = None
 ) -> None:
     """Compare @challenger with @champion on the holdout; promote it when it is better."""
+    options = {"min_improvement": min_improvement, "require_significance": require_significance}
+    check_settings(**options)
     from flows.promote import promote as promote_flow
 
-    options = {"min_improvement": min_improvement, "require_significance": require_significance}
     typer.echo(run_flow(lambda: promote_flow(**options)).describe())
 
 
 @app.command()
 def deploy() -> None:
     """Serve @champion: checked on a spare port, swapped in, rolled back on failure."""
+    check_settings()
     from flows.deploy import deploy as deploy_flow
 
     typer.echo(run_flow(deploy_flow).describe())
@@ -296,6 +315,7 @@ def rollback(
     to: Annotated[str | None, typer.Option("--to", help="version to put back")] = None,
 ) -> None:
     """Put champion back on previous_champion (or --to VERSION) and serve it."""
+    check_settings()
     from flows.deploy import rollback as rollback_flow
 
     typer.echo(run_flow(lambda: rollback_flow(to_version=to)).describe())
@@ -307,9 +327,8 @@ def history(
 ) -> None:
     """The last promotion attempts, newest first."""
     from retrain import audit, db  # not the store adapter: no pandas, a quick answer
-    from retrain.settings import load_settings
 
-    settings = run_stage(load_settings)
+    settings = check_settings()
     engine = db.make_engine(settings.database_url)
     attempts = run_stage(lambda: audit.recent_attempts(engine, settings.dataset, n))
     for line in audit.format_attempts(attempts) if attempts else ["no promotion attempts yet"]:
@@ -322,9 +341,8 @@ def predictions(
 ) -> None:
     """Per-day summary of what the served model answered: requests, latency, classes."""
     from retrain import db, server
-    from retrain.settings import load_settings
 
-    settings = run_stage(load_settings)
+    settings = check_settings()
     summaries = run_stage(
         lambda: logged_days(db.make_engine(settings.database_url), settings.dataset, days)
     )
@@ -362,9 +380,8 @@ app.add_typer(serve_app, name="serve")
 
 def _serving_context():
     from retrain import tracking
-    from retrain.settings import load_settings
 
-    settings = run_stage(load_settings)
+    settings = check_settings()
     return settings, tracking.make_client(settings.tracking_uri)
 
 
@@ -380,16 +397,18 @@ def serve_start(
     if version is None:
         fail("there is no champion to serve yet; run `retrain run` first", 1)
     served = run_stage(lambda: deploy.serve_start(settings, version, settings.health_timeout))
-    typer.echo(f"serving version {served.version} at {served.public_url} (pid {served.pid})")
+    watched = f"; supervisor pid {served.supervisor['pid']}" if served.supervisor else ""
+    typer.echo(
+        f"serving version {served.version} at {served.public_url} (pid {served.pid}){watched}"
+    )
 
 
 @serve_app.command("status")
 def serve_status() -> None:
     """Pid, port, version, health, and whether the served version is the champion."""
     from retrain import server
-    from retrain.settings import load_settings
 
-    settings = run_stage(load_settings)
+    settings = check_settings()
     served = server.read_state(settings.home)
     if served is None:
         fail(f"no model is being served by retrain (state: {server.state_file(settings.home)})", 1)
@@ -404,6 +423,11 @@ def serve_status() -> None:
             f"behind haproxy pid {served.proxy['pid']} (slot {served.proxy['slot']}); the model "
             f"server itself at {served.url}; metrics at {served.public_url}/metrics"
         )
+    watcher = server.live_supervisor(settings.home)
+    typer.echo(
+        f"supervised by pid {watcher['pid']}" if watcher
+        else "no supervisor runs: `retrain serve start` or `retrain deploy` starts one"
+    )  # fmt: skip
 
 
 def champion_version(tracking_uri: str, model_name: str) -> str | None:
@@ -426,6 +450,9 @@ def serve_stop() -> None:
 
     settings = run_stage(load_settings)  # no MLflow client: stopping needs only the state file
     with server.serving_lock(settings.home):  # the supervisor does not restart what stops
+        watcher = run_stage(lambda: server.stop_supervisor(settings.home))
+        if watcher:
+            typer.echo(f"stopped the serving supervisor (pid {watcher['pid']})")
         served, front = server.read_record(settings.home), proxy.recorded(settings.home)
         if front:
             run_stage(lambda: proxy.stop(front))
@@ -447,16 +474,24 @@ def serve_supervise(
     follow_parent: Annotated[
         bool, typer.Option("--follow-parent", help="exit when the parent process exits")
     ] = False,
+    if_none: Annotated[
+        bool,
+        typer.Option("--if-none", help="exit at once when another supervisor already runs"),
+    ] = False,
 ) -> None:
     """Keep the served model answering: a model server or proxy that dies is started again
-    (logged and alerted); a crash loop stops the retries and alerts once."""
+    (logged and alerted); a crash loop stops the retries and alerts once. One supervisor
+    watches a RETRAIN_HOME: a second one waits to take over (or, with --if-none, exits)."""
     from retrain.settings import load_settings
     from retrain.supervise import supervise_forever
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # `serve stop` ends it between two rounds
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = run_stage(load_settings)
     parent = os.getppid()
-    supervise_forever(settings, interval, lambda: not follow_parent or os.getppid() == parent)
+    supervise_forever(
+        settings, interval, lambda: not follow_parent or os.getppid() == parent, wait=not if_none
+    )
 
 
 @app.command()
@@ -469,6 +504,7 @@ def score(
     ] = None,
 ) -> None:
     """Score a large file or folder with @champion on Spark (batch scoring)."""
+    check_settings()
     from flows.score import batch_score
 
     path = str(source.expanduser().resolve())
@@ -519,7 +555,7 @@ def schema_infer(
     encoding: EncodingOpt = None,
 ) -> None:
     """Write the dataset's schema file (pandera YAML with retrain's roles) from a CSV file."""
-    from retrain.schema import InferRequest, infer_from_csv
+    from retrain.schema import InferRequest, infer_schema_from_csv
 
     request = InferRequest(
         target, positive, tuple(id or ()), tuple(timestamp or ()), tuple(required or ()),
@@ -527,11 +563,13 @@ def schema_infer(
     )  # fmt: skip
     if not source.is_file():
         fail(f"{source}: no such file; pass --source a CSV file", 2)
-    text = run_stage(lambda: infer_from_csv(source, request, encoding or "utf-8"))
+    inferred = run_stage(lambda: infer_schema_from_csv(source, request, encoding or "utf-8"))
+    for rejects in inferred.rejects:
+        typer.echo(rejects.describe(), err=True)
     if output is None:
-        typer.echo(text, nl=False)
+        typer.echo(inferred.text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    output.write_text(inferred.text, encoding="utf-8")
     typer.echo(f"wrote {output}; use it with RETRAIN_SCHEMA={output.resolve()}", err=True)
 
 

@@ -8,7 +8,7 @@ trained on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ class Dataset:
     kinds: dict[str, str]
     target: str
     positive: Any = None
-    nullable: frozenset[str] = field(default_factory=frozenset)
+    passengers: tuple[str, ...] = ()  # id and timestamp columns: sent along, never features
 
     @property
     def features(self) -> list[str]:
@@ -68,7 +68,7 @@ def split_dataset(
     target: str,
     share: float = HOLDOUT_SHARE,
     positive: Any = None,
-    nullable: frozenset[str] = frozenset(),
+    passengers: tuple[str, ...] = (),
 ) -> Dataset:
     """Training rows and holdout rows; refuses data too small or with a single class."""
     missing = [c for c in (target, *kinds) if c not in cleaned.columns]
@@ -77,7 +77,7 @@ def split_dataset(
             f"columns {missing} are not in the cleaned data; check RETRAIN_TARGET and the schema"
         )
     mask = holdout_mask(cleaned["row_hash"], share)
-    data = Dataset(cleaned[~mask], cleaned[mask], kinds, target, positive, nullable)
+    data = Dataset(cleaned[~mask], cleaned[mask], kinds, target, positive, passengers)
     if data.train[target].nunique() < 2 or len(data.holdout) == 0:
         raise StageFailed(
             f"not enough cleaned data to tune ({len(cleaned)} rows, "
@@ -93,7 +93,7 @@ def dataset_of(
     """The train/holdout split of the cleaned rows, with the schema's features and roles."""
     return split_dataset(
         cleaned, schema.feature_kinds, schema.target, share, schema.positive_class,
-        schema.nullable_features,
+        (*schema.roles.ids, *schema.roles.timestamps),
     )  # fmt: skip
 
 

@@ -53,8 +53,13 @@ class DeployReport:
     down_from: float = 0.0
     down_until: float = 0.0
     proxied: bool = False
+    supervisor: int | None = None  # pid of the supervisor left watching it
 
     def describe(self) -> str:
+        watched = f"; supervisor pid {self.supervisor}" if self.supervisor else ""
+        return self.describe_swap() + watched
+
+    def describe_swap(self) -> str:
         if not self.changed:
             return f"version {self.version} already serving at {self.url}"
         before = f" (was {self.previous_version})" if self.previous_version else ""
@@ -107,9 +112,17 @@ def serve_verified(
     health_timeout: float = 120,
     check: AnswerCheck = compare_answers,
 ) -> DeployReport:
-    """Swap the main-port server to `version`, or leave the old one serving and raise."""
+    """Swap the main-port server to `version`, or leave the old one serving and raise; a
+    supervisor is left watching it (RETRAIN_SUPERVISE)."""
     with server.serving_lock(settings.home):
-        return swap_to(settings, version, health_timeout, check)
+        report = swap_to(settings, version, health_timeout, check)
+    return replace(report, supervisor=keep_supervised(settings))
+
+
+def keep_supervised(settings: Settings) -> int | None:
+    """The pid of the one supervisor of RETRAIN_HOME, started detached when none runs (and
+    RETRAIN_SUPERVISE is on), so that whatever started serving leaves it watched."""
+    return server.start_supervisor(settings.home) if settings.supervise else None
 
 
 def swap_to(
@@ -163,7 +176,7 @@ def swap_behind_proxy(
     home = settings.home
     server.stop_recorded(home, server.SPARE)  # a candidate a killed deploy left behind
     new = start_server(
-        settings, candidate.model_uri, candidate.version, "127.0.0.1", server.free_port()
+        settings, candidate.model_uri, candidate.version, "127.0.0.1", spare_port(settings)
     )
     server.write_state(home, new, server.SPARE)
     front, started = None, False
@@ -234,7 +247,7 @@ def try_on_spare_port(
     recorded while it runs, so a cancelled or crashed deploy can still stop it."""
     server.stop_recorded(settings.home, server.SPARE)
     spare = start_server(
-        settings, candidate.model_uri, candidate.version, "127.0.0.1", server.free_port()
+        settings, candidate.model_uri, candidate.version, "127.0.0.1", spare_port(settings)
     )
     server.write_state(settings.home, spare, server.SPARE)
     try:
@@ -276,10 +289,16 @@ def swap_main_port(
     )  # fmt: skip
 
 
+def spare_port(settings: Settings, also: tuple[int, ...] = ()) -> int:
+    """A free loopback port that is not the main port nor any port retrain has recorded."""
+    avoid = {settings.serve_port, *also} | server.recorded_ports(settings.home)
+    return server.spare_port(avoid)
+
+
 def start_server(settings: Settings, model_uri: str, version: str, host: str, port: int) -> Served:
     """A model server with its metrics on a free loopback port and, unless
     RETRAIN_PREDICTION_LOG=off, its prediction log writing to the data store."""
-    metrics_port = server.free_port()
+    metrics_port = spare_port(settings, also=(port,))
     context = ServingContext(
         settings.dataset, settings.model_name, version,
         settings.database_url if settings.prediction_log else None, "127.0.0.1", metrics_port,
@@ -311,11 +330,16 @@ def restart(settings: Settings, old: Served, timeout: float) -> Served:
     return start_main(settings, old.model_uri, old.version, old.host, old.port, timeout)
 
 
-def serve_start(settings: Settings, version: str, timeout: float = 120) -> Served:
+def serve_start(
+    settings: Settings, version: str, timeout: float = 120, supervised: bool = True
+) -> Served:
     """Start serving `version` on the main port without the spare-port check (after a
-    reboot, say); refuses when something already serves there."""
+    reboot, say); refuses when something already serves there. Unless `supervised` is off
+    (the worker runs its own), a supervisor is left watching; the answer names its pid."""
     with server.serving_lock(settings.home):
-        return start_unless_served(settings, version, timeout)
+        served = start_unless_served(settings, version, timeout)
+    pid = keep_supervised(settings) if supervised else None
+    return replace(served, supervisor={"pid": pid}) if pid else served
 
 
 def start_unless_served(settings: Settings, version: str, timeout: float) -> Served:
@@ -337,7 +361,7 @@ def start_unless_served(settings: Settings, version: str, timeout: float) -> Ser
 def start_behind_proxy(settings: Settings, model_uri: str, version: str, timeout: float) -> Served:
     """A model server on a free port, healthy, then the proxy (reused or started) pointed at
     it; nothing is left running when a step fails."""
-    served = start_server(settings, model_uri, version, "127.0.0.1", server.free_port())
+    served = start_server(settings, model_uri, version, "127.0.0.1", spare_port(settings))
     front = proxy.recorded(settings.home)
     started = None
     try:
@@ -452,7 +476,7 @@ def serve_champion_again(settings: Settings, client: tracking.MlflowClient) -> s
         version = tracking.alias_version(client, settings.model_name, "champion")
         if version is None:
             return "no champion yet; the first promotion will serve one"
-        served = serve_start(settings, version, settings.health_timeout)
+        served = serve_start(settings, version, settings.health_timeout, supervised=False)
     except Exception as err:  # any failure: the worker starts anyway and says why
         return f"could not serve the champion ({err}); starting anyway"
     return f"serving champion version {served.version} at {served.public_url} (pid {served.pid})"

@@ -14,15 +14,20 @@ import joblib
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.types.schema import AnyType
 
-from retrain.features import prepare_features
+from retrain.features import FeatureError, prepare_features, require_features
 
 PIPELINE_ARTIFACT = "pipeline"
 PROBABILITIES = "probabilities"
-# Schema enforcement turns a null in a `boolean` column into False; `double` keeps it NaN and
-# still accepts JSON true/false (as 1.0/0.0). JSON integers upcast to double safely.
+# What the signatures of earlier releases declared per kind (models registered then keep
+# theirs). New versions declare every column `Any`: no one MLflow type takes what pandas reads
+# for one column across files (int64, nullable Int64, float with NaN, codes as numbers), so
+# the wrapper converts and checks each value against its kind instead.
 SPEC_TYPES = {
     "numeric": "double",
     "integer": "double",
@@ -62,7 +67,12 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
     ) -> Any:
         instruments, started = getattr(self, "instruments", None), time.perf_counter()
         try:
+            require_features(model_input, self.kinds)
             proba = self.predict_proba(model_input)
+        except FeatureError as err:
+            if instruments:
+                instruments.failed()
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
         except Exception:
             if instruments:
                 instruments.failed()
@@ -84,18 +94,19 @@ def label_type(classes: np.ndarray) -> str:
 
 
 def build_signature(
-    kinds: Mapping[str, str], nullable: Collection[str], classes: np.ndarray
+    kinds: Mapping[str, str], passengers: Collection[str], classes: np.ndarray
 ) -> ModelSignature:
-    """Raw rows in (a nullable feature's column is optional), one boolean param. The output
-    schema is the full answer, `label` and a `proba_<class>` per class, so that
+    """Raw rows in: every feature column required (a null value is fine where the schema lets
+    the feature be missing), and the id and timestamp columns (`passengers`) optional, so a
+    client may send them along; all typed `Any`, checked by the wrapper. One boolean param.
+    The output schema is the full answer, `label` and a `proba_<class>` per class, so that
     `mlflow.pyfunc.spark_udf` (with the param set) gets its struct type from the signature;
     without the param the model answers the `label` column alone."""
-    inputs = Schema(
-        [
-            ColSpec(SPEC_TYPES[kind], name, required=name not in nullable)
-            for name, kind in kinds.items()
-        ]
-    )
+    columns = [ColSpec(AnyType(), name, required=True) for name in kinds]
+    columns += [
+        ColSpec(AnyType(), name, required=False) for name in passengers if name not in kinds
+    ]
+    inputs = Schema(columns)
     outputs = Schema(
         [ColSpec(label_type(classes), "label")] + [ColSpec("double", f"proba_{c}") for c in classes]
     )

@@ -18,8 +18,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,7 @@ class Served:
     proc_start: str
     metrics_port: int | None = None
     proxy: dict | None = None  # the HAProxy in front of it (retrain.proxy.Proxy), if any
+    supervisor: dict | None = None  # pid and proc_start of the supervisor watching it
 
     @property
     def url(self) -> str:
@@ -102,8 +103,24 @@ def is_running(served: Served) -> bool:
 def serving_lock(home: Path, blocking: bool = True) -> Iterator[bool]:
     """The serving lock of `home` (an flock, released when its holder dies): deploys, starts
     and stops hold it; the supervisor only tries it. Yields whether it is held."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "serving.lock", "a") as handle:
+    with file_lock(home / "serving.lock", blocking) as held:
+        yield held
+
+
+@contextlib.contextmanager
+def supervisor_lock(home: Path, blocking: bool = True) -> Iterator[bool]:
+    """Held by the one supervisor of `home` for as long as it lives (the kernel drops it when
+    the process dies), so a second one, started by a deploy, a worker or systemd, never
+    supervises beside it. Yields whether it is held."""
+    with file_lock(home / "supervisor.lock", blocking) as held:
+        yield held
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, blocking: bool) -> Iterator[bool]:
+    """An exclusive flock on `path`; yields whether it was obtained."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -130,11 +147,15 @@ def read_state(home: Path, role: str = MAIN) -> Served | None:
 
 
 def write_state(home: Path, served: Served | None, role: str = MAIN) -> None:
-    """Record (or clear) a server; written whole then renamed."""
+    """Record (or clear) a server; written whole then renamed. A new main record keeps the
+    supervisor the old one named: a deploy swaps the server, not who watches it."""
     path = state_file(home, role)
     if served is None:
         path.unlink(missing_ok=True)
         return
+    if role == MAIN and served.supervisor is None:
+        before = read_record(home)
+        served = replace(served, supervisor=before.supervisor if before else None)
     home.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(served), indent=2))
@@ -148,9 +169,32 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel calls free now, drawn from its ephemeral range."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def spare_port(avoid: Collection[int], draw: Callable[[], int] = free_port, tries: int = 50) -> int:
+    """A free port for a candidate or a metrics listener that is none of `avoid` (the main
+    port and every port retrain has recorded): a main port that is free for a moment, before
+    the proxy binds it, is still not a spare."""
+    for _ in range(tries):
+        port = draw()
+        if port not in avoid:
+            return port
+    raise ServeFailed(f"no free port outside {sorted(avoid)} after {tries} draws")
+
+
+def recorded_ports(home: Path) -> set[int]:
+    """Every port the state files of `home` name: servers, their metrics, the proxy."""
+    ports: set[int] = set()
+    for role in (MAIN, SPARE):
+        record = read_record(home, role)
+        if record:
+            ports |= {record.port, record.metrics_port or 0}
+            ports |= {int(record.proxy["port"])} if record.proxy else set()
+    return ports - {0}
 
 
 def start(
@@ -309,3 +353,52 @@ def stop_recorded(home: Path, role: str) -> Served | None:
         stop(served)
     write_state(home, None, role)
     return served
+
+
+def own_identity() -> dict:
+    """This process as a record names it: pid and kernel start time."""
+    return {"pid": os.getpid(), "proc_start": process_start(os.getpid())}
+
+
+def live_supervisor(home: Path) -> dict | None:
+    """The supervisor the main record names, if that very process still runs."""
+    record = read_record(home)
+    found = record.supervisor if record else None
+    if found and process_start(found["pid"]) == found["proc_start"]:
+        return found
+    return None
+
+
+def start_supervisor(home: Path) -> int | None:
+    """Leave `retrain serve supervise --if-none` running detached beside what is served (its
+    log: `supervisor.log`); None when the recorded one still runs. A second one started in a
+    race finds the supervisor lock taken and exits at once."""
+    running = live_supervisor(home)
+    if running:
+        return running["pid"]
+    home.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).parent / "retrain"), "serve", "supervise", "--if-none"]
+    with open(home / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    return proc.pid
+
+
+def stop_supervisor(home: Path, timeout: float = 15) -> dict | None:
+    """Stop the supervisor the record names (SIGTERM, then SIGKILL), by its recorded pid and
+    start time only; returns it, or None when none runs."""
+    running = live_supervisor(home)
+    if running is None:
+        return None
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(running["pid"], sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            reap(running["pid"])
+            if process_start(running["pid"]) != running["proc_start"]:
+                return running
+            time.sleep(0.05)
+    raise ServeFailed(f"supervisor pid {running['pid']} did not stop")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import zoneinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,12 +15,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from retrain.errors import BadInput
 
 if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
     from retrain.schema import DatasetSchema
 
 DEFAULT_CHUNK_ROWS = 25_000
 BUNDLED_SCHEMAS = Path(__file__).parent / "schemas"
 WORK_POOL = "retrain-pool"  # the process work pool of prefect.yaml
 FAMILIES = ("random_forest", "logreg", "hgb", "lightgbm")
+# What a pattern-checked setting allows, in words (the error message says them, not the regex).
+PATTERN_WORDS = {
+    "dataset": "letters, digits and _, starting with a letter, at most 41 characters",
+    "proxy": "auto, haproxy or off",
+    "objective": "auroc or accuracy",
+}
+TYPE_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "text",
+}
+BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
 class Settings(BaseSettings):
@@ -76,7 +92,9 @@ class Settings(BaseSettings):
         description="the bootstrap adds an automation: retrain-manual on retrain.data.drifted",
     )
     supervise: bool = Field(
-        True, description="the worker runs the serving supervisor (restarts a dead model server)"
+        True,
+        description="a supervisor watches what retrain serves (restarts a dead model server): "
+        "deploy, rollback, serve start and the worker leave one running",
     )
     prediction_log: bool = Field(
         True, description="record every row the served model answers in <dataset>_predictions"
@@ -157,6 +175,17 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown families {unknown or [value]}; choose from {FAMILIES}")
         return ",".join(dict.fromkeys(names))
 
+    @field_validator("timezone")
+    @classmethod
+    def _iana_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (KeyError, ValueError, OSError):
+            raise ValueError(
+                "not an IANA time zone; use a name such as UTC, Europe/Paris or America/New_York"
+            ) from None
+        return value
+
     @model_validator(mode="after")
     def _names_follow_dataset(self) -> Settings:
         """The dataset is RETRAIN_DATASET, else the schema's `name:`, else iris; the model and
@@ -179,6 +208,11 @@ class Settings(BaseSettings):
         from retrain.schema import load_dataset_schema
 
         return load_dataset_schema(self.schema_file, self.target, self.positive_class)
+
+    def check_schema_file(self) -> None:
+        """Refuse now a schema file that cannot be read or is no YAML mapping with columns
+        (quick, without pandera: its own rules are checked where the schema loads)."""
+        check_schema_file(self.schema_file)
 
     @property
     def serve_url(self) -> str:
@@ -217,7 +251,7 @@ def read_schema_name(path: Path) -> str | None:
     """The schema file's `name:`, or None (for choosing the dataset name)."""
     try:
         document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     name = document.get("name") if isinstance(document, dict) else None
     return str(name) if name else None
@@ -251,8 +285,80 @@ def load_settings(**overrides: object) -> Settings:
         given = {k: v for k, v in overrides.items() if v is not None}
         return Settings(_env_file=env_file(), _env_file_encoding="utf-8", **given)
     except ValidationError as err:
-        first = err.errors()[0]
-        name = ".".join(str(p) for p in first["loc"])
+        errors = err.errors()
+        more = f" (and {len(errors) - 1} more bad setting(s))" if len(errors) > 1 else ""
+        raise BadInput(setting_error(errors[0]) + more) from err
+
+
+def check_schema_file(path: Path) -> None:
+    """The schema file can be read and is a YAML mapping with `columns`, else BadInput."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not UTF-8 text"
+        raise BadInput(f"cannot read schema {path} ({reason}); check RETRAIN_SCHEMA") from err
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
         raise BadInput(
-            f"bad setting {name} (RETRAIN_{name.upper()} or its option): {first['msg']}"
+            f"schema {path} is not YAML ({str(err).splitlines()[0]}); fix it or check "
+            "RETRAIN_SCHEMA"
         ) from err
+    if not isinstance(document, dict) or not isinstance(document.get("columns"), dict):
+        raise BadInput(
+            f"schema {path} is not a pandera YAML schema (no columns); check RETRAIN_SCHEMA"
+        )
+
+
+def setting_error(error: ErrorDetails) -> str:
+    """One pydantic error as one line in words: the setting, its value, what is allowed."""
+    if not error["loc"]:
+        return f"bad settings: {error['msg']}"
+    field = str(error["loc"][0])
+    value = str(error.get("input"))
+    value = value if len(value) <= 80 else value[:77] + "..."
+    return f"bad setting {setting_name(field)} '{value}': {allowed_words(field, error)}"
+
+
+def setting_name(field: str) -> str:
+    """How one sets a field, `dataset (RETRAIN_DATASET or its command-line option)`, or the
+    variable alone where pydantic reports the alias (MLFLOW_TRACKING_URI)."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return field
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        alias = alias.choices[0]
+    variable = alias if isinstance(alias, str) else f"RETRAIN_{field.upper()}"
+    return f"{field} ({variable} or its command-line option)"
+
+
+def allowed_words(field: str, error: ErrorDetails) -> str:
+    """What the setting allows, from pydantic's error type and context and the field."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "string_pattern_mismatch":
+        return "use " + PATTERN_WORDS.get(field, f"text matching {ctx.get('pattern')}")
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    parsed = kind.split("_")[0] if kind.endswith(("_parsing", "_type", "_from_float")) else ""
+    if parsed in TYPE_WORDS or kind in BOUND_ERRORS:
+        return "use " + expected_words(field, TYPE_WORDS.get(parsed))
+    message = error["msg"]
+    return message[:1].lower() + message[1:]
+
+
+def expected_words(field: str, kind: str | None) -> str:
+    """`a whole number from 1 to 65535`, `a number above 0`: the field's type and bounds."""
+    info = Settings.model_fields.get(field)
+    annotation = getattr(info.annotation, "__name__", "") if info else ""
+    kind = kind or TYPE_WORDS.get(annotation, "a value")
+    limits = {}
+    for item in info.metadata if info else ():
+        limits |= {k: getattr(item, k) for k in ("ge", "gt", "le", "lt") if hasattr(item, k)}
+    if "ge" in limits and "le" in limits:
+        return f"{kind} from {limits['ge']:g} to {limits['le']:g}"
+    words = {"ge": "at least", "gt": "above", "le": "at most", "lt": "below"}
+    parts = [f"{words[k]} {v:g}" for k, v in limits.items()]
+    if not parts:
+        return kind
+    return f"{kind} {'of ' if parts[0].startswith('at') else ''}{' and '.join(parts)}"

@@ -41,6 +41,7 @@ class Supervisor:
     gave_up_on: float | None = None
     watching: float | None = None  # started_at of the record looked at last
     own: set[float] = field(default_factory=set)  # records this supervisor's restarts wrote
+    identity: dict | None = None  # pid and start time, written into the record it watches
 
     def check(self) -> str | None:
         """One round; returns what it did, in words, or None when all was well."""
@@ -53,6 +54,9 @@ class Supervisor:
             if record.started_at != self.watching and record.started_at not in self.own:
                 self.restarts, self.missed = [], 0  # a deploy's new server: a fresh count
             self.watching = record.started_at
+            if self.identity and record.supervisor != self.identity:
+                record = replace(record, supervisor=self.identity)
+                server.write_state(self.settings.home, record)  # `serve stop` finds it there
             return self.check_record(record)
 
     def check_record(self, record: Served) -> str | None:
@@ -133,11 +137,32 @@ def restart_recorded(settings: Settings, record: Served) -> Served:
 
 
 def supervise_forever(
-    settings: Settings, interval: float = 5.0, keep_going: Callable[[], bool] = lambda: True
-) -> None:
-    """Check every `interval` seconds while `keep_going()` says so."""
-    supervisor = Supervisor(settings)
-    log.info(f"supervisor: watching {server.state_file(settings.home)} every {interval:.0f} s")
+    settings: Settings,
+    interval: float = 5.0,
+    keep_going: Callable[[], bool] = lambda: True,
+    wait: bool = True,
+) -> bool:
+    """Check every `interval` seconds while `keep_going()` says so, as the one supervisor of
+    RETRAIN_HOME. With another one running, return False at once, or with `wait` try again
+    every interval and take over when it stops."""
+    waiting = False
+    while keep_going():
+        with server.supervisor_lock(settings.home, blocking=False) as held:
+            if held:
+                watch(Supervisor(settings, identity=server.own_identity()), interval, keep_going)
+                return True
+        if not wait or not waiting:
+            log.info(f"supervisor: another one already watches {settings.home}")
+        if not wait:
+            return False
+        waiting = True
+        time.sleep(interval)
+    return False
+
+
+def watch(supervisor: Supervisor, interval: float, keep_going: Callable[[], bool]) -> None:
+    home = supervisor.settings.home
+    log.info(f"supervisor: watching {server.state_file(home)} every {interval:.0f} s")
     while keep_going():
         try:
             supervisor.check()

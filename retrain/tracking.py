@@ -253,16 +253,17 @@ def log_model(
     pipeline: Any,
     example: pd.DataFrame,
     kinds: dict[str, str],
-    nullable: Collection[str],
+    passengers: Collection[str],
 ) -> LoggedModel:
-    """Log the fitted Pipeline under `run_id` as the served pyfunc model: raw rows in (the
-    signature marks `nullable` features optional), labels out, probabilities on request."""
+    """Log the fitted Pipeline under `run_id` as the served pyfunc model: raw rows in (every
+    feature required; the id and timestamp columns, `passengers`, optional), labels out,
+    probabilities on request."""
     import joblib
     import mlflow.pyfunc
 
     from retrain.pyfunc import PIPELINE_ARTIFACT, ClassifierModel, build_signature
 
-    signature = build_signature(kinds, nullable, pipeline.classes_)
+    signature = build_signature(kinds, passengers, pipeline.classes_)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pipeline.joblib"
         joblib.dump(pipeline, path)

@@ -567,7 +567,7 @@ def log_and_register(
     challenger; returns the new version."""
     example = example_rows(data.train.head(5), data.kinds)
     logged = tracking.log_model(
-        settings.tracking_uri, run_id, pipeline, example, data.kinds, data.nullable
+        settings.tracking_uri, run_id, pipeline, example, data.kinds, data.passengers
     )
     return tracking.register_challenger(client, settings.model_name, logged, tags)
 

@@ -20,9 +20,12 @@ from tests.support import services
 
 @pytest.fixture(autouse=True)
 def isolated_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's ~/.retrain (its settings file included)."""
+    """No test reads the developer's ~/.retrain (its settings file included). No serving
+    supervisor is left running unless a test asks for one (RETRAIN_SUPERVISE=true): one that
+    restarts what a test stops on purpose would make that test lie."""
     monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("RETRAIN_ENV_FILE", raising=False)
+    monkeypatch.setenv("RETRAIN_SUPERVISE", "false")
 
 
 @pytest.fixture(scope="session")

@@ -89,3 +89,42 @@ def test_above_the_threshold_the_drifted_event_is_emitted(
     assert len(events) == 1
     assert events[0].payload["batch_id"] == moved.batch_id
     assert events[0].payload["drifted_columns"] == ["petal length (cm)"]
+
+
+def drift_shares() -> dict[str, float | None]:
+    engine, tables = open_store()
+    with engine.connect() as conn:
+        query = text(f"SELECT batch_id, drift_share FROM {tables.batches.name}")
+        return dict(conn.execute(query).all())
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_clean_flow_records_each_batchs_drift_and_a_drift_error_never_fails_it(
+    env: dict, prefect_api: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.clean import clean
+    from flows.ingest import ingest
+
+    monkeypatch.setenv("RETRAIN_DRIFT_THRESHOLD", "0.2")
+    ingest(source=str(write_csv(tmp_path, "night1.csv", iris_rows(1))))
+    (first,) = clean()
+    ingest(source=str(write_csv(tmp_path, "night2.csv", iris_rows(2, petal_shift=2.5))))
+    (second,) = clean(drift_origin="nightly")  # as the nightly run cleans
+    shares = drift_shares()
+    assert shares[first.batch_id] is None  # nothing earlier to compare it with
+    assert shares[second.batch_id] == 0.25
+    events = []
+    for _ in range(50):  # the server stores events a moment after they are sent
+        events = drift_events(env["RETRAIN_DATASET"])
+        if events:
+            break
+        time.sleep(0.2)
+    assert [e.resource["retrain.origin"] for e in events] == ["nightly"]  # not drift-check
+
+    blocker = tmp_path / "a-file"  # a tracking store that cannot open: drift fails for real
+    blocker.write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{blocker}/mlflow.db")
+    ingest(source=str(write_csv(tmp_path, "night3.csv", iris_rows(3, petal_shift=2.5))))
+    (third,) = clean()
+    assert third.cleaned == 150 and not third.quarantined
+    assert drift_shares()[third.batch_id] is None

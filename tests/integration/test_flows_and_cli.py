@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from retrain import server
 from tests.integration.helpers import GOOD_ROWS, HEADER, write_csv
 from tests.support.services import free_port, stop_model_server
 
@@ -117,6 +118,7 @@ def cli_env(prefect_api: str, tmp_path: Path) -> Iterator[dict]:
         "RETRAIN_HOME": str(tmp_path / "home"),
         "RETRAIN_DB_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
         "RETRAIN_TRIALS": "3",  # the commands' behaviour, not the search, is under test
+        "RETRAIN_SUPERVISE": "false",  # a test that wants the serving supervisor says so
     }
     stop_model_server(tmp_path / "home")
 
@@ -143,15 +145,21 @@ def assert_predict_prints_rows_and_logs_one_run(cli_env: dict) -> None:
 
 def test_run_twice_loads_once(cli_env: dict) -> None:
     since = datetime.now(UTC)
-    first = run_cli(["run"], cli_env)
+    first = run_cli(["run"], {**cli_env, "RETRAIN_SUPERVISE": "true"})
     assert first.returncode == 0, first.stderr[-3000:]
     assert_nightly_run_recorded(since, f"sqlite:///{cli_env['RETRAIN_HOME']}/mlflow.db", "iris")
     assert "loaded 150 rows as batch" in first.stdout and "150 cleaned, 0 rejected" in first.stdout
     assert "registered version 1 as challenger" in first.stdout
     url = f"http://127.0.0.1:{cli_env['RETRAIN_SERVE_PORT']}"
     assert "champion: version 1, holdout AUROC" in first.stdout and url in first.stdout
+    watcher = None  # `run` left a supervisor, which names itself in serving.json at once
+    for _ in range(120):
+        if watcher := server.live_supervisor(Path(cli_env["RETRAIN_HOME"])):
+            break
+        time.sleep(0.5)
     status = run_cli(["serve", "status"], cli_env)
     assert "version 1 (is the champion), healthy" in status.stdout, status.stderr[-2000:]
+    assert watcher and f"supervised by pid {watcher['pid']}" in status.stdout
     assert_predict_prints_rows_and_logs_one_run(cli_env)
     second = run_cli(["run"], cli_env)
     assert second.returncode == 0

@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -162,6 +163,67 @@ def test_served_version_answers_raw_rows_and_probabilities(fish: ServedFish) -> 
     assert np.allclose(served_proba.sum(axis=1), 1.0)
     # the same numbers as in-process: a null boolean reached the Pipeline as NaN, not False
     assert np.allclose(served_proba, model.predict_proba(raw_rows()))
+
+
+def typed_csv(folder: Path) -> Path:
+    """A file as users have them: whole numbers in a numeric column and in a categorical one
+    (codes), a nullable integer column with a gap, booleans, an id column beside."""
+    path = folder / "rows.csv"
+    path.write_text(
+        "id,size,count,member,colour\n1,3,4,true,1\n2,1,,false,2\n3,2,7,,3\n4,0,1,true,\n"
+    )
+    return path
+
+
+def post_status(url: str, body: dict) -> tuple[int, str]:
+    """The HTTP status and body of a POST to /invocations, errors included."""
+    request = urllib.request.Request(
+        f"{url}/invocations", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_the_champion_scores_a_users_own_file_in_python_and_over_rest(
+    fish: ServedFish, tmp_path: Path
+) -> None:
+    import mlflow.pyfunc
+
+    source = pd.read_csv(typed_csv(tmp_path))  # int64, float with NaN, object booleans
+    frames = {
+        "as read": source,
+        "nullable Int64": source.astype({"count": "Int64", "size": "int64"}),
+        "codes as Int64": source.assign(colour=source["colour"].astype("Int64")),
+    }
+    mlflow.set_tracking_uri(fish.tracking_uri)
+    loaded = mlflow.pyfunc.load_model(tracking.model_uri(MODEL, fish.version))
+    expected = server.invoke(fish.served.url, source)
+    for what, frame in frames.items():
+        assert loaded.predict(frame).tolist() == expected, what
+    split = json.loads(source.to_json(orient="split"))
+    assert post_status(fish.served.url, {"dataframe_split": split})[0] == 200
+
+
+def test_a_missing_column_or_a_value_of_the_wrong_kind_is_a_400_that_names_it(
+    fish: ServedFish,
+) -> None:
+    rows = raw_rows()
+    lacking = json.loads(rows.drop(columns=["count", "colour"]).to_json(orient="split"))
+    status, body = post_status(fish.served.url, {"dataframe_split": lacking})
+    assert status == 400 and "count" in body and "colour" in body and "missing" in body
+    typo = json.loads(rows.assign(size=["1.5", "abc", "2"]).to_json(orient="split"))
+    status, body = post_status(fish.served.url, {"dataframe_split": typo})
+    assert status == 400 and "'size'" in body and "'abc'" in body
+    not_whole = json.loads(rows.assign(count=[1, 2.5, 3]).to_json(orient="split"))
+    status, body = post_status(fish.served.url, {"dataframe_split": not_whole})
+    assert status == 400 and "'count'" in body and "2.5" in body
+    nulls = json.loads(rows.assign(colour=None, count=None, id=[7, 8, 9]).to_json(orient="split"))
+    status, body = post_status(fish.served.url, {"dataframe_split": nulls})
+    assert status == 200 and len(json.loads(body)["predictions"]) == 3
 
 
 def test_every_answered_row_is_logged_and_counted(fish: ServedFish, tmp_path: Path) -> None:

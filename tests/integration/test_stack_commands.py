@@ -141,6 +141,7 @@ def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_cham
     base = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     mlflow_port, health_port, home = free_port(), free_port(), tmp_path / "home"
     env = {**base, **worker_environment(db, prefect_api, mlflow_port, home)}
+    env["RETRAIN_SUPERVISE"] = "true"  # the worker's supervisor beside it
     with mlflow_server(db, mlflow_port, tmp_path, base):
         run = subprocess.run(
             ["retrain", "run", "--trials", "3", "--no-serve"], env=env, cwd=stack.ROOT,

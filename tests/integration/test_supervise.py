@@ -131,3 +131,62 @@ def test_the_supervisor_leaves_a_swap_in_progress_alone(fish_settings: Settings)
     with server.serving_lock(fish_settings.home):
         assert supervisor.check() is None
     assert proxy.recorded(fish_settings.home) is None
+
+
+def wait_for(check, timeout: float, what: str):
+    """Poll `check()` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {timeout} s")
+
+
+def answers(url: str) -> bool:
+    try:
+        return len(server.invoke(url, raw_rows(), timeout=5)) == 3
+    except OSError:
+        return False
+
+
+def test_serve_start_leaves_one_supervisor_that_heals_a_kill_and_stops_with_serve_stop(
+    fish_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain-machine path: `retrain serve start` (as run, deploy and rollback do) leaves
+    a detached supervisor recorded in serving.json; a second one exits at once; a SIGKILLed
+    model server answers again within 60 s with no one running rounds by hand."""
+    monkeypatch.setenv("RETRAIN_SUPERVISE", "true")
+    home, retrain = fish_settings.home, str(Path(sys.executable).parent / "retrain")
+    try:
+        started = subprocess.run(
+            [retrain, "serve", "start", "--version", "1"], capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr[-2000:]
+        watcher = wait_for(lambda: server.live_supervisor(home), 60, "no supervisor recorded")
+        assert f"supervisor pid {watcher['pid']}" in started.stdout
+        second = subprocess.run(
+            [retrain, "serve", "supervise", "--if-none"], capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 0 and "already watches" in second.stderr
+        assert deploy.keep_supervised(load_settings()) == watcher["pid"]
+
+        served = server.read_state(home)
+        kill_model_server(served)
+        killed_at = time.monotonic()
+        wait_for(lambda: answers(fish_settings.serve_url), 60, "the champion did not answer")
+        assert time.monotonic() - killed_at < 60
+        assert server.read_state(home).pid != served.pid
+        assert server.live_supervisor(home) == watcher  # the same one, still recorded
+
+        stopped = subprocess.run(
+            [retrain, "serve", "stop"], capture_output=True, text=True, timeout=120
+        )
+        assert f"stopped the serving supervisor (pid {watcher['pid']})" in stopped.stdout
+        assert server.process_start(watcher["pid"]) != watcher["proc_start"]
+        assert not answers(fish_settings.serve_url)
+    finally:
+        stop_model_server(home)

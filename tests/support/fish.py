@@ -17,6 +17,7 @@ from retrain.pyfunc import prepare_features
 
 KINDS = {"size": "numeric", "count": "integer", "member": "boolean", "colour": "categorical"}
 NULLABLE = {"count", "member", "colour"}
+PASSENGERS = ("id",)  # an id column a client may send along
 LABELS = ["bream", "perch", "pike"]
 MODEL = "fish_model"
 
@@ -73,5 +74,5 @@ def log_and_register(folder: Path) -> tuple[str, str]:
     client = tracking.make_client(tracking_uri)
     experiment = tracking.ensure_experiment(client, "fish", artifact_root)
     run = tracking.start_parent_run(client, experiment, "tune", {"retrain.stage": "tune"})
-    logged = tracking.log_model(tracking_uri, run, fitted_pipeline(), raw_rows(), KINDS, NULLABLE)
+    logged = tracking.log_model(tracking_uri, run, fitted_pipeline(), raw_rows(), KINDS, PASSENGERS)
     return tracking_uri, tracking.register_challenger(client, MODEL, logged, {})

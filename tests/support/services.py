@@ -240,10 +240,11 @@ def prometheus_server(
 
 
 def stop_model_server(home: Path) -> None:
-    """Stop the model server and its proxy recorded under `home`, if a test left them
-    running (by pid)."""
+    """Stop the supervisor, the model server and its proxy recorded under `home`, if a test
+    left them running (by pid; the supervisor first, so it restarts nothing)."""
     from retrain import proxy, server
 
+    server.stop_supervisor(home)
     front, left = proxy.recorded(home), server.read_state(home)
     if front:
         proxy.stop(front)

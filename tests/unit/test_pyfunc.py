@@ -10,6 +10,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
+from retrain.features import FeatureError
 from retrain.pyfunc import ClassifierModel, build_signature, prepare_features
 
 KINDS = {"size": "numeric", "count": "integer", "member": "boolean", "colour": "categorical"}
@@ -62,11 +63,56 @@ def test_prepare_features_takes_typed_cleaned_rows_and_absent_optional_columns()
     assert absent["colour"].isna().all() and absent["member"].isna().all()
 
 
-def test_prepare_features_refuses_values_that_are_not_their_kind() -> None:
-    with pytest.raises(ValueError, match="member"):
-        prepare_features(pd.DataFrame({"member": ["maybe"]}), {"member": "boolean"})
-    with pytest.raises(ValueError, match="size"):
-        prepare_features(pd.DataFrame({"size": ["big"]}), {"size": "numeric"})
+def test_prepare_features_refuses_values_that_are_not_their_kind_naming_column_and_value() -> None:
+    with pytest.raises(FeatureError, match="'member': value 'maybe' \\(row 1\\)"):
+        prepare_features(pd.DataFrame({"member": [True, "maybe"]}), {"member": "boolean"})
+    with pytest.raises(FeatureError, match="'size': value 'big'"):
+        prepare_features(pd.DataFrame({"size": ["1.5", "big"]}), {"size": "numeric"})
+    with pytest.raises(FeatureError, match=r"'count': value 2.5 .* not a whole number"):
+        prepare_features(pd.DataFrame({"count": [1.0, 2.5]}), {"count": "integer"})
+    with pytest.raises(FeatureError, match="'member': value 2 "):
+        prepare_features(pd.DataFrame({"member": [1, 2]}), {"member": "boolean"})
+
+
+def test_prepare_features_takes_each_way_pandas_reads_a_column() -> None:
+    """int64, nullable Int64, float with NaN and booleans: one prepared value per kind."""
+    frames = [
+        pd.DataFrame({"size": [3, 1], "count": [4, 0], "member": [1, 0], "colour": [1, 2]}),
+        pd.DataFrame(
+            {
+                "size": pd.array([3, 1], dtype="Int64"),
+                "count": pd.array([4, 0], dtype="Int64"),
+                "member": [True, False],
+                "colour": pd.array([1, 2], dtype="Int64"),
+            }
+        ),
+        pd.DataFrame(
+            {"size": [3.0, 1.0], "count": [4.0, 0.0], "member": [1.0, 0.0], "colour": [1.0, 2.0]}
+        ),
+    ]
+    for frame in frames:
+        prepared = prepare_features(frame, KINDS)
+        assert prepared.to_dict("list") == {
+            "size": [3.0, 1.0], "count": [4.0, 0.0], "member": [1.0, 0.0], "colour": ["1", "2"],
+        }  # fmt: skip
+    gaps = pd.DataFrame(
+        {"size": [np.nan, 1.0], "count": pd.array([None, 0], dtype="Int64"),
+         "member": [None, True], "colour": [np.nan, 2.0]}
+    )  # fmt: skip
+    prepared = prepare_features(gaps, KINDS)
+    assert prepared.iloc[0].isna().all() and prepared.iloc[1].tolist() == [1.0, 0.0, 1.0, "2"]
+
+
+def test_the_wrapper_refuses_rows_that_lack_a_feature_column_and_names_them() -> None:
+    from mlflow.exceptions import MlflowException
+
+    model = fitted_model(["no", "yes"])
+    with pytest.raises(MlflowException, match=r"\['count', 'colour'\]") as caught:
+        model.predict(None, raw_rows().drop(columns=["count", "colour"]))
+    assert caught.value.get_http_status_code() == 400
+    with pytest.raises(MlflowException, match="'size'") as caught:
+        model.predict(None, raw_rows().assign(size="big"))
+    assert caught.value.get_http_status_code() == 400
 
 
 def fitted_model(labels: list) -> ClassifierModel:
@@ -124,12 +170,12 @@ def test_unseen_category_and_extra_columns_still_get_a_prediction() -> None:
     assert model.predict_labels(shuffled).tolist() == model.predict_labels(raw_rows()).tolist()
 
 
-def test_signature_marks_nullable_features_optional_and_types_the_labels() -> None:
-    signature = build_signature(KINDS, {"colour", "member"}, np.array([0, 1]))
-    inputs = {spec.name: (spec.type.name, spec.required) for spec in signature.inputs.inputs}
+def test_signature_requires_every_feature_lets_ids_ride_along_and_types_the_labels() -> None:
+    signature = build_signature(KINDS, ("id", "seen_at"), np.array([0, 1]))
+    inputs = {spec.name: (repr(spec.type), spec.required) for spec in signature.inputs.inputs}
     assert inputs == {
-        "size": ("double", True), "count": ("double", True),
-        "member": ("double", False), "colour": ("string", False),
+        "size": ("Any", True), "count": ("Any", True), "member": ("Any", True),
+        "colour": ("Any", True), "id": ("Any", False), "seen_at": ("Any", False),
     }  # fmt: skip
     assert signature.outputs.inputs[0].type.name == "long"
     assert signature.params.params[0].name == "probabilities"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,12 +15,17 @@ from retrain.errors import BadInput
 from retrain.schema import (
     DatasetSchema,
     InferRequest,
+    Rejects,
     dataset_name,
     infer_from_csv,
+    infer_schema_from_csv,
     load_dataset_schema,
 )
 from retrain.settings import BUNDLED_SCHEMAS, load_settings
-from retrain.validation import split_clean_rejected
+from retrain.source import iter_records, open_source
+from retrain.validation import Split, split_clean_rejected
+
+RETRAIN = str(Path(sys.executable).parent / "retrain")
 
 CSV = """customer id,signed_up,age,income,student,plan,churned
 c1,2026-01-03,34,52000.5,True,basic,no
@@ -180,3 +187,125 @@ def test_a_stray_text_label_makes_the_labels_text(tmp_path: Path) -> None:
         "nullable": False,
         "isin": ["0", "1", "x"],
     }
+
+
+def numbers_csv(tmp_path: Path, values: list[str]) -> Path:
+    """A CSV of one `reading` column of `values` beside a 0/1 target, and a note whose second
+    row holds a quoted newline (so a row's line differs from its row number)."""
+    notes = ["x", '"two\nlines"']
+    rows = [f"{v},{i % 2},{notes[i == 1]}" for i, v in enumerate(values)]
+    path = tmp_path / "readings.csv"
+    path.write_text("\n".join(["reading,state,note", *rows]) + "\n")
+    return path
+
+
+def cleaned_by_ingest(path: Path, schema: DatasetSchema) -> Split:
+    """The file's rows as ingest reads them (their line numbers), split by the clean rules."""
+    src = open_source(path, "utf-8", schema.columns)
+    names = [*schema.columns, "line_no", "row_hash", "n_fields", "extra_fields"]
+    raw = pd.DataFrame.from_records(list(iter_records(src, schema.columns)), columns=names)
+    raw["batch_id"] = src.batch_id
+    return split_clean_rejected(raw, schema, None)
+
+
+def test_one_typo_among_400_integers_is_reported_and_rejected(tmp_path: Path) -> None:
+    values = [str(i) for i in range(400)]
+    values.insert(5, "abc")
+    path = numbers_csv(tmp_path, values)
+    inferred = infer_schema_from_csv(path, InferRequest(target="state"))
+    out = tmp_path / "readings.yaml"
+    out.write_text(inferred.text)
+    schema = load_dataset_schema(out)
+    assert schema.kind("reading") == "integer" and schema.kind("note") == "categorical"
+    # the header is line 1 and row 2 spans lines 3-4, so the sixth row starts on line 8
+    assert inferred.rejects == (Rejects("reading", "integer", 1, ((8, "abc"),)),)
+    assert inferred.rejects[0].describe() == (
+        "column 'reading': integer; 1 value will be rejected at clean time: line 8 'abc'"
+    )
+    split = cleaned_by_ingest(path, schema)
+    assert len(split.cleaned) == 400
+    assert split.rejected[["line_no", "reason"]].values.tolist() == [
+        [8, "reading: not an integer (or beyond 64 bits) (got 'abc')"]
+    ]
+
+
+def test_typos_in_decimals_are_counted_and_the_first_five_shown(tmp_path: Path) -> None:
+    values = [f"{i / 4}" for i in range(700)]
+    for at in (10, 20, 30, 40, 50, 60):
+        values[at] = f"n{at}"
+    inferred = infer_schema_from_csv(numbers_csv(tmp_path, values), InferRequest(target="state"))
+    assert yaml.safe_load(inferred.text)["columns"]["reading"]["dtype"] == "float64"
+    (rejects,) = inferred.rejects
+    assert (rejects.kind, rejects.count) == ("numeric", 6)
+    assert rejects.first == ((13, "n10"), (23, "n20"), (33, "n30"), (43, "n40"), (53, "n50"))
+    assert rejects.describe().endswith(
+        "6 values will be rejected at clean time: line 13 'n10', line 23 'n20', line 33 'n30', "
+        "line 43 'n40', line 53 'n50', ..."
+    )
+
+
+def test_more_than_one_percent_of_text_keeps_a_column_categorical(tmp_path: Path) -> None:
+    just = infer_schema_from_csv(
+        numbers_csv(tmp_path, [*map(str, range(99)), "abc"]), InferRequest(target="state")
+    )
+    assert yaml.safe_load(just.text)["columns"]["reading"]["dtype"] == "int64"
+    assert [(r.column, r.count) for r in just.rejects] == [("reading", 1)]
+    values = [*map(str, range(98)), "abc", "def"]
+    inferred = infer_schema_from_csv(numbers_csv(tmp_path, values), InferRequest(target="state"))
+    assert yaml.safe_load(inferred.text)["columns"]["reading"]["dtype"] == "str"
+    assert inferred.rejects == ()
+
+
+def test_a_typo_in_a_boolean_or_0_1_column_is_reported(tmp_path: Path) -> None:
+    flags = ["True", "False"] * 100
+    flags[7] = "Ture"
+    codes = ["1", "0"] * 100
+    codes[3] = "o"
+    rows = [f"{f},{c},{i % 2}" for i, (f, c) in enumerate(zip(flags, codes, strict=True))]
+    path = tmp_path / "flags.csv"
+    path.write_text("\n".join(["active,code,state", *rows]) + "\n")
+    inferred = infer_schema_from_csv(path, InferRequest(target="state"))
+    columns = yaml.safe_load(inferred.text)["columns"]
+    assert (columns["active"]["dtype"], columns["code"]["dtype"]) == ("bool", "int64")
+    assert inferred.rejects == (
+        Rejects("active", "boolean", 1, ((9, "Ture"),)),
+        Rejects("code", "integer", 1, ((5, "o"),)),
+    )
+
+
+def test_gaps_and_roles_keep_what_pandas_infers(tmp_path: Path) -> None:
+    """A typo is treated as if fixed: integers with a gap are numeric, True/False with a gap
+    stays text (as without the typo), and an id column is never retyped."""
+    ints, flags = [str(i) for i in range(200)], ["True", "False"] * 100
+    ints[4], ints[9], flags[4], flags[9] = "", "x", "", "Flase"
+    rows = [f"{i},{n},{f},{i % 2}" for i, (n, f) in enumerate(zip(ints, flags, strict=True))]
+    rows[12] = "id-12,12,True,0"
+    path = tmp_path / "gaps.csv"
+    path.write_text("\n".join(["key,count,active,state", *rows]) + "\n")
+    inferred = infer_schema_from_csv(path, InferRequest(target="state", ids=("key",)))
+    columns = yaml.safe_load(inferred.text)["columns"]
+    assert [columns[c]["dtype"] for c in ("key", "count", "active")] == ["str", "float64", "str"]
+    assert inferred.rejects == (Rejects("count", "numeric", 1, ((11, "x"),)),)
+
+
+def test_clean_columns_give_no_report(customers: Path) -> None:
+    request = InferRequest(target="churned", ids=("customer id",), timestamps=("signed_up",))
+    inferred = infer_schema_from_csv(customers, request)
+    assert inferred.rejects == () and inferred.text == infer_from_csv(customers, request)
+
+
+def test_the_cli_prints_the_report_on_stderr_and_the_schema_on_stdout(tmp_path: Path) -> None:
+    values = [str(i) for i in range(400)]
+    values.insert(5, "abc")
+    path = numbers_csv(tmp_path, values)
+    done = subprocess.run(
+        [RETRAIN, "schema", "infer", "--source", str(path), "--target", "state"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["columns"]["reading"]["dtype"] == "int64"
+    assert (
+        "column 'reading': integer; 1 value will be rejected at clean time: line 8 'abc'\n"
+        in done.stderr
+    )
+    assert "rejected" not in done.stdout

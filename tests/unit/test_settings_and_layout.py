@@ -65,7 +65,9 @@ def test_the_settings_file_is_read_and_the_environment_wins(
 
 def test_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RETRAIN_DATASET", "iris; drop table")
-    with pytest.raises(BadInput, match="bad setting dataset"):
+    with pytest.raises(
+        BadInput, match=r"bad setting dataset \(RETRAIN_DATASET.*'iris; drop table'"
+    ):
         load_settings()
 
 
