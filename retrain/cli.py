@@ -388,6 +388,13 @@ def _serving_context():
 @serve_app.command("start")
 def serve_start(
     version: Annotated[str | None, typer.Option("--version", help="default: @champion")] = None,
+    supervise: Annotated[
+        bool,
+        typer.Option(
+            "--supervise/--no-supervise",
+            help="leave a supervisor running beside it (the systemd unit runs its own)",
+        ),
+    ] = True,
 ) -> None:
     """Serve @champion (or --version) on RETRAIN_SERVE_HOST:PORT, e.g. after a reboot."""
     from retrain import deploy, tracking
@@ -396,7 +403,9 @@ def serve_start(
     version = version or tracking.alias_version(client, settings.model_name, "champion")
     if version is None:
         fail("there is no champion to serve yet; run `retrain run` first", 1)
-    served = run_stage(lambda: deploy.serve_start(settings, version, settings.health_timeout))
+    served = run_stage(
+        lambda: deploy.serve_start(settings, version, settings.health_timeout, supervise)
+    )
     watched = f"; supervisor pid {served.supervisor['pid']}" if served.supervisor else ""
     typer.echo(
         f"serving version {served.version} at {served.public_url} (pid {served.pid}){watched}"
@@ -426,7 +435,7 @@ def serve_status() -> None:
     watcher = server.live_supervisor(settings.home)
     typer.echo(
         f"supervised by pid {watcher['pid']}" if watcher
-        else "no supervisor runs: `retrain serve start` or `retrain deploy` starts one"
+        else "no supervisor runs (RETRAIN_SUPERVISE=false, or stopped): `retrain deploy` starts one"
     )  # fmt: skip
 
 

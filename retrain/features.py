@@ -18,8 +18,8 @@ FALSE_TEXT = frozenset(["false", "f", "no", "n", "0", "0.0"])
 def prepare_features(frame: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
     """The feature columns of raw rows in `kinds`' order, categoricals as object strings and
     the other kinds as float64 (booleans 0/1), every missing value NaN. A feature absent from
-    `frame` is all missing (the signature lets optional columns be left out); other columns
-    are dropped."""
+    `frame` is all missing here (the served wrapper refuses such rows first, with
+    `require_features`); other columns are dropped."""
     columns = {}
     for name, kind in kinds.items():
         if name in frame.columns:

@@ -360,6 +360,14 @@ def own_identity() -> dict:
     return {"pid": os.getpid(), "proc_start": process_start(os.getpid())}
 
 
+def record_supervisor(home: Path, identity: dict) -> None:
+    """Name `identity` as the supervisor in the main record, if there is one."""
+    with serving_lock(home):
+        record = read_record(home)
+        if record and record.supervisor != identity:
+            write_state(home, replace(record, supervisor=identity))
+
+
 def live_supervisor(home: Path) -> dict | None:
     """The supervisor the main record names, if that very process still runs."""
     record = read_record(home)
@@ -383,7 +391,22 @@ def start_supervisor(home: Path) -> int | None:
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-    return proc.pid
+    return recorded_supervisor(home, proc)
+
+
+def recorded_supervisor(home: Path, proc: subprocess.Popen, timeout: float = 20) -> int | None:
+    """The pid of the supervisor that runs once `proc` has recorded itself or exited (a
+    second one finds the lock taken), so the pid a deploy prints is one that lives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = live_supervisor(home)
+        if running:
+            return running["pid"]
+        if proc.poll() is not None:  # exited (and reaped): another one holds the lock
+            time.sleep(0.2)
+            continue
+        time.sleep(0.1)
+    return proc.pid if proc.poll() is None else None
 
 
 def stop_supervisor(home: Path, timeout: float = 15) -> dict | None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from retrain import deploy, proxy, server
+from retrain import proxy, server
 from retrain.alerts import Alert, send_alert
 from retrain.server import Served, ServeFailed
 from retrain.settings import Settings
@@ -128,6 +128,8 @@ class Supervisor:
 
 def restart_recorded(settings: Settings, record: Served) -> Served:
     """The recorded version, served the way it was (behind the proxy, or on its port)."""
+    from retrain import deploy  # MLflow: imported on a restart, not at the supervisor's start
+
     timeout = settings.health_timeout
     if record.proxy:
         return deploy.start_behind_proxy(settings, record.model_uri, record.version, timeout)
@@ -149,7 +151,9 @@ def supervise_forever(
     while keep_going():
         with server.supervisor_lock(settings.home, blocking=False) as held:
             if held:
-                watch(Supervisor(settings, identity=server.own_identity()), interval, keep_going)
+                identity = server.own_identity()
+                server.record_supervisor(settings.home, identity)  # `serve stop` finds it now
+                watch(Supervisor(settings, identity=identity), interval, keep_going)
                 return True
         if not wait or not waiting:
             log.info(f"supervisor: another one already watches {settings.home}")

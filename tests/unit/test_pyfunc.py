@@ -191,3 +191,34 @@ def test_the_probability_answer_has_the_columns_the_signature_declares() -> None
     table = model.predict(None, raw_rows(), {"probabilities": True})
     signature = build_signature(KINDS, set(), model.classes)
     assert list(table.columns) == signature.outputs.input_names()
+
+
+def test_a_version_logged_with_the_earlier_typed_signature_still_loads_and_answers(
+    tmp_path,
+) -> None:
+    """Upgrades are safe: a model saved as earlier releases saved it (typed `double` /
+    `string` columns, nullable ones optional) loads with this wrapper and answers as before."""
+    import joblib
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from retrain.pyfunc import PIPELINE_ARTIFACT, SPEC_TYPES
+
+    model = fitted_model(["no", "yes"])
+    typed = Schema(
+        [ColSpec(SPEC_TYPES[kind], name, required=name in ("size", "count"))
+         for name, kind in KINDS.items()]
+    )  # fmt: skip
+    joblib.dump(model.pipeline, tmp_path / "pipeline.joblib")
+    mlflow.pyfunc.save_model(
+        tmp_path / "model", python_model=ClassifierModel(KINDS),
+        artifacts={PIPELINE_ARTIFACT: str(tmp_path / "pipeline.joblib")},
+        signature=ModelSignature(typed), pip_requirements=["scikit-learn"],
+    )  # fmt: skip
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    rows = pd.DataFrame(
+        {"size": [1.5, 0.2], "count": [3.0, np.nan], "member": [1.0, np.nan],
+         "colour": ["red", None]}
+    )  # fmt: skip
+    assert loaded.predict(rows).tolist() == model.predict_labels(rows).tolist()
