@@ -18,6 +18,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,7 @@ from prefect.client.schemas.actions import (
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
+from flows.hooks import NIGHTLY_DEPLOYMENT, name_scheduled_runs
 from flows.locking import PROMOTION_LIMIT
 from flows.retrain import nightly_parameters
 from retrain.settings import WORK_POOL as POOL
@@ -66,10 +68,26 @@ def deploy_all(timezone: str) -> None:
         "PREFECT_CLI_PROMPT": "false",
     }
     prefect = str(Path(sys.executable).parent / "prefect")
-    subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=PROJECT, env=env, check=True)
+    done = subprocess.run(
+        [prefect, "--no-prompt", "deploy", "--all"], cwd=PROJECT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    print(without_worker_hints(done.stdout), end="")
+    if done.returncode:
+        sys.exit(f"bootstrap: `prefect deploy --all` failed (exit {done.returncode}), see above")
 
 
-NIGHTLY_DEPLOYMENTS = ("retrain/retrain-nightly", "retrain/retrain-manual")
+def without_worker_hints(output: str) -> str:
+    """Prefect's output less its hint, once per deployment, to start a plain `prefect worker`
+    (retrain's worker is `retrain worker`: it also serves the champion)."""
+    hints = ("To execute flow runs from these deployments", "prefect worker start")
+    return "".join(
+        line for line in output.splitlines(keepends=True)
+        if not any(h in line for h in hints)
+    )  # fmt: skip
+
+
+NIGHTLY_DEPLOYMENTS = (NIGHTLY_DEPLOYMENT, "retrain/retrain-manual")
 
 
 async def write_parameter_defaults(parameters: dict) -> None:
@@ -79,9 +97,33 @@ async def write_parameter_defaults(parameters: dict) -> None:
     async with get_client() as client:
         for name in NIGHTLY_DEPLOYMENTS:
             deployment = await client.read_deployment_by_name(name)
-            await client.update_deployment(deployment.id, DeploymentUpdate(parameters=parameters))
+            update = DeploymentUpdate(
+                parameters=parameters,
+                parameter_openapi_schema=with_every_field_required(
+                    deployment.parameter_openapi_schema, parameters
+                ),
+            )
+            await client.update_deployment(deployment.id, update)
     shown = ", ".join(f"{k}={v!r}" for k, v in parameters.items())
     print(f"parameters of {', '.join(NIGHTLY_DEPLOYMENTS)} from the settings: {shown}")
+
+
+def with_every_field_required(schema: dict, parameters: dict) -> dict:
+    """The run form's schema with every stored parameter listed as required: each has a
+    default the deployment keeps, so the form shows the value without "(Optional)"."""
+    required = [name for name in schema.get("properties", {}) if name in parameters]
+    return {**schema, "required": required}
+
+
+def name_upcoming_runs(dataset: str, wait: float = 30) -> int:
+    """Name the nightly deployment's scheduled runs for their start (the scheduler makes
+    them a few seconds after a deploy with a random name); returns how many."""
+    deadline = time.monotonic() + wait
+    named = name_scheduled_runs(NIGHTLY_DEPLOYMENT, dataset)
+    while not named and time.monotonic() < deadline:
+        time.sleep(2)
+        named = name_scheduled_runs(NIGHTLY_DEPLOYMENT, dataset)
+    return named
 
 
 def apply_automations(alert_url: str) -> None:
@@ -131,12 +173,15 @@ def main() -> None:
     asyncio.run(ensure_pool_and_limit())
     deploy_all(settings.timezone)
     asyncio.run(write_parameter_defaults(nightly_parameters(settings)))
+    named = name_upcoming_runs(settings.dataset)
+    print(f"{named} scheduled nightly run(s) named for their start")
     if settings.alert_url:
         apply_automations(settings.alert_url)
     else:
         print("RETRAIN_ALERT_URL is not set: no notification block or automation applied")
     if settings.drift_retrain:
         apply_drift_retrain()
+    print("next: start the worker with `./dev retrain worker` (runs the flows, serves the model)")
 
 
 if __name__ == "__main__":

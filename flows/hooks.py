@@ -7,20 +7,28 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from prefect import get_run_logger
+from prefect import get_client, get_run_logger
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
 )
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+)
+from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import deployment
 from prefect.runtime import flow_run as current_run
 from prefect.settings import PREFECT_UI_URL
 
-from retrain import server
-from retrain.alerts import Alert, run_link, send_alert
+from retrain import links, server
+from retrain.alerts import Alert, send_alert
 from retrain.errors import RetrainError
+from retrain.links import flow_run_url
 from retrain.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # every stage imports the hooks: MLflow and the models load where used
@@ -29,21 +37,59 @@ if TYPE_CHECKING:  # every stage imports the hooks: MLflow and the models load w
     from retrain.tune import TuneReport
 
 STAGE_ATTRIBUTE = "retrain_stage"
+NIGHTLY_DEPLOYMENT = "retrain/retrain-nightly"
 
 
 def run_name(stage: str) -> Callable[[], str]:
-    """A flow run name that says what and when (`retrain-iris-2026-12-01-0200`), for the
-    Prefect UI's run lists; a deployment's runs lead with its name (`retrain-nightly-...`)."""
+    """A flow run name that says what and when, for the Prefect UI's run lists: a
+    deployment's own run leads with the deployment (`retrain-nightly-iris-2026-12-01-0200`,
+    timed by its scheduled start, so the name `name_scheduled_runs` gave it at creation is
+    the one it keeps), any other run with its stage (`tune-iris-2026-12-01-0201`, also a
+    subflow of a deployment's run)."""
 
     def name() -> str:
         try:
             dataset = load_settings().dataset
         except RetrainError:  # the flow itself reports bad settings
             dataset = "unknown"
-        lead = deployment.name or stage
-        return f"{lead}-{dataset}-{datetime.now(UTC):%Y-%m-%d-%H%M}"
+        context = FlowRunContext.get()
+        if context is not None and context.flow_run.deployment_id is not None:
+            return compose_run_name(deployment.name, dataset, current_run.scheduled_start_time)
+        return compose_run_name(stage, dataset, datetime.now(UTC))
 
     return name
+
+
+def compose_run_name(lead: str, dataset: str, when: datetime) -> str:
+    """`<lead>-<dataset>-<UTC date>-<HHMM>`."""
+    return f"{lead}-{dataset}-{when.astimezone(UTC):%Y-%m-%d-%H%M}"
+
+
+def name_scheduled_runs(deployment_name: str, dataset: str) -> int:
+    """Give the deployment's scheduled runs the name they will carry once they start (the
+    scheduler creates them with a random one); returns how many there are."""
+    with get_client(sync_client=True) as client:
+        found = client.read_deployment_by_name(deployment_name)
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type={"any_": ["SCHEDULED"]})),
+        )
+        for run in runs:
+            wanted = compose_run_name(found.name, dataset, run.expected_start_time)
+            if run.name != wanted:
+                client.update_flow_run(run.id, name=wanted)
+    return len(runs)
+
+
+def keep_schedule_named(settings: Settings) -> None:
+    """After a deployment's run: name the nightly runs the scheduler has added since (a
+    failure is a warning; the night's outcome stands)."""
+    if deployment.id is None:
+        return
+    try:
+        name_scheduled_runs(NIGHTLY_DEPLOYMENT, settings.dataset)
+    except Exception as err:
+        get_run_logger().warning(f"scheduled nightly runs not renamed: {err}")
 
 
 def mark_stage(err: BaseException, stage: str) -> None:
@@ -76,7 +122,8 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     challenger, champion = _versions(settings)
     alert = Alert(
         "failure", stage, reason[:2000], flow_run.name, str(flow_run.id), challenger, champion,
-        run_link(PREFECT_UI_URL.value(), str(flow_run.id)),
+        flow_run_url(PREFECT_UI_URL.value(), str(flow_run.id)),
+        version_links(settings, challenger=challenger, champion=champion),
     )  # fmt: skip
     problem = send_alert(settings.alert_url, alert)
     logger.error(alert.text() + (f" [{problem}]" if problem else " [alert sent]"))
@@ -119,7 +166,8 @@ def announce_promotion(
         run_id = str(current_run.id) if current_run.id else None
         notice = Alert(
             "notice", "promote", report.describe(), current_run.name, run_id,
-            report.challenger, report.champion, run_link(PREFECT_UI_URL.value(), run_id),
+            report.challenger, report.champion, flow_run_url(PREFECT_UI_URL.value(), run_id),
+            version_links(settings, challenger=report.challenger, champion=report.champion),
         )  # fmt: skip
         problem = send_alert(settings.alert_url, notice)
         if problem:
@@ -149,10 +197,11 @@ def promotion_table(report: PromotionReport, rolled_back: str | None = None) -> 
         decision = f"**Decision: rolled back** (promoted, then the deploy failed). {rolled_back}"
     return "\n".join(
         [
-            "| model | version | holdout AUROC |",
+            "| model | version | holdout AUROC (`promotion_<model>_auroc`) |",
             "|---|---|---|",
             f"| challenger | {report.challenger} | {shown(report.challenger_auroc)} |",
-            f"| champion | {report.champion or 'none'} | {shown(report.champion_auroc)} |",
+            f"| champion | {report.champion or 'no champion yet'} | "
+            f"{shown(report.champion_auroc) if report.champion else ''} |",
             "",
             decision,
         ]
@@ -160,34 +209,62 @@ def promotion_table(report: PromotionReport, rolled_back: str | None = None) -> 
 
 
 def mlflow_run_place(settings: Settings, experiment_id: str, run_id: str, label: str) -> str:
-    """A run as a markdown link on a tracking server, or in words (`mlflow ui` shows it) for
-    an embedded store."""
-    uri = settings.tracking_uri.rstrip("/")
-    if uri.startswith(("http://", "https://")):
-        return f"[{label}]({uri}/#/experiments/{experiment_id}/runs/{run_id})"
+    """A run as a markdown link to the MLflow UI (RETRAIN_MLFLOW_UI_URL, or a tracking
+    server), or in words for an embedded store nobody serves."""
+    base = settings.mlflow_ui
+    if base:
+        return f"[{label} {run_id[:8]}]({links.run_url(base, experiment_id, run_id)})"
+    uri = settings.tracking_uri
     return f"{label} `{run_id}` in `{uri}` (`mlflow ui --backend-store-uri {uri}`)"
+
+
+def version_place(settings: Settings, version: str) -> str:
+    """A registered version as a markdown link to its MLflow page, or in words."""
+    base, name = settings.mlflow_ui, settings.model_name
+    if base:
+        return f"[{name} v{version}]({links.version_url(base, name, version)})"
+    return f"`{name}` version {version}"
+
+
+def version_links(settings: Settings, **versions: str | None) -> dict[str, str]:
+    """`<role>_url` of each version's MLflow page (for an alert's `extra`), when a UI is known."""
+    base = settings.mlflow_ui
+    if not base:
+        return {}
+    return {
+        f"{role}_url": links.version_url(base, settings.model_name, version)
+        for role, version in versions.items() if version
+    }  # fmt: skip
+
+
+def log_mlflow_links(settings: Settings, *versions: str | None, run: tuple = ()) -> None:
+    """One log line per version (and the parent run) with its MLflow page, each URL last on
+    its line with nothing touching it, when a UI is known."""
+    base, logger = settings.mlflow_ui, get_run_logger()
+    if not base:
+        return
+    if run:
+        logger.info(f"MLflow parent run {links.run_url(base, *run)}")
+    name = settings.model_name
+    for version in filter(None, versions):
+        logger.info(f"MLflow {name} version {version} {links.version_url(base, name, version)}")
 
 
 def mlflow_places(settings: Settings, report: TuneReport) -> tuple[str, str]:
     """(the study's parent run, the registered version) as links or in words."""
-    uri = settings.tracking_uri.rstrip("/")
-    name, version = settings.model_name, report.version
     run = mlflow_run_place(settings, report.experiment_id, report.parent_run_id, "parent run")
-    if uri.startswith(("http://", "https://")):
-        return run, f"[{name} v{version}]({uri}/#/models/{name}/versions/{version})"
-    return run, f"`{name}` version {version}"
+    return run, version_place(settings, report.version)
 
 
 def publish_tuning(settings: Settings, report: TuneReport) -> None:
-    """Links to the MLflow parent run and the model version (on a tracking server), or
-    where to find them in an embedded store."""
-    uri = settings.tracking_uri.rstrip("/")
-    name, version = settings.model_name, report.version
-    if uri.startswith(("http://", "https://")):
-        run_url = f"{uri}/#/experiments/{report.experiment_id}/runs/{report.parent_run_id}"
+    """Links to the MLflow parent run and the model version (RETRAIN_MLFLOW_UI_URL, or a
+    tracking server), or where to find them in an embedded store."""
+    base, name, version = settings.mlflow_ui, settings.model_name, report.version
+    if base:
+        run_url = links.run_url(base, report.experiment_id, report.parent_run_id)
         create_link_artifact(run_url, "MLflow parent run of the study", key="mlflow-run")
         create_link_artifact(
-            f"{uri}/#/models/{name}/versions/{version}", f"{name} v{version}", key="model-version"
+            links.version_url(base, name, version), f"{name} v{version}", key="model-version"
         )
         return
     run, model = mlflow_places(settings, report)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.hooks import FAILURE_HOOKS, announce_promotion, run_name
+from flows.hooks import FAILURE_HOOKS, announce_promotion, log_mlflow_links, run_name
 from flows.locking import promotion_section
 from retrain.promote import PromotionReport
 from retrain.settings import load_settings
@@ -37,6 +37,7 @@ def promote(
     with promotion_section(settings):
         report = compare_and_promote(settings, challenger)
     get_run_logger().info(report.describe())
+    log_mlflow_links(settings, report.challenger, report.champion)
     if announce:
         announce_promotion(settings, report)
     return report

@@ -15,6 +15,7 @@ from flows.deploy import deploy
 from flows.hooks import (
     FAILURE_HOOKS,
     announce_promotion,
+    keep_schedule_named,
     mark_stage,
     mlflow_places,
     publish_summary,
@@ -44,6 +45,12 @@ class Stage:
     seconds: float
     outcome: str
 
+    @property
+    def headline(self) -> str:
+        """The outcome cut to its first clause, short enough for a table cell."""
+        first = self.outcome.split("; ")[0]
+        return first if len(first) <= 60 else first[:57] + "..."
+
 
 @dataclass
 class RunSummary:
@@ -68,7 +75,8 @@ class RunSummary:
         """The nightly run's summary artifact: each stage with its outcome and duration, the
         decision, both AUROCs, where the MLflow run and version are, and the serving URL."""
         lines = ["| stage | seconds | outcome |", "|---|---|---|"]
-        lines += [f"| {s.name} | {s.seconds:.1f} | {s.outcome[:300]} |" for s in self.stages]
+        lines += [f"| {s.name} | {s.seconds:.1f} | {s.headline} |" for s in self.stages]
+        lines += ["", "Details:", ""] + [f"- {s.name}: {s.outcome[:1000]}" for s in self.stages]
         if self.tuned:
             run, version = mlflow_places(settings, self.tuned)
             lines += ["", f"Tuned: {run}; registered {version}."]
@@ -76,10 +84,15 @@ class RunSummary:
             p = self.promotion
             rolled = any(s.name == "deploy" and s.outcome.startswith("failed") for s in self.stages)
             decision = "rolled back" if rolled else p.decision.name
+            champion = (
+                f"champion v{p.champion} {shown(p.champion_auroc)}" if p.champion
+                else "no champion yet"
+            )  # fmt: skip
             lines += [
                 "", f"**Decision: {decision}**. {p.decision.reason}",
-                f"Challenger v{p.challenger} holdout AUROC {shown(p.challenger_auroc)}; champion "
-                f"{'v' + p.champion if p.champion else 'none'} {shown(p.champion_auroc)}.",
+                f"Holdout AUROC on today's holdout rows (`promotion_challenger_auroc`, "
+                f"`promotion_champion_auroc`): challenger v{p.challenger} "
+                f"{shown(p.challenger_auroc)}, {champion}.",
             ]  # fmt: skip
         served = self.deployed.url if self.deployed else settings.serve_url
         lines += ["", f"Serving: {served}" + ("" if self.deployed else " (not restarted)")]
@@ -198,6 +211,7 @@ def retrain(
         informational(summary, "predictions", lambda: report_yesterday(settings))
     finally:
         publish_summary(settings, summary.markdown(settings))
+        keep_schedule_named(settings)
         try:
             push_nightly_metrics(settings, summary.figures(settings.dataset, succeeded))
         except Exception as err:  # the night's own error, if any, must be the one raised

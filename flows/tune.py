@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.exceptions import TerminationSignal
 from prefect.futures import wait
 
-from flows.hooks import publish_tuning, run_name
+from flows.hooks import log_mlflow_links, publish_tuning, run_name
 from retrain.errors import StageFailed
 from retrain.modeling import resolve_families
 from retrain.settings import Settings, load_settings
@@ -119,5 +119,6 @@ def tune(
         raise
     report = register_best(settings, config, run, study, time.perf_counter() - started)
     logger.info(report.describe())
+    log_mlflow_links(settings, report.version, run=(report.experiment_id, report.parent_run_id))
     publish_tuning(settings, report)
     return report

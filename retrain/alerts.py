@@ -30,13 +30,6 @@ class Alert:
         return f"retrain {self.kind}: {self.stage}{who}: {self.reason}"
 
 
-def run_link(ui_url: str | None, flow_run_id: str | None) -> str | None:
-    """The Prefect UI page of a flow run, when PREFECT_UI_URL is known."""
-    if not ui_url or not flow_run_id:
-        return None
-    return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
-
-
 def send_alert(url: str | None, alert: Alert, timeout: float = 10) -> str | None:
     """POST the alert; returns None when delivered, else why not (never raises)."""
     if not url:

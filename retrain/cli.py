@@ -425,12 +425,13 @@ def serve_status() -> None:
     health = "healthy" if server.ping_url(served.public_url) else "not answering"
     is_champion = "is the champion" if served.version == champion else f"champion is {champion}"
     typer.echo(
-        f"pid {served.pid}, {served.public_url}, version {served.version} ({is_champion}), {health}"
+        f"pid {served.pid} at {served.public_url} version {served.version} ({is_champion}), "
+        f"{health}"
     )
     if served.proxy:
         typer.echo(
             f"behind haproxy pid {served.proxy['pid']} (slot {served.proxy['slot']}); the model "
-            f"server itself at {served.url}; metrics at {served.public_url}/metrics"
+            f"server itself at {served.url} and its metrics at {served.public_url}/metrics"
         )
     watcher = server.live_supervisor(settings.home)
     typer.echo(

@@ -22,7 +22,7 @@ from retrain import audit, proxy, server, store, tracking
 from retrain.audit import Attempt
 from retrain.errors import BadInput, StageFailed
 from retrain.instrument import ServingContext
-from retrain.promote import PromotionReport
+from retrain.promote import PromotionReport, note_decision
 from retrain.promotion import Decision
 from retrain.server import Served, ServeFailed
 from retrain.settings import Settings
@@ -56,7 +56,7 @@ class DeployReport:
     supervisor: int | None = None  # pid of the supervisor left watching it
 
     def describe(self) -> str:
-        watched = f"; supervisor pid {self.supervisor}" if self.supervisor else ""
+        watched = f", supervisor pid {self.supervisor}" if self.supervisor else ""
         return self.describe_swap() + watched
 
     def describe_swap(self) -> str:
@@ -68,8 +68,8 @@ class DeployReport:
             if self.proxied
             else "no proxy (install haproxy for swaps without downtime)"
         )
-        return (
-            f"serving version {self.version}{before} at {self.url}; main port down "
+        return (  # nothing touches the URL: a log viewer would take it into the link
+            f"serving version {self.version}{before} at {self.url} with the main port down "
             f"{self.downtime_seconds:.1f} s, {how}"
         )
 
@@ -427,6 +427,7 @@ def undo_deploy(
         tracking.restore_aliases(client, settings.model_name, promotion.aliases_before)
         audit.mark_attempt(engine, promotion.attempt_id, "rolled_back", reason)
         tracking.log_promotion(client, settings.model_name, version, "rolled_back")
+        note_decision(client, settings.model_name, version, "rolled_back")
     else:
         attempt = Attempt(
             settings.dataset, version, None, None, None, "deploy_failed", reason, flow_run_id

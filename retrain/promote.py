@@ -12,6 +12,7 @@ from retrain.audit import Attempt
 from retrain.dataset import HOLDOUT_SHARE, Dataset, align_proba, dataset_of
 from retrain.errors import StageFailed
 from retrain.modeling import auroc
+from retrain.notes import version_note
 from retrain.promotion import Bootstrap, Decision, PromotionRules, decide, paired_bootstrap
 from retrain.settings import Settings
 from retrain.store import DatasetTables
@@ -88,10 +89,27 @@ def promote_if_better(
         client, settings.model_name, challenger, decision.name, aurocs[challenger],
         aurocs.get(champion),
     )  # fmt: skip
+    note_decision(client, settings.model_name, challenger, decision.name, aurocs.get(champion))
     return _record(
         engine, settings, decision, before, challenger, aurocs[challenger],
         aurocs.get(champion), flow_run_id, boot,
     )  # fmt: skip
+
+
+def note_decision(
+    client: tracking.MlflowClient,
+    model_name: str,
+    version: str,
+    decision: str,
+    champion_auroc: float | None = None,
+) -> None:
+    """The version's MLflow description: its Prefect run, holdout AUROC and the decision."""
+    tags, test_auroc = tracking.version_facts(client, model_name, version)
+    versus = f", against the champion's {champion_auroc:.4f}" if champion_auroc is not None else ""
+    words = decision.replace("_", " ")
+    tracking.describe_version(
+        client, model_name, version, version_note(tags, test_auroc, words, versus)
+    )
 
 
 def apply_decision(

@@ -36,13 +36,30 @@ def roc_figure(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> Fi
             np.asarray(y_true) == label, proba[:, column], name=str(label), ax=ax
         )
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    ax.set_title("Holdout ROC curves (one class vs the rest)")
+    which = f"class {shown[0]}" if len(shown) == 1 else "each class"
+    ax.set_title(f"Holdout ROC: {which} vs the rest")
+    ax.set_xlabel("False positive rate")  # not scikit-learn's "(Positive label: 1)"
+    ax.set_ylabel("True positive rate")
     return figure
 
 
-def study_figures(study: optuna.Study) -> dict[str, Figure]:
-    """Optimisation history and parameter importances; importances need two finished trials
-    with varying parameters, so they are left out when the study is too small."""
+# Optuna names a family's parameters with its prefix (one study may mix families); the
+# logged params of the best trial carry none, so the importance plot says the family instead.
+PARAM_PREFIXES = {"logreg_": "logreg", "hgb_": "hgb", "lgbm_": "lightgbm"}
+
+
+def param_label(name: str) -> str:
+    """`lgbm_num_leaves` as `num_leaves (lightgbm)`, as the logged params name it."""
+    for prefix, family in PARAM_PREFIXES.items():
+        if name.startswith(prefix):
+            return f"{name.removeprefix(prefix)} ({family})"
+    return name
+
+
+def study_figures(study: optuna.Study, target: str = "mean CV AUROC") -> dict[str, Figure]:
+    """Optimisation history (its axis named for the metric the study maximised, `target`)
+    and parameter importances; importances need two finished trials with varying
+    parameters, so they are left out when the study is too small."""
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as optuna_plots
 
@@ -50,10 +67,12 @@ def study_figures(study: optuna.Study) -> dict[str, Figure]:
     figures = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        history = optuna_plots.plot_optimization_history(study)
+        history = optuna_plots.plot_optimization_history(study, target_name=target)
         figures["optuna_history.png"] = _detach(history.figure)
         try:
             importances = optuna_plots.plot_param_importances(study)
+            labels = [param_label(t.get_text()) for t in importances.get_yticklabels()]
+            importances.set_yticks(importances.get_yticks(), labels=labels)
             figures["optuna_param_importances.png"] = _detach(importances.figure)
         except (ValueError, RuntimeError, ZeroDivisionError):
             pass

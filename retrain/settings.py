@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(1234, ge=1, le=65535)
     alert_url: str | None = None
+    mlflow_ui_url: str | None = Field(
+        None,
+        description="the MLflow UI a person opens (`mlflow ui` on an embedded store): run ids "
+        "and versions in logs, artifacts and alerts become links; default: a tracking "
+        "server's own URL",
+    )
     proxy: str = Field(
         "auto",
         pattern="^(auto|haproxy|off)$",
@@ -213,6 +219,13 @@ class Settings(BaseSettings):
         """Refuse now a schema file that cannot be read or is no YAML mapping with columns
         (quick, without pandera: its own rules are checked where the schema loads)."""
         check_schema_file(self.schema_file)
+
+    @property
+    def mlflow_ui(self) -> str | None:
+        """The MLflow UI's base URL for links, None when nobody serves one."""
+        from retrain.links import mlflow_ui
+
+        return mlflow_ui(self.tracking_uri, self.mlflow_ui_url)
 
     @property
     def serve_url(self) -> str:

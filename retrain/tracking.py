@@ -136,7 +136,9 @@ def make_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-# MLflow 3's UI opens an experiment in its model-training view with this tag, not the GenAI one.
+# Earlier MLflow 3 UIs opened an experiment with this tag in the model-training view; 3.17
+# ignores it (a per-browser preference decides), so retrain's links carry the view instead
+# (retrain.links.ML_VIEW). Kept for the UIs that still read it.
 TRAINING_EXPERIMENT = {"mlflow.experimentKind": "custom_model_development"}
 
 
@@ -404,6 +406,22 @@ def log_promotion(
         metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if v is not None],
         tags=[RunTag("retrain.promotion_decision", decision)],
     )
+
+
+def describe_run(client: MlflowClient, run_id: str, markdown: str) -> None:
+    """The run's description in the MLflow UI (rendered as markdown)."""
+    client.set_tag(run_id, "mlflow.note.content", markdown)
+
+
+def version_facts(client: MlflowClient, model_name: str, version: str) -> tuple[dict, float | None]:
+    """A version's tags and the holdout AUROC its run logged (`test_auroc`)."""
+    found = client.get_model_version(model_name, version)
+    return dict(found.tags), client.get_run(found.run_id).data.metrics.get("test_auroc")
+
+
+def describe_version(client: MlflowClient, model_name: str, version: str, markdown: str) -> None:
+    """The version's description in the MLflow UI (rendered as markdown)."""
+    client.update_model_version(model_name, version, description=markdown)
 
 
 def model_uri(model_name: str, version: str) -> str:

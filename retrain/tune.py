@@ -40,6 +40,7 @@ from retrain.modeling import (
     score_proba,
     suggest_params,
 )
+from retrain.notes import tuning_note, version_note
 from retrain.settings import Settings
 from retrain.store import DatasetTables
 
@@ -487,9 +488,9 @@ class TuneReport:
 
     def describe(self) -> str:
         return (
-            f"tuned {self.trials} trials: best CV AUROC {self.best_cv:.4f} ({self.family}), "
-            f"holdout AUROC {self.test_auroc:.4f}; registered version {self.version} "
-            "as challenger"
+            f"tuned {self.trials} trials: best CV AUROC {self.best_cv:.4f} (best_cv_auroc, "
+            f"{self.family}), holdout AUROC {self.test_auroc:.4f} (test_auroc); registered "
+            f"version {self.version} as challenger"
         )
 
 
@@ -516,9 +517,7 @@ def finish_tuning(
     study the budget ended early is a normal outcome; one with no completed trial fails."""
     data, parent = run.data, run.parent_run_id
     counts = count_trials(study)
-    tracking.log_parent_summary(
-        client, parent, {}, {**counts, "budget_seconds": config.budget or 0}
-    )
+    tracking.log_parent_summary(client, parent, {}, counts)  # the budget is a param
     if counts["trials_completed"] == 0:
         client.set_terminated(parent, "FAILED")
         raise StageFailed(
@@ -533,7 +532,7 @@ def finish_tuning(
         "test_accuracy": refit.test_accuracy,
     }
     tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
-    log_pictures(run, client, study, refit)
+    log_pictures(run, client, study, refit, config.objective)
     parts = {"training": data.train, "holdout": data.holdout}
     tracking.log_training_data(
         settings.tracking_uri,
@@ -546,6 +545,12 @@ def finish_tuning(
     version = log_and_register(
         settings, client, parent, refit.model, data, {**tags, "family": refit.family}
     )
+    tracking.describe_run(
+        client, parent, tuning_note(run.tags, best_cv, refit.test_auroc, refit.family, version)
+    )
+    tags, _ = tracking.version_facts(client, settings.model_name, version)
+    note = version_note(tags, refit.test_auroc, "pending (the promote stage decides)")
+    tracking.describe_version(client, settings.model_name, version, note)
     client.set_terminated(parent)
     trials = study.get_trials(deepcopy=False)
     fit_cpu = sum(t.user_attrs.get("cpu_seconds", 0.0) for t in trials)
@@ -572,8 +577,15 @@ def log_and_register(
     return tracking.register_challenger(client, settings.model_name, logged, tags)
 
 
+METRIC_WORDS = {"auroc": "mean CV AUROC", "accuracy": "mean CV accuracy"}
+
+
 def log_pictures(
-    run: TuningRun, client: tracking.MlflowClient, study: optuna.Study, refit: Refit
+    run: TuningRun,
+    client: tracking.MlflowClient,
+    study: optuna.Study,
+    refit: Refit,
+    objective: str = "auroc",
 ) -> None:
     """The learning curve as step metrics, and the PNGs: confusion matrix, ROC, Optuna plots."""
     data = run.data
@@ -584,14 +596,14 @@ def log_pictures(
     tracking.log_steps(
         client,
         run.parent_run_id,
-        {"curve_test_auroc": [(s, a) for s, a, _ in curve],
-         "curve_test_accuracy": [(s, acc) for s, _, acc in curve]},
+        {"learning_curve_auroc": [(s, a) for s, a, _ in curve],
+         "learning_curve_accuracy": [(s, acc) for s, _, acc in curve]},
     )  # fmt: skip
     predicted = classes[refit.holdout_proba.argmax(axis=1)]
     figures = {
         "confusion_matrix.png": reports.confusion_matrix_figure(test[1], predicted, classes),
         "roc_curves.png": reports.roc_figure(test[1], refit.holdout_proba, classes),
-        **reports.study_figures(study),
+        **reports.study_figures(study, METRIC_WORDS[objective]),
     }
     tracking.log_figures(client, run.parent_run_id, figures)
 

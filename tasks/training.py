@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
 
 from retrain import tracking
-from retrain.alerts import run_link
+from retrain.links import flow_run_url
 from retrain.settings import Settings
 from retrain.tune import (
     TuneConfig,
@@ -38,7 +38,7 @@ def orchestrator_tags() -> dict[str, str]:
         return {}
     root = str(flow_run.root_flow_run_id or flow_run.id)
     tags = {"prefect.flow_run_id": root, "prefect.tune_flow_run_id": str(flow_run.id)}
-    link = run_link(PREFECT_UI_URL.value(), root)
+    link = flow_run_url(PREFECT_UI_URL.value(), root)
     return tags | ({"prefect.flow_run_url": link} if link else {})
 
 
@@ -48,10 +48,12 @@ def progress_reporter(total: int, budget: float | None) -> Callable[[int, dict, 
     called from the trial-logging thread, so it holds the run's logger, not its context."""
     logger = get_run_logger()
     artifact = create_progress_artifact(0.0, key="tuning-progress", description="trials")
-    started, done = time.monotonic(), [0]
+    started, done, best = time.monotonic(), [0], [float("nan")]
 
     def report(number: int, params: dict, metrics: dict) -> None:
         done[0] += 1
+        if not metrics.get("pruned") and not metrics["mean_auroc"] <= best[0]:
+            best[0] = metrics["mean_auroc"]  # NaN until the first completed trial
         spent = (time.monotonic() - started) / budget if budget else 0.0
         outcome = "pruned" if metrics.get("pruned") else f"{int(metrics['folds_scored'])} folds"
         logger.info(
@@ -59,7 +61,8 @@ def progress_reporter(total: int, budget: float | None) -> Callable[[int, dict, 
             f"{outcome}; {done[0]} done by this worker, at most {total} in the study"
         )
         progress = 100 * min(1.0, max(done[0] / total, spent))
-        update_progress_artifact(artifact, progress, description=f"{done[0]} trials done")
+        so_far = f"; best mean CV AUROC so far {best[0]:.4f}" if best[0] == best[0] else ""
+        update_progress_artifact(artifact, progress, description=f"{done[0]} trials done{so_far}")
 
     return report
 

@@ -33,8 +33,8 @@ async def _next_nightly_runs(name: str) -> list:
     return deployment, [r for r in runs if r.deployment_id == deployment.id]
 
 
-async def _tune_parameters(parent_id) -> dict:
-    """The parameters the nightly run's tune subflow ran with."""
+async def _subflow_runs(parent_id) -> dict:
+    """The nightly run's subflow runs by flow name (each stage's)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
@@ -45,8 +45,7 @@ async def _tune_parameters(parent_id) -> dict:
             )
         )
         flows = {f.id: f.name for f in await client.read_flows()}
-    (tune,) = [r for r in children if flows[r.flow_id] == "tune"]
-    return tune.parameters
+    return {flows[r.flow_id]: r for r in children}
 
 
 async def _deployment(name: str):
@@ -70,6 +69,8 @@ def bootstrap(env: dict) -> None:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "prefect worker start" not in result.stdout + result.stderr  # Prefect's hint, x4
+    assert result.stdout.count("retrain worker") == 1, result.stdout[-2000:]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -102,6 +103,8 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     assert manual.parameters["trials"] == 3 and manual.parameters["budget"] == 300.0
     form = manual.parameter_openapi_schema["properties"]
     assert all("default" in field and "anyOf" not in field for field in form.values()), form
+    required = manual.parameter_openapi_schema["required"]
+    assert set(required) == set(form), "a stored field would read (Optional)"
     assert form["trials"]["minimum"] == 1 and form["objective"]["enum"] == ["auroc", "accuracy"]
     scoring = asyncio.run(_deployment("batch-score/batch-score")).parameter_openapi_schema
     assert scoring["required"] == ["source"] and set(scoring["properties"]) == {"source", "output"}
@@ -131,7 +134,13 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
 
         done = run_deployment("retrain/retrain-manual", parameters={"trials": 2}, timeout=900)
         assert done.state.is_completed(), done.state
-        assert asyncio.run(_tune_parameters(done.id))["trials"] == 2  # the value typed wins
+        subflows = asyncio.run(_subflow_runs(done.id))
+        assert subflows["tune"].parameters["trials"] == 2  # the value typed wins
+        dataset = env["RETRAIN_DATASET"]
+        assert done.name.startswith(f"retrain-manual-{dataset}-"), done.name
+        assert set(subflows) == {"ingest", "clean", "tune", "promote", "deploy"}
+        for stage, run in subflows.items():  # named for the stage, not the parent deployment
+            assert run.name.startswith(f"{stage}-{dataset}-"), run.name
         served = server.read_state(Path(env["RETRAIN_HOME"]))
         assert served is not None and served.public_url == f"http://127.0.0.1:{port}"
         assert server.ping_url(served.public_url) and served.proxy  # HAProxy on the main port
@@ -141,6 +150,9 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         assert schedule.schedule.cron == "0 2 * * *"
         assert schedule.schedule.timezone == "Europe/Paris"
         assert scheduled, "no scheduled nightly run"
+        assert all(r.name.startswith(f"retrain-nightly-{dataset}-") for r in scheduled), [
+            r.name for r in scheduled
+        ]  # named for their start since the bootstrap, not `paper-vulture`
         first = min(r.expected_start_time for r in scheduled).astimezone(ZoneInfo("Europe/Paris"))
         assert (first.hour, first.minute) == (2, 0) and first > datetime.now(first.tzinfo)
 
