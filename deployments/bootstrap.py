@@ -80,7 +80,11 @@ def deploy_all(timezone: str) -> None:
 def without_worker_hints(output: str) -> str:
     """Prefect's output less its hint, once per deployment, to start a plain `prefect worker`
     (retrain's worker is `retrain worker`: it also serves the champion)."""
-    hints = ("To execute flow runs from these deployments", "prefect worker start")
+    hints = (
+        "To execute flow runs from these deployments",
+        "terminal that pulls work from the",
+        "prefect worker start",
+    )
     return "".join(
         line for line in output.splitlines(keepends=True)
         if not any(h in line for h in hints)

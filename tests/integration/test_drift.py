@@ -40,6 +40,15 @@ def drift_events(dataset: str) -> list:
         return client.read_events(EventFilter(event=name, resource=resource), limit=50).events
 
 
+def wait_for_drift_events(dataset: str, timeout: float = 30) -> list:
+    """The dataset's drift events once the server has stored one (it flushes events every
+    few seconds; a loaded machine takes longer), or the empty list at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not (events := drift_events(dataset)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return events
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_shifted_batch_drifts_and_a_fresh_sample_does_not(
     env: dict, prefect_api: str, tmp_path
@@ -80,12 +89,7 @@ def test_above_the_threshold_the_drifted_event_is_emitted(
     load_and_clean(write_csv(tmp_path, "night2.csv", iris_rows(2, petal_shift=2.5)))
     (moved,) = drift()
     assert moved.report.drift_share == 0.25
-    events = []
-    for _ in range(50):  # the server stores events a moment after they are sent
-        events = drift_events(env["RETRAIN_DATASET"])
-        if events:
-            break
-        time.sleep(0.2)
+    events = wait_for_drift_events(env["RETRAIN_DATASET"])
     assert len(events) == 1
     assert events[0].payload["batch_id"] == moved.batch_id
     assert events[0].payload["drifted_columns"] == ["petal length (cm)"]
@@ -113,12 +117,7 @@ def test_the_clean_flow_records_each_batchs_drift_and_a_drift_error_never_fails_
     shares = drift_shares()
     assert shares[first.batch_id] is None  # nothing earlier to compare it with
     assert shares[second.batch_id] == 0.25
-    events = []
-    for _ in range(50):  # the server stores events a moment after they are sent
-        events = drift_events(env["RETRAIN_DATASET"])
-        if events:
-            break
-        time.sleep(0.2)
+    events = wait_for_drift_events(env["RETRAIN_DATASET"])
     assert [e.resource["retrain.origin"] for e in events] == ["nightly"]  # not drift-check
 
     blocker = tmp_path / "a-file"  # a tracking store that cannot open: drift fails for real

@@ -180,16 +180,17 @@ def http_ok(url: str, timeout: float = 2) -> None:
 def prefect_server(workdir: Path) -> Iterator[str]:
     """A real `prefect server start` on a free loopback port; yields its API URL."""
     port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
         "PREFECT_HOME": str(workdir / "prefect-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{workdir / 'prefect.db'}",
+        "PREFECT_UI_API_URL": api,  # the UI in a browser asks this API, not :4200's
     }
     env.pop("PREFECT_API_URL", None)
     prefect = str(Path(sys.executable).parent / "prefect")
     command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    api = f"http://127.0.0.1:{port}/api"
     log = workdir / "prefect-server.log"
     with running(command, env, log, lambda: http_ok(f"{api}/health"), timeout=120):
         yield api

@@ -43,6 +43,7 @@ CHROMIUM_FLAGS = [
     "--window-size=1400,1000",
 ]
 URL = re.compile(r"https?://[^\s\"'<>]+")
+MLFLOW_KEYS = ("mlflow-run", "model-version")
 
 
 class Walk:
@@ -119,7 +120,7 @@ def settings_env(home: Path, mlflow_url: str, serve_port: int) -> dict[str, str]
     }
 
 
-async def api_state(deployment: str) -> dict:
+async def api_state() -> dict:
     """What the checks need from the API: ids of the pages to open, names to look for."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
@@ -154,10 +155,9 @@ async def api_state(deployment: str) -> dict:
     }
 
 
-def run_manual(env: dict[str, str]) -> None:
+def run_manual() -> None:
     from prefect.deployments import run_deployment
 
-    os.environ.update(env)
     done = run_deployment("retrain/retrain-manual", parameters={"trials": 3}, timeout=1200)
     if not done.state.is_completed():
         sys.exit(f"check_uis: the manual run ended {done.state.name}; see the worker log")
@@ -180,7 +180,11 @@ def check_prefect(walk: Walk, ui: str, state: dict, bootstrap_out: str) -> None:
             and "retrain-manual" not in child.name,
             child.name,
         )
-    scheduled = [r.name for r in state["scheduled"] if r.state_type.value == "SCHEDULED"]
+    upcoming = sorted(
+        (r for r in state["scheduled"] if r.state_type.value == "SCHEDULED"),
+        key=lambda r: r.expected_start_time,
+    )
+    scheduled = [r.name for r in upcoming]
     page = text_of(walk.render(f"{ui}/deployments/deployment/{state['nightly'].id}"))
     walk.check(
         "scheduled nightly runs carry their real name from creation",
@@ -189,7 +193,10 @@ def check_prefect(walk: Walk, ui: str, state: dict, bootstrap_out: str) -> None:
         and scheduled[0] in page,
         str(scheduled),
     )
-    walk.check("the nightly deployment's description names its timezone", "Europe/Paris" in page)
+    about = text_of(
+        walk.render(f"{ui}/deployments/deployment/{state['nightly'].id}?tab=Description")
+    )
+    walk.check("the nightly deployment's description names its timezone", "Europe/Paris" in about)
     form = text_of(walk.render(f"{ui}/deployments/deployment/{state['manual'].id}/run"))
     walk.check(
         "the run form has fields and no (Optional)",
@@ -213,7 +220,9 @@ def check_prefect(walk: Walk, ui: str, state: dict, bootstrap_out: str) -> None:
 def check_artifacts(walk: Walk, ui: str, state: dict) -> None:
     by_key = {a.key: a for a in state["artifacts"] if a.key}
     summary = walk.render(f"{ui}/artifacts/artifact/{by_key['nightly-summary'].id}")
-    cells = [text_of(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", summary, re.S)]
+    cells = [
+        " ".join(text_of(c).split()) for c in re.findall(r"<td[^>]*>(.*?)</td>", summary, re.S)
+    ]
     walk.check(
         "nightly-summary cells are short",
         bool(cells) and max(map(len, cells)) <= 60,
@@ -235,10 +244,15 @@ def check_artifacts(walk: Walk, ui: str, state: dict) -> None:
     )
 
 
-def check_mlflow(walk: Walk, state: dict, home: Path) -> None:
-    links = [a for a in state["artifacts"] if a.key in ("mlflow-run", "model-version")]
-    run_link = next(a.data for a in links if a.key == "mlflow-run")
-    version_link = next(a.data for a in links if a.key == "model-version")
+def link_of(data: str) -> str:
+    """The URL of a link artifact (stored as `[text](url)`)."""
+    found = re.search(r"\((https?://[^)\s]+)\)", data)
+    return found.group(1) if found else data
+
+
+def check_mlflow(walk: Walk, state: dict) -> None:
+    links = {a.key: link_of(a.data) for a in state["artifacts"] if a.key in MLFLOW_KEYS}
+    run_link, version_link = links["mlflow-run"], links["model-version"]
     experiment_link = run_link.split("/runs/")[0] + "/runs?workflowType=machine_learning"
     page = text_of(walk.render(experiment_link, 20000))
     walk.check(
@@ -291,12 +305,15 @@ def main() -> None:
         )
         if boot.returncode:
             sys.exit(f"check_uis: the bootstrap failed: {boot.stdout[-2000:]}{boot.stderr[-2000:]}")
-        with prefect_worker("retrain-pool", env, folder):
-            run_manual({"PREFECT_API_URL": api, "PREFECT_UI_URL": ui, "RETRAIN_HOME": str(home)})
-        state = asyncio.run(api_state("retrain/retrain-manual"))
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: api}):  # read at import, not now
+            with prefect_worker("retrain-pool", env, folder):
+                run_manual()
+            state = asyncio.run(api_state())
         check_prefect(walk, ui, state, boot.stdout)
         check_artifacts(walk, ui, state)
-        check_mlflow(walk, state, home)
+        check_mlflow(walk, state)
         from tests.support.services import stop_model_server
 
         stop_model_server(home)
