@@ -237,6 +237,12 @@ def check_artifacts(walk: Walk, ui: str, state: dict) -> None:
         "nightly-summary links the MLflow run and version",
         "workflowType=machine_learning" in summary,
     )
+    promotion = text_of(walk.render(f"{ui}/artifacts/artifact/{by_key['promotion'].id}"))
+    walk.check(
+        "the first promotion says no champion yet, not none n/a",
+        "no champion yet" in promotion and "n/a" not in promotion,
+        " ".join(promotion.split())[:300],
+    )
     progress = [a for a in state["artifacts"] if a.type == "progress"]
     walk.check(
         "tuning-progress shows the best AUROC so far",
