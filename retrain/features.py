@@ -127,10 +127,9 @@ def to_flags(values: pd.Series, name: str) -> pd.Series:
 
 
 def to_flag(value: Any) -> float:
-    """1.0 / 0.0 for a true / false value or its text, NaN for anything else."""
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        value = int(value)
-    text = str(value).strip().lower()
+    """1.0 / 0.0 for a true / false value or its text (`1.0` reads as `1`), NaN for anything
+    else."""
+    text = category_text(value).strip().lower()
     if text in TRUE_TEXT:
         return 1.0
     if text in FALSE_TEXT:

@@ -400,11 +400,8 @@ def recorded_supervisor(home: Path, proc: subprocess.Popen, timeout: float = 20)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         running = live_supervisor(home)
-        if running:
-            return running["pid"]
-        if proc.poll() is not None:  # exited (and reaped): another one holds the lock
-            time.sleep(0.2)
-            continue
+        if running or proc.poll() is not None:  # exited (reaped): the lock holder recorded
+            return running["pid"] if running else None
         time.sleep(0.1)
     return proc.pid if proc.poll() is None else None
 

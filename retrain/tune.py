@@ -548,8 +548,7 @@ def finish_tuning(
     tracking.describe_run(
         client, parent, tuning_note(run.tags, best_cv, refit.test_auroc, refit.family, version)
     )
-    tags, _ = tracking.version_facts(client, settings.model_name, version)
-    note = version_note(tags, refit.test_auroc, "pending (the promote stage decides)")
+    note = version_note(run.tags, refit.test_auroc, "pending (the promote stage decides)")
     tracking.describe_version(client, settings.model_name, version, note)
     client.set_terminated(parent)
     trials = study.get_trials(deepcopy=False)

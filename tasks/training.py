@@ -48,12 +48,13 @@ def progress_reporter(total: int, budget: float | None) -> Callable[[int, dict, 
     called from the trial-logging thread, so it holds the run's logger, not its context."""
     logger = get_run_logger()
     artifact = create_progress_artifact(0.0, key="tuning-progress", description="trials")
-    started, done, best = time.monotonic(), [0], [float("nan")]
+    started, done, best = time.monotonic(), [0], [None]
 
     def report(number: int, params: dict, metrics: dict) -> None:
         done[0] += 1
-        if not metrics.get("pruned") and not metrics["mean_auroc"] <= best[0]:
-            best[0] = metrics["mean_auroc"]  # NaN until the first completed trial
+        completed = not metrics.get("pruned")
+        if completed and (best[0] is None or metrics["mean_auroc"] > best[0]):
+            best[0] = metrics["mean_auroc"]
         spent = (time.monotonic() - started) / budget if budget else 0.0
         outcome = "pruned" if metrics.get("pruned") else f"{int(metrics['folds_scored'])} folds"
         logger.info(
@@ -61,7 +62,7 @@ def progress_reporter(total: int, budget: float | None) -> Callable[[int, dict, 
             f"{outcome}; {done[0]} done by this worker, at most {total} in the study"
         )
         progress = 100 * min(1.0, max(done[0] / total, spent))
-        so_far = f"; best mean CV AUROC so far {best[0]:.4f}" if best[0] == best[0] else ""
+        so_far = f"; best mean CV AUROC so far {best[0]:.4f}" if best[0] is not None else ""
         update_progress_artifact(artifact, progress, description=f"{done[0]} trials done{so_far}")
 
     return report
