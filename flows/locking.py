@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from prefect import get_run_logger
 from prefect.concurrency.sync import concurrency
 
 from retrain import locks, store
@@ -32,7 +33,7 @@ def promotion_section(settings: Settings) -> Iterator[None]:
     engine = store.make_engine(settings.database_url)
     owner = f"{socket.gethostname()}:{os.getpid()}"
     with (
-        locks.held(engine, "promotion", owner, settings.lock_wait),
+        locks.held(engine, "promotion", owner, settings.lock_wait, on_wait=say_waiting),
         concurrency(PROMOTION_LIMIT, occupy=1, timeout_seconds=settings.lock_wait),
     ):
         _depth.value = 1
@@ -40,3 +41,8 @@ def promotion_section(settings: Settings) -> Iterator[None]:
             yield
         finally:
             _depth.value = 0
+
+
+def say_waiting(holder: str) -> None:
+    """Tell the person following the run why it stalls."""
+    get_run_logger().info("waiting for the promotion lock, held by %s", holder)

@@ -5,7 +5,7 @@ block the next night for ever. Re-entrant for the same owner."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -43,6 +43,12 @@ def try_acquire(engine: Engine, name: str, owner: str, ttl_seconds: float) -> st
     return None
 
 
+def owner_of(engine: Engine, name: str) -> str | None:
+    """Who holds the lock now (expired or not), or None."""
+    with reporting_errors(engine), engine.connect() as conn:
+        return conn.execute(select(LOCKS.c.owner).where(LOCKS.c.name == name)).scalar()
+
+
 def release(engine: Engine, name: str, owner: str) -> None:
     with reporting_errors(engine), engine.begin() as conn:
         conn.execute(delete(LOCKS).where(LOCKS.c.name == name, LOCKS.c.owner == owner))
@@ -50,13 +56,24 @@ def release(engine: Engine, name: str, owner: str) -> None:
 
 @contextmanager
 def held(
-    engine: Engine, name: str, owner: str, wait_seconds: float, ttl_seconds: float = 7200
+    engine: Engine,
+    name: str,
+    owner: str,
+    wait_seconds: float,
+    ttl_seconds: float = 7200,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[None]:
-    """Hold the lock for the block, waiting up to `wait_seconds` for it."""
+    """Hold the lock for the block, waiting up to `wait_seconds` for it; `on_wait` hears
+    who holds it each time the holder changes while this one waits."""
     with reporting_errors(engine), engine.begin() as conn:
         LOCKS.create(conn, checkfirst=True)
+    nested = owner_of(engine, name) == owner  # only the outer block of an owner releases
     deadline = time.monotonic() + wait_seconds
+    told = None
     while (holder := try_acquire(engine, name, owner, ttl_seconds)) is not None:
+        if on_wait is not None and holder != told:
+            on_wait(holder)
+            told = holder
         if time.monotonic() > deadline:
             raise StageFailed(
                 f"the {name} lock is held by {holder}; waited {wait_seconds:.0f} s. Another "
@@ -66,4 +83,5 @@ def held(
     try:
         yield
     finally:
-        release(engine, name, owner)
+        if not nested:
+            release(engine, name, owner)

@@ -203,6 +203,7 @@ def test_a_load_killed_half_way_leaves_nothing_and_reruns_whole(env: dict, tmp_p
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None and not load_in_flight(engine):
             time.sleep(0.02)
+        assert load_in_flight(engine), "no uncommitted load was seen within 120 s"
         time.sleep(0.5)
         assert proc.poll() is None, "the load finished before it could be killed; use a bigger file"
     finally:

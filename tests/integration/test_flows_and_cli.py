@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from retrain import server
+from retrain import locks, server, store
+from retrain.errors import StageFailed
 from tests.integration.helpers import GOOD_ROWS, HEADER, write_csv
-from tests.support.services import free_port, stop_model_server
+from tests.support.services import free_port, stop_model_server, wait_for
 
 pytestmark = pytest.mark.integration
 RETRAIN = str(Path(sys.executable).parent / "retrain")
@@ -263,18 +265,58 @@ def error_lines(stderr: str) -> list[str]:
     return [*errors[-5:], stderr[-1500:]]
 
 
-def test_two_overlapping_runs_leave_one_champion_served_by_one_server(cli_env: dict) -> None:
+def test_two_overlapping_runs_wait_in_turn_and_leave_one_champion_served_by_one_server(
+    cli_env: dict, tmp_path: Path
+) -> None:
+    """The test holds the promotion lock while both runs tune, so both certainly reach the
+    guarded section together; once it lets go, one promotes and deploys while the other
+    waits for it by name (removing the lock turns this red)."""
     env = {**cli_env, "RETRAIN_TRIALS": "3"}
-    runs = [
-        subprocess.Popen([RETRAIN, "run"], env=env, cwd=Path(__file__).parents[2],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]  # fmt: skip
-    outputs = [run.communicate(timeout=600) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], [error_lines(err) for _, err in outputs]
+    logs = [tmp_path / f"run{i}.log" for i in range(2)]
+    engine = store.make_engine(env["RETRAIN_DB_URL"])
+    with locks.held(engine, "promotion", "the-test", wait_seconds=0):
+        runs = [
+            subprocess.Popen([RETRAIN, "run"], env=env, cwd=Path(__file__).parents[2],
+                             stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+            for log in logs
+        ]  # fmt: skip
+        wait_for(
+            lambda: all("promotion lock, held by the-test" in log.read_text() for log in logs)
+            or any(run.poll() is not None for run in runs),
+            600, "both runs waiting for the lock the test holds",
+        )  # fmt: skip
+    codes = [run.wait(timeout=600) for run in runs]
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0, 0], [error_lines(out) for out in outputs]
+    assert all("promotion lock, held by the-test" in out for out in outputs)
+    host = socket.gethostname()
+    waited_for_other = [
+        f"promotion lock, held by {host}:{other.pid} " in out
+        for out, other in zip(outputs, reversed(runs), strict=True)
+    ]
+    assert sorted(waited_for_other) == [False, True], "exactly one run waits for the other"
     history = run_cli(["history"], env).stdout.splitlines()[1:]
     assert [line.split()[2] for line in history].count("promoted") == 1
     status = run_cli(["serve", "status"], env)
     assert "(is the champion), healthy" in status.stdout, status.stderr[-2000:]
     tracking_uri = f"sqlite:///{Path(env['RETRAIN_HOME']) / 'mlflow.db'}"
     assert len(model_servers_of(tracking_uri)) == 1
+
+
+def test_the_lock_waits_its_time_names_its_holder_and_expires(env: dict) -> None:
+    """`RETRAIN_LOCK_WAIT` bounds the wait; a lock left by a dead run expires; the holder
+    may take it again (the nightly flow and its stage subflows)."""
+    engine = store.make_engine(env["RETRAIN_DB_URL"])
+    heard: list[str] = []
+    with locks.held(engine, "promotion", "first", wait_seconds=0):
+        with locks.held(engine, "promotion", "first", wait_seconds=0):
+            pass  # re-entrant for its owner
+        started = time.monotonic()
+        second = locks.held(engine, "promotion", "second", wait_seconds=1, on_wait=heard.append)
+        with pytest.raises(StageFailed, match=r"held by first since .* waited 1 s"), second:
+            pass
+        assert time.monotonic() - started >= 1 and len(heard) == 1 and heard[0].startswith("first")
+    assert locks.try_acquire(engine, "promotion", "dead", ttl_seconds=0.01) is None
+    time.sleep(2.1)  # DateTime columns keep whole seconds on MariaDB
+    with locks.held(engine, "promotion", "next", wait_seconds=0):
+        assert locks.try_acquire(engine, "promotion", "other", 60).startswith("next since")

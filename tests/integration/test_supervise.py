@@ -20,7 +20,7 @@ from retrain.alerts import Alert
 from retrain.settings import Settings, load_settings
 from retrain.supervise import Supervisor
 from tests.support.fish import MODEL, log_and_register, raw_rows
-from tests.support.services import free_port, stop_model_server, stop_pid
+from tests.support.services import free_port, stop_model_server, stop_pid, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -131,17 +131,6 @@ def test_the_supervisor_leaves_a_swap_in_progress_alone(fish_settings: Settings)
     with server.serving_lock(fish_settings.home):
         assert supervisor.check() is None
     assert proxy.recorded(fish_settings.home) is None
-
-
-def wait_for(check, timeout: float, what: str):
-    """Poll `check()` until it returns something truthy; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"{what} within {timeout} s")
 
 
 def answers(url: str) -> bool:

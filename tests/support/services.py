@@ -35,6 +35,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.5):
+    """Poll `check()` until it returns something truthy and return that; fail saying that
+    `what` did not happen within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"{what} within {timeout:.0f} s")
+
+
 def find_mysql_server() -> str | None:
     """The mariadbd/mysqld binary, on PATH or in Debian's /usr/sbin."""
     for name in ("mariadbd", "mysqld"):
