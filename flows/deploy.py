@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.hooks import DEPLOY_HOOKS, FAILURE_HOOKS, announce_rollback, run_name
+from flows.hooks import DEPLOY_HOOKS, FAILURE_HOOKS, announce_rollback, notify, run_name
 from flows.locking import promotion_section
 from retrain.deploy import DeployReport
 from retrain.promote import PromotionReport
@@ -30,6 +30,8 @@ def deploy(promotion: PromotionReport | None = None) -> DeployReport:
             announce_rollback(settings, err)
             raise
     get_run_logger().info(report.describe())
+    if promotion is None and report.changed:  # the nightly flow announces its own
+        notify(settings, "deploy", report.describe_swap(), report.version, report.previous_version)
     return report
 
 

@@ -126,7 +126,8 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         version_links(settings, challenger=challenger, champion=champion),
     )  # fmt: skip
     problem = send_alert(settings.alert_url, alert)
-    logger.error(alert.text() + (f" [{problem}]" if problem else " [alert sent]"))
+    delivery = f"alert not delivered: {problem}" if problem else "alert sent"
+    logger.error(f"{alert.text()} [{delivery}]")
 
 
 def stop_spare_server(flow: Any, flow_run: Any, state: Any) -> None:
@@ -147,11 +148,15 @@ DEPLOY_HOOKS = {
 
 
 def announce_promotion(
-    settings: Settings, report: PromotionReport, rolled_back: str | None = None
+    settings: Settings,
+    report: PromotionReport,
+    rolled_back: str | None = None,
+    served: bool = True,
 ) -> None:
-    """UI artifact, event, and (when promoted and served) a notice to the webhook, written
+    """UI artifact, event, and (when promoted and `served`) a notice to the webhook, written
     once the outcome is final: a promotion whose deploy was rolled back is shown as such and
-    sends no notice (the failure alert says it)."""
+    sends no notice (the failure alert says it); one not yet served leaves the notice to the
+    deploy that serves it."""
     create_markdown_artifact(
         promotion_table(report, rolled_back), key="promotion", description="champion vs challenger"
     )
@@ -162,16 +167,23 @@ def announce_promotion(
         {"challenger": report.challenger, "champion": report.champion,
          "reason": report.decision.reason},
     )  # fmt: skip
-    if report.promoted:
-        run_id = str(current_run.id) if current_run.id else None
-        notice = Alert(
-            "notice", "promote", report.describe(), current_run.name, run_id,
-            report.challenger, report.champion, flow_run_url(PREFECT_UI_URL.value(), run_id),
-            version_links(settings, challenger=report.challenger, champion=report.champion),
-        )  # fmt: skip
-        problem = send_alert(settings.alert_url, notice)
-        if problem:
-            get_run_logger().warning(f"promotion notice not sent: {problem}")
+    if report.promoted and served:
+        notify(settings, "promote", report.describe(), report.challenger, report.champion)
+    elif report.promoted:
+        get_run_logger().info("the promotion notice goes out when `retrain deploy` serves it")
+
+
+def notify(settings: Settings, stage: str, reason: str, new: str | None, old: str | None) -> None:
+    """A `notice` to the webhook (a new champion served); a webhook that is down is logged."""
+    run_id = str(current_run.id) if current_run.id else None
+    notice = Alert(
+        "notice", stage, reason, current_run.name, run_id, new, old,
+        flow_run_url(PREFECT_UI_URL.value(), run_id),
+        version_links(settings, challenger=new, champion=old),
+    )  # fmt: skip
+    problem = send_alert(settings.alert_url, notice)
+    if problem:
+        get_run_logger().warning(f"promotion notice not delivered: {problem}")
 
 
 def announce_rollback(settings: Settings, err: RetrainError) -> None:

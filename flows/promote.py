@@ -26,8 +26,9 @@ def promote(
         require_significance: also require a paired bootstrap to find the challenger better.
         confidence: confidence of that bootstrap; empty: RETRAIN_CONFIDENCE.
         challenger: model version to judge; empty: the one the `challenger` alias names.
-        announce: write the `promotion` artifact and send the notice now; the nightly flow
-            does it after the deploy, with the final decision.
+        announce: write the `promotion` artifact and emit the event now (the webhook's
+            notice waits for the deploy that serves it); the nightly flow does all of it
+            after its deploy, with the final decision.
     """
     settings = load_settings(
         min_improvement=min_improvement,
@@ -39,5 +40,5 @@ def promote(
     get_run_logger().info(report.describe())
     log_mlflow_links(settings, report.challenger, report.champion)
     if announce:
-        announce_promotion(settings, report)
+        announce_promotion(settings, report, served=False)
     return report

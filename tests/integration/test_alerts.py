@@ -54,7 +54,10 @@ def test_a_failed_deploy_alerts_the_webhook_and_a_promotion_sends_a_notice(
         deploy()
     notices = [r for r in received if r["kind"] == "notice"]
     failures = [r for r in received if r["kind"] == "failure"]
-    assert [n["challenger_version"] for n in notices] == [old, new]
+    # the first champion is announced by the deploy that served it; the second, promoted by
+    # a standalone `promote` and never served, is not announced at all
+    assert [(n["stage"], n["challenger_version"]) for n in notices] == [("deploy", old)]
+    assert notices[0]["reason"].startswith(f"serving version {old} at http://127.0.0.1:")
     (alert,) = failures
     assert alert["stage"] == "deploy" and "cannot be loaded" in alert["reason"]
     assert alert["flow_run_id"] and alert["champion_version"] == new  # standalone deploy
@@ -62,7 +65,11 @@ def test_a_failed_deploy_alerts_the_webhook_and_a_promotion_sends_a_notice(
 
 
 def test_a_webhook_that_is_down_never_hides_the_failure(
-    prefect_api: str, env: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    prefect_api: str,
+    env: dict,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture,
 ) -> None:
     from flows.deploy import deploy
 
@@ -70,3 +77,7 @@ def test_a_webhook_that_is_down_never_hides_the_failure(
     unservable_champion(tmp_path)
     with pytest.raises(ServeFailed, match="cannot be loaded"):
         deploy()
+    said = capfd.readouterr().err.splitlines()  # the flows' console log
+    assert any("promotion notice not delivered: could not deliver" in m for m in said), said
+    (failure,) = [m for m in said if "retrain failure: deploy" in m]
+    assert "cannot be loaded" in failure and "[alert not delivered: could not deliver" in failure
