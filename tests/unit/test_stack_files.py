@@ -184,8 +184,9 @@ def test_promtool_passes_the_scrape_config_and_the_alert_rules(tmp_path: Path) -
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_the_alert_rules_fire_on_a_failed_promotion_and_on_errors(tmp_path: Path) -> None:
-    """`promtool test rules` on series shaped like retrain's and HAProxy's own."""
+def test_every_alert_rule_fires_when_it_should_and_not_before(tmp_path: Path) -> None:
+    """`promtool test rules` on series shaped like retrain's, HAProxy's and Prometheus's own,
+    for each of the four rules (the check above counts them)."""
     tests = {
         "rule_files": [str(MONITORING / "prometheus/alerts.yml")],
         "evaluation_interval": "1m",
@@ -201,6 +202,7 @@ def test_the_alert_rules_fire_on_a_failed_promotion_and_on_errors(tmp_path: Path
                      "values": "0+60x20"},
                     {"series": 'haproxy_backend_http_responses_total{proxy="models",code="5xx"}',
                      "values": "0+30x20"},
+                    {"series": 'up{job="retrain-model",instance="model:9102"}', "values": "0x10"},
                 ],
                 "alert_rule_test": [
                     {"eval_time": "5m", "alertname": "RetrainPromotionFailed",
@@ -213,8 +215,28 @@ def test_the_alert_rules_fire_on_a_failed_promotion_and_on_errors(tmp_path: Path
                     {"eval_time": "15m", "alertname": "RetrainModelErrorRate",
                      "exp_alerts": [{"exp_labels": {"severity": "page"}, "exp_annotations": {
                          "summary": "retrain: over 5% of requests to the model fail (5xx)"}}]},
+                    {"eval_time": "1m", "alertname": "RetrainModelDown", "exp_alerts": []},
+                    {"eval_time": "5m", "alertname": "RetrainModelDown",
+                     "exp_alerts": [{"exp_labels": {"severity": "page", "job": "retrain-model",
+                                                    "instance": "model:9102"},
+                                     "exp_annotations": {"summary": "retrain: the served model's "
+                                     "metrics do not answer (the supervisor restarts it)"}}]},
                 ],
-            }
+            },
+            {  # the last night ran at 0 s: quiet for 26 hours, then a ticket
+                "interval": "10m",
+                "input_series": [
+                    {"series": 'retrain_nightly_last_run_timestamp_seconds{dataset="iris"}',
+                     "values": "0x200"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "25h", "alertname": "RetrainNightMissed", "exp_alerts": []},
+                    {"eval_time": "27h", "alertname": "RetrainNightMissed",
+                     "exp_alerts": [{"exp_labels": {"severity": "ticket", "dataset": "iris"},
+                                     "exp_annotations": {"summary": "retrain: no nightly run of "
+                                     "iris for over 26 hours"}}]},
+                ],
+            },
         ],
     }  # fmt: skip
     path = tmp_path / "rules_test.yml"
@@ -223,27 +245,30 @@ def test_the_alert_rules_fire_on_a_failed_promotion_and_on_errors(tmp_path: Path
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
-def exported_metric_names() -> set[str]:
-    """Every metric name retrain exports (the served model's and the nightly run's), with the
-    suffixes Prometheus adds, plus HAProxy's that the stack reads."""
+def exported_metric_names(log_folder: Path) -> set[str]:
+    """Every metric name retrain exports (the served model's, with its prediction log, and
+    the nightly run's), with the suffixes Prometheus adds, plus the two the stack reads from
+    others: HAProxy's responses and Prometheus's own `up`."""
     from prometheus_client.exposition import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
     from retrain.instrument import Instruments, ServingContext
     from retrain.nightly_metrics import NightlyFigures, nightly_registry
 
-    served = Instruments(ServingContext("d", "m", "1"))
+    served = Instruments(ServingContext("d", "m", "1", log_url=f"sqlite:///{log_folder}/log.db"))
     served.observe(__import__("pandas").DataFrame({"x": [1]}), ["a"], 0.01)
     figures = NightlyFigures("d", True, "promoted", 1, 1, 0, 0.9, 0.8, {"tune": 1.0})
     names = set()
     for registry in (served.registry, nightly_registry(figures)):
         for family in text_string_to_metric_families(generate_latest(registry).decode()):
             names |= {sample.name for sample in family.samples}
-    return names | {"haproxy_backend_http_responses_total", "retrain_prediction_log_written_total",
-                    "retrain_prediction_log_dropped_total", "up"}  # fmt: skip
+    assert "retrain_prediction_log_dropped_total" in names  # the log's counters are there
+    return names | {"haproxy_backend_http_responses_total", "up"}
 
 
-def test_grafana_provisioning_reads_the_one_datasource_and_metrics_that_exist() -> None:
+def test_grafana_provisioning_reads_the_one_datasource_and_metrics_that_exist(
+    tmp_path: Path,
+) -> None:
     import json
     import re
 
@@ -260,6 +285,6 @@ def test_grafana_provisioning_reads_the_one_datasource_and_metrics_that_exist() 
     assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {datasource["uid"]}
     rules = yaml.safe_load((MONITORING / "prometheus/alerts.yml").read_text())
     exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
-    known = exported_metric_names()
+    known = exported_metric_names(tmp_path)
     used = {n for e in exprs for n in re.findall(r"\b((?:retrain|haproxy)_\w+|up)\b", e)}
     assert used and used <= known, used - known
