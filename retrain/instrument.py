@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from retrain.prediction_log import PredictionLog, Record, utc_now
@@ -55,17 +55,27 @@ def context_from_environment() -> ServingContext | None:
 
 
 class LogCounters(Collector):
-    """The prediction log's written and dropped counts, read at scrape time."""
+    """The prediction log's written and dropped rows, and its backlog, read at scrape time."""
 
     def __init__(self, prediction_log: PredictionLog) -> None:
         self.prediction_log = prediction_log
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         for name, value, what in (
             ("written", self.prediction_log.written, "rows written to the prediction log"),
             ("dropped", self.prediction_log.dropped, "rows dropped from the log (queue full)"),
         ):
             yield CounterMetricFamily(f"retrain_prediction_log_{name}", what, value=value)
+        yield GaugeMetricFamily(
+            "retrain_prediction_log_queued_requests",
+            "answered requests waiting to be written (past RETRAIN_PREDICTION_BUFFER, dropped)",
+            value=self.prediction_log.records.qsize(),
+        )
+        yield GaugeMetricFamily(
+            "retrain_prediction_log_store_up",
+            "1 while the log's store takes writes, 0 while its writer retries a refused batch",
+            value=int(self.prediction_log.store_up),
+        )
 
 
 class Instruments:

@@ -106,6 +106,7 @@ class PredictionLog:
     flush_seconds: float = 0.5
     dropped: int = 0
     written: int = 0
+    store_up: bool = True  # False while the writer retries a batch the store refused
     records: queue.Queue = field(init=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +132,7 @@ class PredictionLog:
             while batch:
                 try:
                     self.written += write_rows(engine, self.table, batch, self.model_version)
+                    self.store_up = True
                     batch = self.settle(batch)
                 except (DataError, IntegrityError, ValueError, TypeError) as err:
                     log.error("prediction log: %d records cannot be written (retrying cannot "
@@ -138,6 +140,7 @@ class PredictionLog:
                     self.dropped += sum(len(record.predictions) for record in batch)
                     batch = self.settle(batch)
                 except Exception as err:  # the writer must outlive any store failure
+                    self.store_up = False
                     pause = min(max(pause * 2, 0.5), 5.0)
                     log.warning("prediction log: store unavailable (%s); retry in %.1f s",
                                 str(err).splitlines()[0][:200], pause)  # fmt: skip

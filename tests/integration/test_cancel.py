@@ -60,7 +60,7 @@ def test_sigterm_ends_a_tune_within_seconds_and_registers_nothing(
         took = time.monotonic() - sent
     finally:
         stop_pid(proc)
-    assert code == 1 and took < 10, (code, took)
+    assert code == 1 and took < 20, (code, took)  # seconds, not the 900 s budget, even loaded
     lines = [line for line in log.read_text().splitlines() if line.startswith("retrain:")]
     assert lines[-1].startswith("retrain: cancelled (SIGTERM)")
     assert client.get_run(parent).info.status == "KILLED"

@@ -73,6 +73,7 @@ def bootstrap(env: dict) -> None:
     assert result.stdout.count("retrain worker") == 1, result.stdout[-2000:]
 
 
+@pytest.mark.timeout(1800)  # two whole runs by a worker, each allowed 600 s
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_bootstrap_worker_manual_run_alerts_and_schedules(
     prefect_api: str,
@@ -116,7 +117,7 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         with socket.socket() as squatter:  # a real fault: the serving port is taken
             squatter.bind(("127.0.0.1", port))
             squatter.listen()
-            failed = run_deployment("retrain/retrain-manual", timeout=900)  # the form's defaults
+            failed = run_deployment("retrain/retrain-manual", timeout=600)  # the form's defaults
         assert failed.state.is_failed(), failed.state
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(
@@ -132,7 +133,7 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         assert set(automation[0]) == set(hook[0]), "one payload shape for hook and automation"
         assert automation[0]["flow_run_id"] == hook[0]["flow_run_id"] == str(failed.id)
 
-        done = run_deployment("retrain/retrain-manual", parameters={"trials": 2}, timeout=900)
+        done = run_deployment("retrain/retrain-manual", parameters={"trials": 2}, timeout=600)
         assert done.state.is_completed(), done.state
         subflows = asyncio.run(_subflow_runs(done.id))
         assert subflows["tune"].parameters["trials"] == 2  # the value typed wins

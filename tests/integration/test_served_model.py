@@ -41,6 +41,7 @@ from tests.support.services import (
     post_invocations,
     prometheus_server,
     pushgateway_server,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -286,7 +287,11 @@ def test_a_store_that_goes_away_fails_no_request_and_counts_drops(fish: ServedFi
     one_row = raw_rows().iloc[:1]
     try:
         server.invoke(fish.served.url, one_row)  # the writer takes it and starts retrying
-        time.sleep(1.5)
+        wait_for(
+            lambda: "retrain_prediction_log_store_up 0.0" in scrape(fish),
+            30, "the log's writer retrying the first request", every=0.1,
+        )  # fmt: skip
+        assert metric(scrape(fish), "retrain_prediction_log_queued_requests") == 0
         answers = [server.invoke(fish.served.url, one_row) for _ in range(120)]
         assert all(len(answer) == 1 for answer in answers)  # every request answered
         assert fish.rows_logged() == rows_before  # nothing reached the locked store
@@ -296,6 +301,7 @@ def test_a_store_that_goes_away_fails_no_request_and_counts_drops(fish: ServedFi
         fish.admin(f"ALTER USER '{fish.user}'@'127.0.0.1' ACCOUNT UNLOCK")
     # the store is back: the held record and the queued ones are written, none twice
     assert wait_for_rows(fish, rows_before + 1 + CAPACITY, 60) == rows_before + 1 + CAPACITY
+    assert "retrain_prediction_log_store_up 1.0" in scrape(fish)
 
 
 def test_the_nightly_run_logs_a_served_day_once_and_prunes_past_retention(

@@ -122,7 +122,9 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_other(
     since = datetime.now(UTC)
     environ = {
         **os.environ, "PREFECT_API_URL": prefect_api, "RETRAIN_DASK_ADDRESS": address,
-        "RETRAIN_TUNE_HEARTBEAT": "1", "RETRAIN_TUNE_PRUNE": "false",
+        # the killed worker is found by its lock, at once; a heartbeat of 10 s keeps a live
+        # worker starved of CPU on a loaded machine from being failed as silent
+        "RETRAIN_TUNE_HEARTBEAT": "10", "RETRAIN_TUNE_PRUNE": "false",
         "RETRAIN_FAMILY": "random_forest",
     }  # fmt: skip
     log = tmp_path / "tune.log"
@@ -169,6 +171,11 @@ claims = TrialClaims(url, name, 2, 0.2)
 
 def objective(trial):
     claims.start(trial)
+    # a heartbeat on record before the test freezes us (Optuna's thread may not have run yet)
+    storage = study_storage(url, 1)
+    study_id = storage.get_study_id_from_name(name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    storage.record_heartbeat(trial_id)
     print("running", flush=True)
     time.sleep(600)
 
@@ -191,7 +198,6 @@ def test_a_frozen_worker_keeps_its_lock_but_its_silent_trial_is_retried(mysql_ur
     )  # fmt: skip
     try:
         assert frozen.stdout.readline().strip() == "running"
-        time.sleep(1.5)  # a heartbeat or two recorded
         os.kill(frozen.pid, signal.SIGSTOP)
         study = optuna.load_study(study_name=name, storage=study_storage(mysql_url, 1))
         claims = TrialClaims(mysql_url, name, 2, 0.2)
@@ -200,7 +206,9 @@ def test_a_frozen_worker_keeps_its_lock_but_its_silent_trial_is_retried(mysql_ur
             claims.start(trial)
             return 0.5
 
+        deadline = time.monotonic() + 120
         while claims.take(study, lambda: False):
+            assert time.monotonic() < deadline, "the claims did not end within 120 s"
             study.optimize(objective, n_trials=1)
         claims.close()
     finally:
