@@ -26,7 +26,7 @@ project's AUROC function) is printed beside the champion's, read from MLflow.
 `--budget` (default 600) is the tuning budget of sizes >= 10^6, and of a smaller size only
 when both are given (`--rows 10000 --budget 30`); other sizes below 10^6 get 60 s. FLAML
 comes from the `bench` dependency group (its AutoML imports xgboost, hence the CPU-only
-xgboost-cpu there); without it the FLAML column is skipped.
+xgboost-cpu there); without it the bench stops at once and says how to install it.
 """
 
 from __future__ import annotations
@@ -407,9 +407,8 @@ def load_automl() -> Any:
     """FLAML's AutoML class, fully imported now (a later re-sync may remove the package)."""
     try:
         from flaml import AutoML  # its estimators too (and xgboost, which it always imports)
-    except ImportError:
-        print(FLAML_HINT)
-        return None
+    except ImportError as err:
+        raise SystemExit(FLAML_HINT) from err  # a comparison without its baseline says nothing
     return AutoML
 
 

@@ -15,8 +15,8 @@ fresh `<dataset>_scores` table in the embedded SQLite store through the same wri
 - pandas pyfunc: `pd.read_csv`, `mlflow.pyfunc.load_model(...).predict(frame,
   params={"probabilities": True})` in this process, then the same table write.
 
-Prints seconds and rows/s of each side (median of the rounds) and the ratio (> 1: Spark is
-faster). The machine's cores bound Spark's local[*]; a cluster adds executors, not this.
+Prints seconds and rows/s of each side (median of the rounds), the ratio (> 1: Spark is
+faster), and how many lines got the same label from both sides (it stops if one differs). The machine's cores bound Spark's local[*]; a cluster adds executors, not this.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy import text
 
 from bench.datasets import customers
 from retrain import tracking
+from retrain.db import make_engine
 from retrain.features import prepare_features
 from retrain.modeling import build_model, example_rows, fit_model
 from retrain.score import file_digest, score_source, write_scores
@@ -88,6 +90,21 @@ def spark_rows(settings: Settings, client: object, path: Path, table: str) -> in
     return score_source(settings, client, path, table).rows
 
 
+def agreeing_labels(settings: Settings, spark_table: str, plain_table: str) -> int:
+    """Rows whose label is the same in both tables, matched by line (each side's answer is
+    checked against the other's, not just counted)."""
+    engine = make_engine(settings.database_url)
+    query = "SELECT line_no, label FROM {} ORDER BY line_no"
+    with engine.connect() as conn:
+        spark, plain = (
+            pd.read_sql(text(query.format(name)), conn).set_index("line_no")["label"]
+            for name in (spark_table, plain_table)
+        )
+    if not spark.index.equals(plain.index):
+        raise SystemExit(f"the two sides scored different lines: {len(spark)} vs {len(plain)}")
+    return int((spark == plain).sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -101,7 +118,9 @@ def main() -> None:
         settings = load_settings()
         version = register_champion(settings)
         client = tracking.make_client(settings.tracking_uri)
-        print(f"{'rows':>9} | {'retrain score (Spark)':>22} | {'pandas pyfunc':>22} | ratio")
+        print(
+            f"{'rows':>9} | {'retrain score (Spark)':>22} | {'pandas pyfunc':>22} | ratio | check"
+        )
         for rows in args.rows:
             path = work / f"customers-{rows}.csv"
             customers(rows)[0].drop(columns="churned").to_csv(path, index=False)
@@ -110,11 +129,14 @@ def main() -> None:
                 spark.append(timed(spark_rows, settings, client, path, f"s{rows}_{n}"))
                 plain.append(timed(score_with_pandas, settings, version, path, f"p{rows}_{n}"))
             assert {r for _, r in spark + plain} == {rows}, (spark, plain)
+            same = agreeing_labels(settings, f"s{rows}_0", f"p{rows}_0")
             s, p = (statistics.median(t for t, _ in side) for side in (spark, plain))
             print(
                 f"{rows:>9,} | {s:7.1f} s {rows / s:>9,.0f}/s | {p:7.1f} s {rows / p:>9,.0f}/s"
-                f" | {p / s:.2f}"
+                f" | {p / s:.2f} | labels agree on {same:,} of {rows:,} rows"
             )
+            if same != rows:
+                raise SystemExit("Spark and the in-process pyfunc disagree on some labels")
 
 
 if __name__ == "__main__":

@@ -514,7 +514,12 @@ def score(
     ] = None,
 ) -> None:
     """Score a large file or folder with @champion on Spark (batch scoring)."""
+    from retrain.spark import missing_for_spark
+
     check_settings()
+    problem = missing_for_spark()  # before a Prefect server or a flow starts
+    if problem:
+        fail(problem, 2)
     from flows.score import batch_score
 
     path = str(source.expanduser().resolve())

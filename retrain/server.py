@@ -312,6 +312,7 @@ def stop(served: Served, timeout: float = 15) -> None:
         for pid in members:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+                os.kill(pid, signal.SIGCONT)  # a stopped (hung on purpose) process takes TERM
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             reap(served.pid)

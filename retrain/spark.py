@@ -5,8 +5,11 @@ pyspark is the optional `spark` dependency group."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,12 +33,11 @@ def start_session(master: str) -> SparkSession:
     """The Spark session. A local master binds 127.0.0.1 (driver, UI on a free port); a
     cluster master uses Spark's own settings (spark-defaults.conf, SPARK_* variables). The
     Python workers run this interpreter unless PYSPARK_PYTHON names another."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as err:
-        raise BadInput(INSTALL_HINT) from err
-    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
-        raise BadInput(f"no Java found (JAVA_HOME, or java on PATH); {INSTALL_HINT}")
+    problem = missing_for_spark()
+    if problem:
+        raise BadInput(problem)
+    from pyspark.sql import SparkSession
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(master).appName("retrain-score")
     if master.startswith("local"):
@@ -55,6 +57,31 @@ def start_session(master: str) -> SparkSession:
     )
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def missing_for_spark() -> str | None:
+    """What this machine lacks to run Spark (pyspark, or Java 17+), with the fix; or None."""
+    if importlib.util.find_spec("pyspark") is None:
+        return f"pyspark is not installed; {INSTALL_HINT}"
+    problem = java_problem()
+    return f"{problem}; {INSTALL_HINT}" if problem else None
+
+
+def java_problem() -> str | None:
+    """Why the Java that Spark would start cannot run it (none, or older than 17), or None."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not Path(java).exists():
+        return "no Java found (JAVA_HOME, or java on PATH)"
+    try:
+        said = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"{java} -version failed: {err}"
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', said.stderr + said.stdout)
+    if found is None:
+        return f"{java} -version did not say its version"
+    major = int(found.group(2) or 0) if found.group(1) == "1" else int(found.group(1))
+    return None if major >= 17 else f"{java} is Java {major}; Spark needs Java 17 or newer"
 
 
 def read_source(spark: SparkSession, path: Path, kinds: Mapping[str, str]) -> DataFrame:

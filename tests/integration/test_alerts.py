@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -69,15 +70,21 @@ def test_a_webhook_that_is_down_never_hides_the_failure(
     env: dict,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    capfd: pytest.CaptureFixture,
 ) -> None:
     from flows.deploy import deploy
 
     monkeypatch.setenv("RETRAIN_ALERT_URL", f"http://127.0.0.1:{free_port()}/nobody")
-    unservable_champion(tmp_path)
-    with pytest.raises(ServeFailed, match="cannot be loaded"):
-        deploy()
-    said = capfd.readouterr().err.splitlines()  # the flows' console log
+    said = []
+    keep = logging.Handler()
+    keep.emit = lambda record: said.append(record.getMessage())
+    flow_logs = logging.getLogger("prefect.flow_runs")  # get_run_logger's, and the hooks'
+    flow_logs.addHandler(keep)
+    try:
+        unservable_champion(tmp_path)  # its first deploy's notice finds the webhook down
+        with pytest.raises(ServeFailed, match="cannot be loaded"):
+            deploy()
+    finally:
+        flow_logs.removeHandler(keep)
     assert any("promotion notice not delivered: could not deliver" in m for m in said), said
     (failure,) = [m for m in said if "retrain failure: deploy" in m]
     assert "cannot be loaded" in failure and "[alert not delivered: could not deliver" in failure

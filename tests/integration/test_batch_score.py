@@ -97,3 +97,30 @@ def test_every_row_is_scored_once_with_the_labels_of_the_in_process_model(
         sample = frame.sample(500, random_state=0)
         expected = model.predict_labels(sample)
         assert list(rows.loc[sample.index + first, "label"]) == [str(v) for v in expected]
+
+
+@pytest.mark.parametrize("java", ["none", "11"])
+def test_score_without_java_17_exits_2_before_any_server_starts(java: str, tmp_path: Path) -> None:
+    """No Java at JAVA_HOME, or an older one there (a stand-in binary that answers
+    `-version` as Java 11 does): one line with the fix, exit 2, in well under a second of
+    work (no Prefect server, no flow)."""
+    jdk = tmp_path / "jdk"
+    if java != "none":
+        (jdk / "bin").mkdir(parents=True)
+        fake = jdk / "bin" / "java"
+        fake.write_text(f"#!/bin/sh\necho 'openjdk version \"{java}.0.2\" 2019-01-15' >&2\n")
+        fake.chmod(0o755)
+    source = tmp_path / "rows.csv"
+    source.write_text("size,count\n1.0,2\n")
+    environ = {
+        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JAVA_HOME": str(jdk),
+        "RETRAIN_HOME": str(tmp_path / "home"), "PREFECT_API_URL": "http://127.0.0.1:9/api",
+    }  # fmt: skip
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "retrain"), "score", "--source", str(source)],
+        env=environ, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2, result.stderr[-2000:]
+    expected = "no Java found" if java == "none" else f"is Java {java}; Spark needs Java 17"
+    assert line.startswith("retrain: ") and expected in line and "openjdk-17" in line

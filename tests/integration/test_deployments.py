@@ -8,14 +8,16 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from prefect.events import emit_event
 
 from retrain import server
-from tests.support.services import prefect_worker, stop_model_server
+from tests.integration.helpers import count
+from tests.support.services import prefect_worker, stop_model_server, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PROJECT = Path(__file__).parents[2]
@@ -61,6 +63,72 @@ async def _automation(name: str):
     async with get_client() as client:
         (found,) = await client.read_automations_by_name(name)
         return found
+
+
+async def _promotion_limit():
+    from prefect import get_client
+
+    async with get_client() as client:
+        return await client.read_global_concurrency_limit_by_name("retrain-promotion")
+
+
+async def _summary(flow_run_id) -> str:
+    """The nightly-summary artifact a flow run wrote."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    (summary,) = [a for a in found if a.key == "nightly-summary"]
+    return summary.data
+
+
+async def _manual_runs_since(since: datetime) -> list:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+
+    async with get_client() as client:
+        manual = await client.read_deployment_by_name("retrain/retrain-manual")
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[manual.id]))
+        )
+    return [r for r in runs if r.created >= since]
+
+
+async def _delete_flow_runs(runs: list) -> None:
+    from prefect import get_client
+
+    async with get_client() as client:
+        for run in runs:
+            await client.delete_flow_run(run.id)
+
+
+def model_events(model: str) -> dict[str, list]:
+    """The `retrain.model.*` events about a registered model, by name."""
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventResourceFilter
+
+    resource = EventResourceFilter(id=[f"retrain.model.{model}"])
+    with get_client(sync_client=True) as client:
+        events = client.read_events(EventFilter(resource=resource), limit=50).events
+    found: dict[str, list] = {}
+    for event in events:
+        found.setdefault(event.event.removeprefix("retrain.model."), []).append(event)
+    return found
+
+
+def nightly_gauges(home: Path) -> dict[str, float]:
+    """The samples of `$RETRAIN_HOME/metrics/nightly.prom`, keyed `name{decision}`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (home / "metrics" / "nightly.prom").read_text()
+    return {
+        s.name + (f"{{{s.labels['decision']}}}" if "decision" in s.labels else ""): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def bootstrap(env: dict) -> None:
@@ -109,6 +177,8 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     assert form["trials"]["minimum"] == 1 and form["objective"]["enum"] == ["auroc", "accuracy"]
     scoring = asyncio.run(_deployment("batch-score/batch-score")).parameter_openapi_schema
     assert scoring["required"] == ["source"] and set(scoring["properties"]) == {"source", "output"}
+    limit = asyncio.run(_promotion_limit())
+    assert limit.limit == 1 and limit.active  # one promotion at a time on this server
     drift_retrain = asyncio.run(_automation("retrain-on-drift"))
     assert drift_retrain.trigger.expect == {"retrain.data.drifted"}
     assert str(drift_retrain.actions[0].deployment_id) == str(manual.id)
@@ -132,6 +202,9 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         assert automation and "Failed" in automation[0]["text"]
         assert set(automation[0]) == set(hook[0]), "one payload shape for hook and automation"
         assert automation[0]["flow_run_id"] == hook[0]["flow_run_id"] == str(failed.id)
+        failed_summary = asyncio.run(_summary(failed.id))  # written although a stage failed
+        assert "| deploy | " in failed_summary and "**Decision: rolled back**" in failed_summary
+        assert nightly_gauges(home)["retrain_nightly_decision{rolled_back}"] == 1.0
 
         done = run_deployment("retrain/retrain-manual", parameters={"trials": 2}, timeout=600)
         assert done.state.is_completed(), done.state
@@ -142,6 +215,20 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         assert set(subflows) == {"ingest", "clean", "tune", "promote", "deploy"}
         for stage, run in subflows.items():  # named for the stage, not the parent deployment
             assert run.name.startswith(f"{stage}-{dataset}-"), run.name
+            assert f"stage-{stage}" in run.tags, (stage, run.tags)
+        gauges = nightly_gauges(home)  # the textfile node_exporter reads, after a real run
+        assert gauges["retrain_nightly_decision{promoted}"] == 1.0
+        assert (
+            gauges["retrain_nightly_succeeded"] == 1.0
+            and gauges["retrain_nightly_rows_loaded"] == 0
+        )
+        model = f"{dataset}_model"
+        events = wait_for(
+            lambda: (found := model_events(model)).keys() >= {"promoted", "rolled_back"} and found,
+            60, "the promoted and rolled_back events on the server",
+        )  # fmt: skip
+        assert events["promoted"][0].payload["challenger"] == "2"
+        assert "held by a process" in events["rolled_back"][0].payload["reason"]
         served = server.read_state(Path(env["RETRAIN_HOME"]))
         assert served is not None and served.public_url == f"http://127.0.0.1:{port}"
         assert server.ping_url(served.public_url) and served.proxy  # HAProxy on the main port
@@ -156,5 +243,27 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         ]  # named for their start since the bootstrap, not `paper-vulture`
         first = min(r.expected_start_time for r in scheduled).astimezone(ZoneInfo("Europe/Paris"))
         assert (first.hour, first.minute) == (2, 0) and first > datetime.now(first.tzinfo)
+
+        again = run_deployment("redeploy/redeploy", timeout=600)
+        assert again.state.is_completed(), again.state
+        assert server.read_state(home) == served  # the champion already answers: no restart
+        rows = tmp_path / "to_score.csv"
+        rows.write_text(Path(env["RETRAIN_SOURCE"]).read_text())
+        scored = run_deployment(
+            "batch-score/batch-score", parameters={"source": str(rows)}, timeout=600
+        )
+        assert scored.state.is_completed(), scored.state
+        assert count(f"{dataset}_scores") == 150
+
+    since = datetime.now(UTC)  # the worker is gone: a run the automation starts stays queued
+    emit_event(
+        "retrain.data.drifted",
+        resource={"prefect.resource.id": f"retrain.dataset.{dataset}",
+                  "retrain.origin": "drift-check"},
+        payload={"batch_id": "b1", "drift_share": 0.5},
+    )  # fmt: skip
+    started = wait_for(lambda: asyncio.run(_manual_runs_since(since)), 90,
+                       "retrain-on-drift starting a retrain-manual run")  # fmt: skip
+    asyncio.run(_delete_flow_runs(started))
 
     stop_model_server(Path(env["RETRAIN_HOME"]))

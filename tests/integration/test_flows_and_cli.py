@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from retrain import locks, server, store
+from retrain import locks, proxy, server, store
 from retrain.errors import StageFailed
 from tests.integration.helpers import GOOD_ROWS, HEADER, write_csv
 from tests.support.services import free_port, stop_model_server, wait_for
@@ -169,6 +169,38 @@ def test_run_twice_loads_once(cli_env: dict) -> None:
     assert "kept the champion over challenger version 2" in second.stdout
     history = run_cli(["history"], cli_env).stdout.splitlines()
     assert [line.split()[2] for line in history[1:]] == ["kept", "promoted"]
+    assert_drift_rollback_stop_and_start(cli_env)
+
+
+def pid_alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def assert_drift_rollback_stop_and_start(cli_env: dict) -> None:
+    """The serving commands a person runs by hand, on the two versions `run` left: drift of
+    the latest batch, `rollback --to` the kept one, `serve stop` (server and proxy, port
+    closed), `serve start` (the champion, answering again)."""
+    home, port = Path(cli_env["RETRAIN_HOME"]), int(cli_env["RETRAIN_SERVE_PORT"])
+    drift = run_cli(["drift"], cli_env)
+    assert drift.returncode == 0, drift.stderr[-2000:]
+    assert drift.stdout.startswith("batch ") and "features drifted (share 0.00" in drift.stdout
+    back = run_cli(["rollback", "--to", "2"], cli_env)
+    assert back.returncode == 0, back.stderr[-2000:]
+    assert "serving version 2 (was 1)" in back.stdout
+    status = run_cli(["serve", "status"], cli_env)
+    assert "version 2 (is the champion), healthy" in status.stdout, status.stdout
+    served, front = server.read_state(home), proxy.recorded(home)
+    assert served and front and server.ping_url(served.public_url)
+    stop = run_cli(["serve", "stop"], cli_env)
+    assert stop.returncode == 0, stop.stderr[-2000:]
+    assert f"stopped haproxy (pid {front.pid})" in stop.stdout
+    assert f"stopped version 2 (pid {served.pid})" in stop.stdout
+    assert not pid_alive(served.pid) and not pid_alive(front.pid)
+    assert not server.port_in_use("127.0.0.1", port) and server.read_state(home) is None
+    start = run_cli(["serve", "start", "--no-supervise"], cli_env)
+    assert start.returncode == 0, start.stderr[-2000:]
+    assert f"serving version 2 at http://127.0.0.1:{port}" in start.stdout
+    assert server.ping_url(f"http://127.0.0.1:{port}")
 
 
 def test_bad_option_value_is_one_line_exit_2(cli_env: dict) -> None:
@@ -219,15 +251,24 @@ def test_undecodable_file_exits_2_with_the_encoding_hint(cli_env: dict, tmp_path
     assert ok.returncode == 0 and "loaded 1 rows" in ok.stdout
 
 
-def test_quarantine_exits_1_then_readmit_admits(cli_env: dict, tmp_path: Path) -> None:
+def test_quarantine_exits_1_alerts_with_its_link_then_readmit_admits(
+    cli_env: dict, tmp_path: Path, receiver
+) -> None:
+    url, received = receiver
+    ui = "http://prefect.example:4200"
+    alerting = {**cli_env, "RETRAIN_ALERT_URL": url, "PREFECT_UI_URL": ui}
     folder = tmp_path / "in"
     write_csv(folder, "a_good.csv", GOOD_ROWS)
     write_csv(folder, "b_bad.csv", [GOOD_ROWS[0], "x,1,1,1,setosa", "1,1,1,1,rose"])
     assert run_cli(["ingest", "--source", str(folder)], cli_env).returncode == 0
-    result = run_cli(["clean"], cli_env)
+    result = run_cli(["clean"], alerting)
     assert result.returncode == 1
     line = last_error_line(result)
     assert "quarantined: 2 of 3 rows failed validation" in line and "--readmit" in line
+    (alert,) = received  # posted by the failure hook before the command returned
+    assert alert["kind"] == "failure" and alert["stage"] == "clean"
+    assert "quarantined: 2 of 3 rows" in alert["reason"]
+    assert alert["link"] == f"{ui}/runs/flow-run/{alert['flow_run_id']}"
     batch = line.split("--readmit ")[1].rstrip("`")
     readmit = run_cli(["clean", "--readmit", batch[:8]], cli_env)
     assert readmit.returncode == 0, readmit.stderr[-2000:]

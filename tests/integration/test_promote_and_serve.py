@@ -5,6 +5,7 @@ data store on SQLite (the promotions table also on MariaDB)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from retrain import audit, deploy, promote, server, store, tracking
+from retrain import audit, deploy, promote, proxy, server, store, tracking
 from retrain.bundled import write_bundled_iris
 from retrain.dataset import dataset_of
 from retrain.deploy import serve_verified
@@ -343,3 +344,34 @@ def test_clients_see_no_wrong_answer_and_fail_only_inside_the_downtime(
         assert failed == [] and deployed.downtime_seconds == 0.0
     else:
         assert all(deployed.down_from <= at <= deployed.down_until + 0.5 for at in failed)
+
+
+@ON_SQLITE
+def test_without_haproxy_the_haproxy_setting_refuses_and_auto_serves_on_the_port_itself(
+    served_env: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HAProxy absent (a fault `./dev test` never leaves on the machine, so the one lookup
+    is replaced): RETRAIN_PROXY=haproxy refuses to deploy, auto serves without it. The same
+    deploy checks RETRAIN_PREDICTION_LOG=off and RETRAIN_SUPERVISE=off: the model server is
+    given no log store, and no supervisor is left."""
+    monkeypatch.setattr(proxy, "binary", lambda: None)
+    monkeypatch.setenv("RETRAIN_PROXY", "auto")
+    monkeypatch.setenv("RETRAIN_PREDICTION_LOG", "off")
+    monkeypatch.setenv("RETRAIN_SUPERVISE", "off")
+    settings, *_ = context()
+    register(strong_model())
+    deployed = deploy_now(promote_now())
+    served = server.read_state(settings.home)
+    assert deployed.changed and not deployed.proxied and served.proxy is None
+    assert served.public_url == settings.serve_url
+    assert answers(settings) == labels_of(settings, served.version)
+    environ = Path(f"/proc/{served.pid}/environ").read_bytes().split(b"\0")
+    (serving,) = [e for e in environ if e.startswith(b"RETRAIN_SERVING=")]
+    assert json.loads(serving.split(b"=", 1)[1])["log_url"] is None
+    assert deployed.supervisor is None and server.live_supervisor(settings.home) is None
+    server.stop(served)
+    server.write_state(settings.home, None)
+    monkeypatch.setenv("RETRAIN_PROXY", "haproxy")
+    with pytest.raises(ServeFailed, match="RETRAIN_PROXY=haproxy but haproxy is not installed"):
+        deploy_now()
+    assert not server.port_in_use(settings.serve_host, settings.serve_port)

@@ -1,7 +1,8 @@
 """The serving supervisor against real processes: the fish model served behind a real HAProxy,
 its model server killed with SIGKILL while two busy processes keep both cores loaded, then the
-proxy killed, then a model that cannot load any more: answers again within 60 s each time,
-one alert per restart, and a crash loop that stops retrying with one alert."""
+proxy killed, then the model server hung (SIGSTOP), then a model that cannot load any more:
+answers again within 60 s each time, one alert per restart, and a crash loop that stops
+retrying with one alert."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def test_a_killed_model_server_or_proxy_answers_again_and_a_crash_loop_stops(
     settings, alerts = fish_settings, []
     served = deploy.serve_start(settings, "1", settings.health_timeout)
     assert served.proxy and served.public_url == settings.serve_url
-    supervisor = Supervisor(settings, max_restarts=3, notify=lambda a: alerts.append(a))
+    supervisor = Supervisor(settings, max_restarts=4, notify=lambda a: alerts.append(a))
     assert supervisor.check() is None and alerts == []  # healthy: nothing to do
 
     kill_model_server(served)
@@ -93,6 +94,14 @@ def test_a_killed_model_server_or_proxy_answers_again_and_a_crash_loop_stops(
     assert server.read_state(settings.home).proxy["pid"] != again.proxy["pid"]
     assert [a.extra["restarted"] for a in alerts] == ["model server", "proxy"]
 
+    hung = server.read_state(settings.home)  # alive, but answers nothing: SIGSTOP
+    for pid in server.session_members(hung):
+        os.kill(pid, signal.SIGSTOP)
+    assert rounds_until_answering(supervisor, settings.serve_url) < 60
+    assert server.read_state(settings.home).pid != hung.pid
+    assert server.session_members(hung) == []  # the hung server was stopped, not left behind
+    assert [a.extra["restarted"] for a in alerts] == ["model server", "proxy", "model server"]
+
     break_the_model(settings)
     kill_model_server(server.read_state(settings.home))
     deadline = time.monotonic() + 180
@@ -104,6 +113,16 @@ def test_a_killed_model_server_or_proxy_answers_again_and_a_crash_loop_stops(
     assert supervisor.check() is None and supervisor.check() is None  # it stays quiet
     assert [a.kind for a in alerts].count("failure") == 1
     assert isinstance(alerts[0], Alert) and alerts[0].source == "retrain"
+
+
+def test_restarts_older_than_the_window_do_not_make_a_crash_loop() -> None:
+    now = time.monotonic()
+    spread = Supervisor(load_settings(), max_restarts=3, window=600)
+    spread.restarts = [now - 900, now - 700, now - 10, now - 5]  # two inside the window
+    assert not spread.crash_looping() and len(spread.restarts) == 2
+    close = Supervisor(load_settings(), max_restarts=3, window=600)
+    close.restarts = [now - 500, now - 10, now - 5]
+    assert close.crash_looping()
 
 
 def kill_model_server(served: server.Served) -> None:
