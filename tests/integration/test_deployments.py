@@ -17,7 +17,7 @@ from prefect.events import emit_event
 
 from retrain import server
 from tests.integration.helpers import count
-from tests.support.services import prefect_worker, stop_model_server, wait_for
+from tests.support.services import model_events, prefect_worker, stop_model_server, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PROJECT = Path(__file__).parents[2]
@@ -103,20 +103,6 @@ async def _delete_flow_runs(runs: list) -> None:
     async with get_client() as client:
         for run in runs:
             await client.delete_flow_run(run.id)
-
-
-def model_events(model: str) -> dict[str, list]:
-    """The `retrain.model.*` events about a registered model, by name."""
-    from prefect import get_client
-    from prefect.events.filters import EventFilter, EventResourceFilter
-
-    resource = EventResourceFilter(id=[f"retrain.model.{model}"])
-    with get_client(sync_client=True) as client:
-        events = client.read_events(EventFilter(resource=resource), limit=50).events
-    found: dict[str, list] = {}
-    for event in events:
-        found.setdefault(event.event.removeprefix("retrain.model."), []).append(event)
-    return found
 
 
 def nightly_gauges(home: Path) -> dict[str, float]:

@@ -17,7 +17,7 @@ import pytest
 from retrain import locks, proxy, server, store
 from retrain.errors import StageFailed
 from tests.integration.helpers import GOOD_ROWS, HEADER, write_csv
-from tests.support.services import free_port, stop_model_server, wait_for
+from tests.support.services import free_port, model_events, stop_model_server, wait_for
 
 pytestmark = pytest.mark.integration
 RETRAIN = str(Path(sys.executable).parent / "retrain")
@@ -163,8 +163,12 @@ def test_run_twice_loads_once(cli_env: dict) -> None:
     assert "version 1 (is the champion), healthy" in status.stdout, status.stderr[-2000:]
     assert watcher and f"supervised by pid {watcher['pid']}" in status.stdout
     assert_predict_prints_rows_and_logs_one_run(cli_env)
+    before_second = datetime.now(UTC)
     second = run_cli(["run"], cli_env)
     assert second.returncode == 0
+    kept = wait_for(lambda: model_events("iris_model", before_second).get("kept"), 60,
+                    "the retrain.model.kept event of the second run")  # fmt: skip
+    assert kept[0].payload["challenger"] == "2" and kept[0].payload["champion"] == "1"
     assert "already loaded" in second.stdout and "registered version 2" in second.stdout
     assert "kept the champion over challenger version 2" in second.stdout
     history = run_cli(["history"], cli_env).stdout.splitlines()

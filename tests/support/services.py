@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pymysql
@@ -281,3 +282,20 @@ def prefect_worker(pool: str, env: dict[str, str], workdir: Path) -> Iterator[No
         yield
     finally:
         stop_pid(proc)
+
+
+def model_events(model: str, since: datetime | None = None) -> dict[str, list]:
+    """The `retrain.model.*` events about a registered model on the Prefect server (those
+    that occurred since `since`), by what happened: promoted, kept, rolled_back."""
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventOccurredFilter, EventResourceFilter
+
+    occurred = EventOccurredFilter(since=since) if since else EventOccurredFilter()
+    wanted = EventFilter(resource=EventResourceFilter(id=[f"retrain.model.{model}"]),
+                         occurred=occurred)  # fmt: skip
+    with get_client(sync_client=True) as client:
+        events = client.read_events(wanted, limit=50).events
+    found: dict[str, list] = {}
+    for event in events:
+        found.setdefault(event.event.removeprefix("retrain.model."), []).append(event)
+    return found
