@@ -55,7 +55,7 @@ class TuneConfig:
     holdout_share: float = HOLDOUT_SHARE
     workers: int = 1
     parallel_folds: int = field(default_factory=lambda: os.cpu_count() or 1)
-    budget: float | None = None  # seconds the whole study may take; `trials` is then a cap
+    budget: float | None = None  # seconds the whole tune may take, refit included; trials cap
     sample_rows: int | None = None  # above this many training rows, tune on a subsample
     prune: bool = True  # stop trials that are behind after a round of folds
     heartbeat: int = 30  # seconds between a shared study's trial heartbeats
@@ -134,6 +134,9 @@ def run_trials(
     thread, in order, while the next trial fits."""
     x, y = tuning_rows(data, config)
     splits = fold_splits(y, folds_for(y, config.n_folds), config.seed)
+    # a fold's CPU seconds times this is a refit on every training row on every core
+    fold_rows = float(np.mean([len(train) for train, _ in splits]))
+    refit_scale = len(data.train) / fold_rows / (os.cpu_count() or 1)
     logged: list[Future] = []
     with (
         Parallel(n_jobs=min(config.parallel_folds, config.n_folds), backend="loky") as parallel,
@@ -163,7 +166,9 @@ def run_trials(
             trial.set_user_attr("family", family)
             trial.set_user_attr("params", params)
             trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
-            trial.set_user_attr("cpu_seconds", sum(s.cpu_seconds for s in scores))
+            cpu_seconds = sum(s.cpu_seconds for s in scores)
+            trial.set_user_attr("cpu_seconds", cpu_seconds)
+            trial.set_user_attr("refit_seconds", cpu_seconds / len(scores) * refit_scale)
             metrics |= {"folds_scored": len(scores), "pruned": float(pruned)}
             # in the caller's context: the orchestrator's settings (its API URL) hold there too
             context = contextvars.copy_context()
@@ -208,11 +213,25 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=states)
 
 
+REGISTER_SECONDS = 15.0  # logging, pictures and registering the refit model, kept back
+
+
+def refit_reserve(study: optuna.Study) -> float:
+    """Seconds the budget keeps for what follows the search: refitting the best trial so far
+    on every training row (its fold CPU seconds scaled to all rows and cores) and registering
+    it. So `budget` bounds the whole tune, as FLAML's `time_budget` does, not the search."""
+    complete = [t for t in finished_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return 0.0
+    best = max(complete, key=lambda t: t.value)
+    return best.user_attrs.get("refit_seconds", 0.0) + REGISTER_SECONDS
+
+
 def out_of_time(study: optuna.Study, deadline: float | None) -> bool:
-    """Past the budget with a completed trial to fall back on: the running trial stops after
-    its current round of folds (counted as pruned), so a long trial cannot overrun the budget
-    by more than a round."""
-    if deadline is None or time.time() < deadline:
+    """Past the budget (less the refit's reserve) with a completed trial to fall back on:
+    the running trial stops after its current round of folds (counted as pruned), so a long
+    trial cannot overrun the budget by more than a round."""
+    if deadline is None or time.time() < deadline - refit_reserve(study):
         return False
     return any(t.state == optuna.trial.TrialState.COMPLETE for t in finished_trials(study))
 
@@ -231,12 +250,13 @@ def stop_before_overrun(
 
 
 def would_overrun(study: optuna.Study, deadline: float | None) -> bool:
-    """The budget is spent, or the time left is shorter than the longest trial so far."""
+    """The budget is spent, or the time left is shorter than the longest trial so far plus
+    the refit's reserve."""
     if deadline is None:
         return False
     left = seconds_left(deadline)
     durations = [t.duration.total_seconds() for t in finished_trials(study) if t.duration]
-    return left == 0 or (bool(durations) and left < max(durations))
+    return left == 0 or (bool(durations) and left < max(durations) + refit_reserve(study))
 
 
 def _summarise(scores: list) -> dict[str, float]:
@@ -364,6 +384,7 @@ def start_tuning(
     """Read the cleaned rows, open the parent run and create the (shared) study."""
     storage = settings.optuna_storage_url if config.workers > 1 else None
     check_config(config, storage)
+    deadline = time.time() + config.budget if config.budget else None  # reading rows counts
     cleaned = read_rows(engine, tables)
     data = dataset_of(cleaned, settings.load_schema(), config.holdout_share)
     experiment_id = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
@@ -380,7 +401,6 @@ def start_tuning(
             direction="maximize",
         )
     batches = ",".join(sorted(cleaned["batch_id"].unique()))
-    deadline = time.time() + config.budget if config.budget else None
     source = store.describe_source(engine, tables) | {"retrain.batches": batches[:500]}
     return TuningRun(
         data, experiment_id, parent, study_name, storage, batches, deadline, source, tags or {}

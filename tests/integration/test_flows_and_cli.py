@@ -176,6 +176,17 @@ def test_run_twice_loads_once(cli_env: dict) -> None:
     assert_drift_rollback_stop_and_start(cli_env)
 
 
+def shifted_iris(petal_cm: float) -> list[str]:
+    """Iris rows with every petal length moved by `petal_cm`: a batch that drifts."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    rows = []
+    for (a, b, petal, d), label in zip(iris.data, iris.target, strict=True):
+        rows.append(f"{a:g},{b:g},{petal + petal_cm:g},{d:g},{iris.target_names[label]}")
+    return rows
+
+
 def pid_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
@@ -185,9 +196,13 @@ def assert_drift_rollback_stop_and_start(cli_env: dict) -> None:
     the latest batch, `rollback --to` the kept one, `serve stop` (server and proxy, port
     closed), `serve start` (the champion, answering again)."""
     home, port = Path(cli_env["RETRAIN_HOME"]), int(cli_env["RETRAIN_SERVE_PORT"])
+    shifted = write_csv(home / "in", "shifted.csv", shifted_iris(petal_cm=2.5))
+    for step in (["ingest", "--source", str(shifted)], ["clean"]):
+        assert run_cli(step, cli_env).returncode == 0
     drift = run_cli(["drift"], cli_env)
     assert drift.returncode == 0, drift.stderr[-2000:]
-    assert drift.stdout.startswith("batch ") and "features drifted (share 0.00" in drift.stdout
+    assert drift.stdout.startswith("batch ") and "features drifted" in drift.stdout
+    assert "petal length (cm)" in drift.stdout.splitlines()[0], drift.stdout
     back = run_cli(["rollback", "--to", "2"], cli_env)
     assert back.returncode == 0, back.stderr[-2000:]
     assert "serving version 2 (was 1)" in back.stdout

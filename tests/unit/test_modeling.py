@@ -278,14 +278,15 @@ def test_no_trial_starts_that_the_time_left_cannot_hold() -> None:
 
     from retrain.tune import out_of_time, stop_before_overrun
 
-    def study_with_a_ten_second_trial() -> optuna.Study:
+    def study_with_a_ten_second_trial(refit_seconds: float = 0.0) -> optuna.Study:
         study = optuna.create_study(direction="maximize")
         end = datetime.now()
         study.add_trial(
             optuna.trial.FrozenTrial(
                 number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5,
                 datetime_start=end - timedelta(seconds=10), datetime_complete=end, params={},
-                distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
+                distributions={}, user_attrs={"refit_seconds": refit_seconds},
+                system_attrs={}, intermediate_values={},
             )
         )  # fmt: skip
         return study
@@ -298,6 +299,30 @@ def test_no_trial_starts_that_the_time_left_cannot_hold() -> None:
     assert len(long.trials) == 11
     assert out_of_time(long, time.time() - 1) and not out_of_time(long, time.time() + 60)
     assert not out_of_time(optuna.create_study(), time.time() - 1)
+
+
+def test_the_budget_keeps_back_the_best_trials_refit() -> None:
+    """A best trial whose refit on every row would take 60 s: with 70 s left the search
+    stops (10 s trial + 60 s refit + the registering reserve do not fit), with 100 s it goes
+    on; a running trial gives up once only the reserve is left."""
+    from datetime import datetime, timedelta
+
+    from retrain.tune import REGISTER_SECONDS, out_of_time, refit_reserve, would_overrun
+
+    study = optuna.create_study(direction="maximize")
+    end = datetime.now()
+    study.add_trial(
+        optuna.trial.FrozenTrial(
+            number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5,
+            datetime_start=end - timedelta(seconds=10), datetime_complete=end, params={},
+            distributions={}, user_attrs={"refit_seconds": 60.0}, system_attrs={},
+            intermediate_values={},
+        )
+    )  # fmt: skip
+    assert refit_reserve(study) == 60.0 + REGISTER_SECONDS
+    assert would_overrun(study, time.time() + 70) and not would_overrun(study, time.time() + 100)
+    assert out_of_time(study, time.time() + 60) and not out_of_time(study, time.time() + 90)
+    assert refit_reserve(optuna.create_study()) == 0.0
 
 
 def test_a_snapshot_estimate_follows_the_rows() -> None:
