@@ -16,7 +16,8 @@ fresh `<dataset>_scores` table in the embedded SQLite store through the same wri
   params={"probabilities": True})` in this process, then the same table write.
 
 Prints seconds and rows/s of each side (median of the rounds), the ratio (> 1: Spark is
-faster), and how many lines got the same label from both sides (it stops if one differs). The machine's cores bound Spark's local[*]; a cluster adds executors, not this.
+faster), and how many lines got the same label from both sides (it stops if one differs).
+The machine's cores bound Spark's local[*]; a cluster adds executors, not this.
 """
 
 from __future__ import annotations

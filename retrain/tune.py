@@ -134,9 +134,10 @@ def run_trials(
     thread, in order, while the next trial fits."""
     x, y = tuning_rows(data, config)
     splits = fold_splits(y, folds_for(y, config.n_folds), config.seed)
-    # a fold's CPU seconds times this is a refit on every training row on every core
+    # a fold's CPU seconds times this is a refit on every training row (on every core, for
+    # the families that thread; logreg fits on one)
     fold_rows = float(np.mean([len(train) for train, _ in splits]))
-    refit_scale = len(data.train) / fold_rows / (os.cpu_count() or 1)
+    refit_scale = len(data.train) / fold_rows
     logged: list[Future] = []
     with (
         Parallel(n_jobs=min(config.parallel_folds, config.n_folds), backend="loky") as parallel,
@@ -168,7 +169,8 @@ def run_trials(
             trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
             cpu_seconds = sum(s.cpu_seconds for s in scores)
             trial.set_user_attr("cpu_seconds", cpu_seconds)
-            trial.set_user_attr("refit_seconds", cpu_seconds / len(scores) * refit_scale)
+            cores = 1 if family == "logreg" else os.cpu_count() or 1
+            trial.set_user_attr("refit_seconds", cpu_seconds / len(scores) * refit_scale / cores)
             metrics |= {"folds_scored": len(scores), "pruned": float(pruned)}
             # in the caller's context: the orchestrator's settings (its API URL) hold there too
             context = contextvars.copy_context()

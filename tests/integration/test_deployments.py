@@ -127,7 +127,7 @@ def bootstrap(env: dict) -> None:
     assert result.stdout.count("retrain worker") == 1, result.stdout[-2000:]
 
 
-@pytest.mark.timeout(1800)  # two whole runs by a worker, each allowed 600 s
+@pytest.mark.timeout(1800)  # four runs by a worker, each allowed 300 s (they take ~60)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_bootstrap_worker_manual_run_alerts_and_schedules(
     prefect_api: str,
@@ -173,7 +173,7 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         with socket.socket() as squatter:  # a real fault: the serving port is taken
             squatter.bind(("127.0.0.1", port))
             squatter.listen()
-            failed = run_deployment("retrain/retrain-manual", timeout=600)  # the form's defaults
+            failed = run_deployment("retrain/retrain-manual", timeout=300)  # the form's defaults
         assert failed.state.is_failed(), failed.state
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(
@@ -192,8 +192,11 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         assert "| deploy | " in failed_summary and "**Decision: rolled back**" in failed_summary
         assert nightly_gauges(home)["retrain_nightly_decision{rolled_back}"] == 1.0
 
-        done = run_deployment("retrain/retrain-manual", parameters={"trials": 2}, timeout=600)
+        done = run_deployment("retrain/retrain-manual", parameters={"trials": 2}, timeout=300)
         assert done.state.is_completed(), done.state
+        (notice,) = [r for r in received if r["kind"] == "notice"]  # after its verified deploy
+        assert notice["stage"] == "promote" and notice["challenger_version"] == "2"
+        assert notice["flow_run_id"] == str(done.id)
         subflows = asyncio.run(_subflow_runs(done.id))
         assert subflows["tune"].parameters["trials"] == 2  # the value typed wins
         dataset = env["RETRAIN_DATASET"]
@@ -230,13 +233,20 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         first = min(r.expected_start_time for r in scheduled).astimezone(ZoneInfo("Europe/Paris"))
         assert (first.hour, first.minute) == (2, 0) and first > datetime.now(first.tzinfo)
 
-        again = run_deployment("redeploy/redeploy", timeout=600)
+        again = run_deployment("redeploy/redeploy", timeout=300)
         assert again.state.is_completed(), again.state
         assert server.read_state(home) == served  # the champion already answers: no restart
+        stop_model_server(home)  # as after a reboot: nothing serves
+        assert not server.ping_url(served.public_url)
+        back = run_deployment("redeploy/redeploy", timeout=300)
+        assert back.state.is_completed(), back.state
+        revived = server.read_state(home)
+        assert revived.version == served.version and revived.pid != served.pid
+        assert server.ping_url(revived.public_url)
         rows = tmp_path / "to_score.csv"
         rows.write_text(Path(env["RETRAIN_SOURCE"]).read_text())
         scored = run_deployment(
-            "batch-score/batch-score", parameters={"source": str(rows)}, timeout=600
+            "batch-score/batch-score", parameters={"source": str(rows)}, timeout=300
         )
         assert scored.state.is_completed(), scored.state
         assert count(f"{dataset}_scores") == 150

@@ -5,8 +5,6 @@ a fresh sample of the same rows does not."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from prefect import get_client
@@ -19,6 +17,7 @@ from retrain import tracking
 from retrain.settings import load_settings
 from tests.integration.helpers import open_store, write_csv
 from tests.integration.test_tune import load_and_clean
+from tests.support.services import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,11 +41,8 @@ def drift_events(dataset: str) -> list:
 
 def wait_for_drift_events(dataset: str, timeout: float = 30) -> list:
     """The dataset's drift events once the server has stored one (it flushes events every
-    few seconds; a loaded machine takes longer), or the empty list at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (events := drift_events(dataset)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return events
+    few seconds; a loaded machine takes longer); fails saying so at the deadline."""
+    return wait_for(lambda: drift_events(dataset), timeout, f"a drift event about {dataset}")
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

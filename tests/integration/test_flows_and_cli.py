@@ -363,6 +363,16 @@ def test_two_overlapping_runs_wait_in_turn_and_leave_one_champion_served_by_one_
     assert len(model_servers_of(tracking_uri)) == 1
 
 
+def test_promote_waits_retrain_lock_wait_seconds_then_names_the_holder(cli_env: dict) -> None:
+    """RETRAIN_LOCK_WAIT reaches the promotion section of a real `retrain promote`."""
+    engine = store.make_engine(cli_env["RETRAIN_DB_URL"])
+    with locks.held(engine, "promotion", "the-test", wait_seconds=0):
+        result = run_cli(["promote"], {**cli_env, "RETRAIN_LOCK_WAIT": "2"})
+    assert result.returncode == 1, result.stderr[-2000:]
+    line = last_error_line(result)
+    assert "the promotion lock is held by the-test since" in line and "waited 2 s" in line
+
+
 def test_the_lock_waits_its_time_names_its_holder_and_expires(env: dict) -> None:
     """`RETRAIN_LOCK_WAIT` bounds the wait; a lock left by a dead run expires; the holder
     may take it again (the nightly flow and its stage subflows)."""

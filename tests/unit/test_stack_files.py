@@ -198,6 +198,10 @@ def test_every_alert_rule_fires_when_it_should_and_not_before(tmp_path: Path) ->
                      "values": "1x10"},
                     {"series": 'retrain_nightly_decision{dataset="iris",decision="promoted"}',
                      "values": "0x10"},
+                    {"series": 'retrain_nightly_decision{dataset="fish",decision="rolled_back"}',
+                     "values": "0x10"},  # fish promoted: no alert for it
+                    {"series": 'retrain_nightly_decision{dataset="fish",decision="promoted"}',
+                     "values": "1x10"},
                     {"series": 'haproxy_backend_http_responses_total{proxy="models",code="2xx"}',
                      "values": "0+60x20"},
                     {"series": 'haproxy_backend_http_responses_total{proxy="models",code="5xx"}',
@@ -212,6 +216,7 @@ def test_every_alert_rule_fires_when_it_should_and_not_before(tmp_path: Path) ->
                                          "summary": "retrain: the nightly promotion of iris failed",
                                          "description": "The last nightly run ended rolled_back; "
                                          "see its nightly-summary artifact in the Prefect UI."}}]},
+                    {"eval_time": "4m", "alertname": "RetrainModelErrorRate", "exp_alerts": []},
                     {"eval_time": "15m", "alertname": "RetrainModelErrorRate",
                      "exp_alerts": [{"exp_labels": {"severity": "page"}, "exp_annotations": {
                          "summary": "retrain: over 5% of requests to the model fail (5xx)"}}]},
@@ -221,6 +226,18 @@ def test_every_alert_rule_fires_when_it_should_and_not_before(tmp_path: Path) ->
                                                     "instance": "model:9102"},
                                      "exp_annotations": {"summary": "retrain: the served model's "
                                      "metrics do not answer (the supervisor restarts it)"}}]},
+                ],
+            },
+            {  # 1 % of answers fail: under the 5 % threshold, no page
+                "interval": "1m",
+                "input_series": [
+                    {"series": 'haproxy_backend_http_responses_total{proxy="models",code="2xx"}',
+                     "values": "0+99x20"},
+                    {"series": 'haproxy_backend_http_responses_total{proxy="models",code="5xx"}',
+                     "values": "0+1x20"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "15m", "alertname": "RetrainModelErrorRate", "exp_alerts": []},
                 ],
             },
             {  # the last night ran at 0 s: quiet for 26 hours, then a ticket
