@@ -307,13 +307,30 @@ def log_training_data(
         for name, frame in parts.items():
             tags = {"retrain.rows": str(len(frame)), **source.get(name, {})}
             tags = {key: value[:MAX_INPUT_TAG] for key, value in tags.items()}
-            dataset = mlflow.data.from_pandas(frame, name=name)
-            mlflow.log_input(dataset, context=name, tags=tags)
+            log_input_once(mlflow.data.from_pandas(frame, name=name), name, tags)
             if kept[name]:
                 frame.to_csv(Path(tmp) / f"{name}.csv", index=False)
         if any(kept.values()):
             mlflow.log_artifacts(tmp, artifact_path="data")
     return kept
+
+
+def log_input_once(dataset: object, context: str, tags: dict[str, str], tries: int = 4) -> None:
+    """Log a dataset input of the active run. Two runs logging the same rows at once (a
+    nightly and a manual run) race on the store's unique (experiment, name, digest) row; the
+    loser's retry finds the winner's dataset and links it."""
+    import mlflow
+
+    for attempt in range(tries):
+        try:
+            mlflow.log_input(dataset, context=context, tags=tags)
+            return
+        except Exception as err:
+            said = str(err)
+            duplicate = "UNIQUE constraint failed" in said or "Duplicate entry" in said
+            if not duplicate or attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def estimated_csv_bytes(frame: pd.DataFrame, sample: int = 1000) -> int:

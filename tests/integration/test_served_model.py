@@ -44,7 +44,8 @@ from tests.support.services import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# one worker serves the module-scoped model for every test here (--dist loadgroup)
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("served_model")]
 RETRAIN = str(Path(sys.executable).parent / "retrain")
 CAPACITY = 40  # records the log holds while the store is away: small, so drops happen
 
