@@ -270,26 +270,29 @@ def test_a_budget_ends_the_study_normally_with_fewer_trials() -> None:
     assert count_trials(spent)["trials_started"] == 0
 
 
+def study_with_a_ten_second_trial(refit_seconds: float = 0.0) -> optuna.Study:
+    """A study holding one completed trial that took 10 s, whose refit would take
+    `refit_seconds`."""
+    from datetime import datetime, timedelta
+
+    study = optuna.create_study(direction="maximize")
+    end = datetime.now()
+    study.add_trial(
+        optuna.trial.FrozenTrial(
+            number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5,
+            datetime_start=end - timedelta(seconds=10), datetime_complete=end, params={},
+            distributions={}, user_attrs={"refit_seconds": refit_seconds},
+            system_attrs={}, intermediate_values={},
+        )
+    )  # fmt: skip
+    return study
+
+
 def test_no_trial_starts_that_the_time_left_cannot_hold() -> None:
     """A finished trial took 10 s: with 5 s left the study stops after the trial running
     now; with a minute left it goes on. Past the deadline a running trial gives up after its
     round only when a completed trial exists to fall back on."""
-    from datetime import datetime, timedelta
-
     from retrain.tune import out_of_time, stop_before_overrun
-
-    def study_with_a_ten_second_trial(refit_seconds: float = 0.0) -> optuna.Study:
-        study = optuna.create_study(direction="maximize")
-        end = datetime.now()
-        study.add_trial(
-            optuna.trial.FrozenTrial(
-                number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5,
-                datetime_start=end - timedelta(seconds=10), datetime_complete=end, params={},
-                distributions={}, user_attrs={"refit_seconds": refit_seconds},
-                system_attrs={}, intermediate_values={},
-            )
-        )  # fmt: skip
-        return study
 
     short = study_with_a_ten_second_trial()
     short.optimize(lambda t: 1.0, n_trials=10, callbacks=[stop_before_overrun(time.time() + 5)])
@@ -305,20 +308,9 @@ def test_the_budget_keeps_back_the_best_trials_refit() -> None:
     """A best trial whose refit on every row would take 60 s: with 70 s left the search
     stops (10 s trial + 60 s refit + the registering reserve do not fit), with 100 s it goes
     on; a running trial gives up once only the reserve is left."""
-    from datetime import datetime, timedelta
-
     from retrain.tune import REGISTER_SECONDS, out_of_time, refit_reserve, would_overrun
 
-    study = optuna.create_study(direction="maximize")
-    end = datetime.now()
-    study.add_trial(
-        optuna.trial.FrozenTrial(
-            number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5,
-            datetime_start=end - timedelta(seconds=10), datetime_complete=end, params={},
-            distributions={}, user_attrs={"refit_seconds": 60.0}, system_attrs={},
-            intermediate_values={},
-        )
-    )  # fmt: skip
+    study = study_with_a_ten_second_trial(refit_seconds=60.0)
     assert refit_reserve(study) == 60.0 + REGISTER_SECONDS
     assert would_overrun(study, time.time() + 70) and not would_overrun(study, time.time() + 100)
     assert out_of_time(study, time.time() + 60) and not out_of_time(study, time.time() + 90)
