@@ -1,5 +1,5 @@
 """`retrain score` through a real local Spark (Java 17 from Debian, pyspark from the `spark`
-group): 101,000 rows of CSV and Parquet scored with the fish champion into MariaDB. That a
+group): 31,000 rows of CSV and Parquet scored with the fish champion into MariaDB. That a
 second scoring replaces a file's rows is test_scores_table's."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from retrain.score import file_digest
 from tests.support import fish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CSV_ROWS, PARQUET_ROWS = 100_000, 1_000
+CSV_ROWS, PARQUET_ROWS = 30_000, 1_000
 
 
 def fish_rows(rows: int, seed: int) -> pd.DataFrame:
@@ -53,8 +53,8 @@ def score_env(tmp_path: Path, mysql_url: str, prefect_api: str) -> dict[str, str
         "RETRAIN_MODEL_NAME": fish.MODEL,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PREFECT_API_URL": prefect_api,
-        # 1 MiB splits: the CSV is read as several partitions, so line numbers cross them
-        "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.files.maxPartitionBytes=1048576 pyspark-shell",
+        # 256 KiB splits: the CSV is read as several partitions, so line numbers cross them
+        "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.files.maxPartitionBytes=262144 pyspark-shell",
     }
 
 
