@@ -18,6 +18,13 @@ import pytest
 from tests.support import services
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first, then the other slow ones: the two workers pick tests in this
+    order, so no multi-minute test starts last and runs alone at the end."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("heavy") else
+               1 if item.get_closest_marker("slow") else 2)  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's ~/.retrain (its settings file included). No serving

@@ -67,6 +67,7 @@ def score(source: Path, environ: dict[str, str]) -> str:
     return done.stdout
 
 
+@pytest.mark.heavy
 def test_every_row_is_scored_once_with_the_labels_of_the_in_process_model(
     score_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -127,6 +127,7 @@ def bootstrap(env: dict) -> None:
     assert result.stdout.count("retrain worker") == 1, result.stdout[-2000:]
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(1800)  # four runs by a worker, each allowed 300 s (they take ~60)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_bootstrap_worker_manual_run_alerts_and_schedules(

@@ -145,6 +145,7 @@ def assert_predict_prints_rows_and_logs_one_run(cli_env: dict) -> None:
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["predictions.csv"]
 
 
+@pytest.mark.heavy
 def test_run_twice_loads_once(cli_env: dict) -> None:
     since = datetime.now(UTC)
     first = run_cli(["run"], {**cli_env, "RETRAIN_SUPERVISE": "true"})
@@ -325,6 +326,7 @@ def error_lines(stderr: str) -> list[str]:
     return [*errors[-5:], stderr[-1500:]]
 
 
+@pytest.mark.heavy
 def test_two_overlapping_runs_wait_in_turn_and_leave_one_champion_served_by_one_server(
     cli_env: dict, tmp_path: Path
 ) -> None:

@@ -134,6 +134,7 @@ def worker_environment(db: dict[str, str], prefect_api: str, mlflow_port: int, h
     return {**env, "RETRAIN_HOME": str(home)}
 
 
+@pytest.mark.heavy
 def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_champion(
     mysql_url: str, prefect_api: str, tmp_path: Path
 ) -> None:

@@ -74,6 +74,7 @@ def rounds_until_answering(supervisor: Supervisor, url: str, timeout: float = 60
     raise AssertionError(f"{url} did not answer again within {timeout} s")
 
 
+@pytest.mark.heavy
 def test_a_killed_model_server_or_proxy_answers_again_and_a_crash_loop_stops(
     fish_settings: Settings,
 ) -> None:

@@ -109,6 +109,7 @@ async def task_run_names(since: datetime) -> set[str]:
         return {run.name for run in await client.read_task_runs() if run.created >= since}
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
 def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_other(
     prefect_api: str, env: dict, dask_cluster: tuple[str, list[subprocess.Popen]], tmp_path: Path
