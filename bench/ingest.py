@@ -80,17 +80,21 @@ def wait_for_quiet_server(engine, limit: float = 30.0) -> None:
 
 
 class TreePeak:
-    """The peak RSS of this process and every descendant (the ingest's chunk writer among
-    them) summed, polled every 0.05 s while the block runs; the server's is not counted."""
+    """The peak RSS of this process and the descendants started inside the block (the
+    ingest's chunk writer) summed, polled every 0.05 s; processes that ran before the block
+    (the MariaDB server this bench started) are not counted."""
 
     def __init__(self) -> None:
         self.peak, self.stop = 0, threading.Event()
         self.poller = threading.Thread(target=self.poll, daemon=True)
+        self.earlier = {p.pid for p in psutil.Process().children(recursive=True)}
 
     def tree_rss(self) -> int:
         me = psutil.Process()
         total = 0
         for proc in [me, *me.children(recursive=True)]:
+            if proc.pid in self.earlier:
+                continue
             with contextlib.suppress(psutil.Error):
                 total += proc.memory_info().rss
         return total
