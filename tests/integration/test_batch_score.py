@@ -100,6 +100,26 @@ def test_every_row_is_scored_once_with_the_labels_of_the_in_process_model(
         assert list(rows.loc[sample.index + first, "label"]) == [str(v) for v in expected]
 
 
+def test_score_without_pyspark_exits_2_with_the_install_line(tmp_path: Path) -> None:
+    """An interpreter where pyspark cannot be imported (the `spark` group not installed;
+    here its import is blocked in the process, as Python does for a None in sys.modules)."""
+    source = tmp_path / "rows.csv"
+    source.write_text("size,count\n1.0,2\n")
+    blocked = (
+        "import sys; sys.modules['pyspark'] = None; "
+        f"sys.argv = ['retrain', 'score', '--source', {str(source)!r}]; "
+        "from retrain.cli import app; app()"
+    )
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+               "RETRAIN_HOME": str(tmp_path / "home")}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", blocked], env=environ, capture_output=True, text=True, timeout=60
+    )
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert line.startswith("retrain: pyspark is not installed") and "--group spark" in line
+
+
 @pytest.mark.parametrize("java", ["none", "11"])
 def test_score_without_java_17_exits_2_before_any_server_starts(java: str, tmp_path: Path) -> None:
     """No Java at JAVA_HOME, or an older one there (a stand-in binary that answers
