@@ -7,12 +7,13 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from prefect import get_run_logger
 from prefect.concurrency.sync import concurrency
 
 from retrain import locks, store
+from retrain.errors import StageFailed
 from retrain.settings import Settings
 
 PROMOTION_LIMIT = "retrain-promotion"
@@ -34,13 +35,29 @@ def promotion_section(settings: Settings) -> Iterator[None]:
     owner = f"{socket.gethostname()}:{os.getpid()}"
     with (
         locks.held(engine, "promotion", owner, settings.lock_wait, on_wait=say_waiting),
-        concurrency(PROMOTION_LIMIT, occupy=1, timeout_seconds=settings.lock_wait),
+        promotion_slot(settings.lock_wait),
     ):
         _depth.value = 1
         try:
             yield
         finally:
             _depth.value = 0
+
+
+@contextmanager
+def promotion_slot(wait: float) -> Iterator[None]:
+    """The server's one promotion slot; still taken after `wait` seconds is a stage failure
+    in words, not Prefect's timeout traceback."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(concurrency(PROMOTION_LIMIT, occupy=1, timeout_seconds=wait))
+        except TimeoutError as err:
+            raise StageFailed(
+                f"the {PROMOTION_LIMIT} concurrency limit on the Prefect server stayed taken "
+                f"for {wait:.0f} s (RETRAIN_LOCK_WAIT): another run is promoting or deploying; "
+                "try again when it ends, or see Concurrency in the Prefect UI"
+            ) from err
+        yield
 
 
 def say_waiting(holder: str) -> None:

@@ -375,6 +375,33 @@ def test_promote_waits_retrain_lock_wait_seconds_then_names_the_holder(cli_env: 
     assert "the promotion lock is held by the-test since" in line and "waited 2 s" in line
 
 
+def test_promote_waits_for_the_prefect_promotion_limit_too(cli_env: dict) -> None:
+    """With the data store's lock free, the `retrain-promotion` slot on the server (held
+    here by the test) still keeps `retrain promote` out, for RETRAIN_LOCK_WAIT seconds."""
+    from prefect.concurrency.sync import concurrency
+
+    asyncio.run(_ensure_promotion_limit())
+    with concurrency("retrain-promotion", occupy=1):
+        result = run_cli(["promote"], {**cli_env, "RETRAIN_LOCK_WAIT": "2"})
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "retrain-promotion" in last_error_line(result), result.stderr[-2000:]
+
+
+async def _ensure_promotion_limit() -> None:
+    """The limit the bootstrap creates, on this test server (1 slot)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            await client.read_global_concurrency_limit_by_name("retrain-promotion")
+        except ObjectNotFound:
+            await client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name="retrain-promotion", limit=1)
+            )
+
+
 def test_the_lock_waits_its_time_names_its_holder_and_expires(env: dict) -> None:
     """`RETRAIN_LOCK_WAIT` bounds the wait; a lock left by a dead run expires; the holder
     may take it again (the nightly flow and its stage subflows)."""
