@@ -26,9 +26,13 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from retrain import clean, ingest, promote, store, tracking
-from retrain.dataset import dataset_of
-from retrain.modeling import (
+from retrain.config.settings import load_settings
+from retrain.data import clean, ingest
+from retrain.data.infer_schema import InferRequest, infer_from_csv
+from retrain.data.split import dataset_of
+from retrain.io import store, tracking
+from retrain.promotion.rules import PromotionRules, promote
+from retrain.training.families import (
     build_model,
     fit_model,
     predict_aligned,
@@ -36,10 +40,7 @@ from retrain.modeling import (
     resolve_families,
     score_proba,
 )
-from retrain.promotion import PromotionRules
-from retrain.schema import InferRequest, infer_from_csv
-from retrain.settings import load_settings
-from retrain.tune import TuneConfig, tune_and_register
+from retrain.training.tuning import TuneConfig, tune_and_register
 
 
 def breast_cancer() -> tuple[pd.DataFrame, InferRequest]:

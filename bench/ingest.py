@@ -26,9 +26,10 @@ import pandas as pd
 import psutil
 from sqlalchemy import text
 
-from retrain import ingest, store
-from retrain.schema import load_dataset_schema
-from retrain.settings import BUNDLED_SCHEMAS, Settings
+from retrain.config.dataset_schema import load_dataset_schema
+from retrain.config.settings import BUNDLED_SCHEMAS, Settings
+from retrain.data import ingest
+from retrain.io import engines, store
 from tests.support.services import mariadb_server
 
 SPECIES = ["setosa", "versicolor", "virginica"]
@@ -147,7 +148,7 @@ def main() -> None:
         write_source(source, args.rows)
         given = os.environ.get("RETRAIN_TEST_MYSQL_URL")
         with nullcontext(given) if given else mariadb_server(work) as url:
-            engine = store.make_engine(url)
+            engine = engines.make_engine(url)
             baselines, runs, peaks = [], [], []
             for round_no in range(args.repeat):
                 baselines.append(time_load_data(engine, source))

@@ -21,11 +21,13 @@ import time
 import warnings
 from pathlib import Path
 
-from retrain import clean, deploy, ingest, promote, server, store, tracking
-from retrain.bundled import write_bundled_iris
-from retrain.promotion import PromotionRules
-from retrain.settings import load_settings
-from retrain.tune import TuneConfig, tune_and_register
+from retrain.config.settings import load_settings
+from retrain.data import clean, ingest
+from retrain.io import store, tracking
+from retrain.io.bundled_iris import write_bundled_iris
+from retrain.promotion.rules import PromotionRules, promote
+from retrain.serving import deploy, model_server
+from retrain.training.tuning import TuneConfig, tune_and_register
 from tests.support.services import prefect_server, stop_model_server
 
 TINY_FLOW = (
@@ -38,7 +40,7 @@ TINY_FLOW = (
 
 def use_home(home: Path) -> None:
     os.environ["RETRAIN_HOME"] = str(home)
-    os.environ["RETRAIN_SERVE_PORT"] = str(server.free_port())
+    os.environ["RETRAIN_SERVE_PORT"] = str(model_server.free_port())
 
 
 def plain_stages(trials: int) -> float:

@@ -51,12 +51,12 @@ import pandas as pd
 import psutil
 import yaml
 
-from retrain import store, tracking
-from retrain.dataset import Dataset, align_proba, dataset_of
-from retrain.features import prepare_features
-from retrain.modeling import auroc, fit_model, pipeline_of, predict_aligned
-from retrain.server import free_port
-from retrain.settings import Settings, load_settings
+from retrain.config.settings import Settings, load_settings
+from retrain.data.features import prepare_features
+from retrain.data.split import Dataset, align_proba, dataset_of
+from retrain.io import store, tracking
+from retrain.serving.model_server import free_port
+from retrain.training.families import auroc, fit_model, pipeline_of, predict_aligned
 from tests.support.services import mariadb_server
 
 STAGES = ("ingest", "clean", "tune", "promote", "deploy")

@@ -9,7 +9,7 @@ champion in a temp SQLite tracking store. Each size is a generated CSV of that t
 sides read the CSV, compute label and class probabilities for every row and write them to a
 fresh `<dataset>_scores` table in the embedded SQLite store through the same writer:
 
-- `retrain score`: `retrain.score.score_source` (the batch-score flow's work without Prefect):
+- `retrain score`: `retrain.scoring.batch_score.score_source` (the batch-score flow's work without Prefect):
   the champion downloaded, a Spark session started, the file read and typed by Spark, every
   row scored through `mlflow.pyfunc.spark_udf`, the result staged as Parquet and written.
 - pandas pyfunc: `pd.read_csv`, `mlflow.pyfunc.load_model(...).predict(frame,
@@ -35,12 +35,13 @@ import pandas as pd
 from sqlalchemy import text
 
 from bench.datasets import customers
-from retrain import tracking
-from retrain.db import make_engine
-from retrain.features import prepare_features
-from retrain.modeling import build_model, example_rows, fit_model
-from retrain.score import file_digest, score_source, write_scores
-from retrain.settings import Settings, load_settings
+from retrain.config.settings import Settings, load_settings
+from retrain.data.features import prepare_features
+from retrain.io import tracking
+from retrain.io.engines import make_engine
+from retrain.scoring.batch_score import file_digest, score_source, write_scores
+from retrain.serving import logged_model
+from retrain.training.families import build_model, example_rows, fit_model
 
 KINDS = {
     "plan": "categorical", "region": "categorical", "tenure_months": "integer",
@@ -59,7 +60,7 @@ def register_champion(settings: Settings) -> str:
     experiment = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
     run = tracking.start_parent_run(client, experiment, "bench", {"retrain.stage": "tune"})
     example = example_rows(frame.head(5), KINDS)
-    logged = tracking.log_model(settings.tracking_uri, run, model, example, KINDS, NULLABLE)
+    logged = logged_model.log_model(settings.tracking_uri, run, model, example, KINDS, NULLABLE)
     version = tracking.register_challenger(client, settings.model_name, logged, {})
     client.set_registered_model_alias(settings.model_name, "champion", version)
     return version

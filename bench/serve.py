@@ -33,21 +33,23 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from retrain import deploy, ingest, promote, proxy, server, store, tracking
-from retrain.bundled import write_bundled_iris
-from retrain.clean import clean_batch
-from retrain.dataset import dataset_of
-from retrain.features import prepare_features
-from retrain.modeling import fit_model, pipeline_of
-from retrain.promotion import PromotionRules
-from retrain.settings import Settings, load_settings
-from retrain.tune import log_and_register
+from retrain.config.settings import Settings, load_settings
+from retrain.data import ingest
+from retrain.data.clean import clean_batch
+from retrain.data.features import prepare_features
+from retrain.data.split import dataset_of
+from retrain.io import store, tracking
+from retrain.io.bundled_iris import write_bundled_iris
+from retrain.promotion.rules import PromotionRules, promote
+from retrain.serving import deploy, haproxy, logged_model, model_server
+from retrain.training.families import fit_model, pipeline_of
+from retrain.training.tuning import log_and_register
 from tests.support.services import stop_model_server
 
 
 def prepare(home: Path) -> tuple[Settings, object, tracking.MlflowClient]:
     os.environ["RETRAIN_HOME"] = str(home)
-    os.environ["RETRAIN_SERVE_PORT"] = str(server.free_port())
+    os.environ["RETRAIN_SERVE_PORT"] = str(model_server.free_port())
     settings = load_settings()
     engine, tables = store.open_dataset(settings)
     report = ingest.load_file(engine, tables, write_bundled_iris(home / "src"), "utf-8")
@@ -78,7 +80,7 @@ def latency(url: str, rows: pd.DataFrame, requests: int) -> tuple[float, float]:
     times = []
     for i in range(requests):
         started = time.perf_counter()
-        server.invoke(url, rows.iloc[[i % len(rows)]])
+        model_server.invoke(url, rows.iloc[[i % len(rows)]])
         times.append((time.perf_counter() - started) * 1000)
     cuts = statistics.quantiles(times, n=20)
     return statistics.median(times), cuts[18]
@@ -88,7 +90,7 @@ def throughput(url: str, rows: pd.DataFrame, batches: int) -> float:
     batch = pd.concat([rows] * (100 // len(rows) + 1)).head(100)
     started = time.perf_counter()
     for _ in range(batches):
-        server.invoke(url, batch)
+        model_server.invoke(url, batch)
     return 100 * batches / (time.perf_counter() - started)
 
 
@@ -100,7 +102,9 @@ def swap_under_load(settings: Settings, clients: int, swap) -> tuple[object, lis
     def hammer() -> None:
         while not stop.is_set():
             try:
-                log.append((time.monotonic(), tuple(server.invoke(settings.serve_url, frame, 5))))
+                log.append(
+                    (time.monotonic(), tuple(model_server.invoke(settings.serve_url, frame, 5)))
+                )
             except OSError:
                 log.append((time.monotonic(), None))
                 time.sleep(0.02)
@@ -127,7 +131,7 @@ IRIS_ROW = pd.DataFrame(
 def describe_swap(name: str, settings: Settings, deployed, log: list, frame) -> str:
     allowed = {
         tuple(
-            tracking.load_version(settings.tracking_uri, settings.model_name, v).predict_labels(
+            logged_model.load_version(settings.tracking_uri, settings.model_name, v).predict_labels(
                 frame
             )
         )
@@ -141,14 +145,14 @@ def describe_swap(name: str, settings: Settings, deployed, log: list, frame) -> 
     )
 
 
-def plain_server(settings: Settings, version: str) -> server.Served:
+def plain_server(settings: Settings, version: str) -> model_server.Served:
     """The same version under a bare `mlflow models serve`: the baseline of a user without
     retrain (no proxy, no metrics, no prediction log)."""
     uri = tracking.model_uri(settings.model_name, version)
-    plain = server.start(
-        settings.home, settings.tracking_uri, uri, version, "127.0.0.1", server.free_port()
+    plain = model_server.start(
+        settings.home, settings.tracking_uri, uri, version, "127.0.0.1", model_server.free_port()
     )
-    server.wait_healthy(settings.home, plain, settings.health_timeout)
+    model_server.wait_healthy(settings.home, plain, settings.health_timeout)
     return plain
 
 
@@ -156,7 +160,7 @@ def quiet_behind_haproxy(bench: str) -> None:
     """Silence MLflow's warnings for the bench's output; refuse to run without HAProxy."""
     warnings.filterwarnings("ignore")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
-    if proxy.binary() is None:
+    if haproxy.binary() is None:
         raise SystemExit(f"{bench} serves behind HAProxy: apt-get install haproxy")
 
 
@@ -182,7 +186,7 @@ def run(settings: Settings, stores, client, args: argparse.Namespace) -> None:
     proxied = swap_under_load(
         settings, args.clients, lambda: promote_and_deploy(settings, stores, client)
     )
-    served = server.read_state(settings.home)
+    served = model_server.read_state(settings.home)
     p50, p95 = latency(settings.serve_url, rows, args.requests)
     rate = throughput(settings.serve_url, rows, args.batches)
     plain = plain_server(settings, served.version)
@@ -190,7 +194,7 @@ def run(settings: Settings, stores, client, args: argparse.Namespace) -> None:
         plain_p50, plain_p95 = latency(plain.url, rows, args.requests)
         plain_rate = throughput(plain.url, rows, args.batches)
     finally:
-        server.stop(plain)
+        model_server.stop(plain)
     stop_model_server(settings.home)
     os.environ["RETRAIN_PROXY"] = "off"
     direct_settings = load_settings()

@@ -30,9 +30,9 @@ from bench.serve import (
     quiet_behind_haproxy,
     register,
 )
-from retrain import server
-from retrain.settings import Settings
-from retrain.supervise import Supervisor
+from retrain.config.settings import Settings
+from retrain.serving import model_server
+from retrain.serving.supervisor import Supervisor
 from tests.support.services import stop_model_server, stop_pid
 
 
@@ -49,7 +49,7 @@ def until_answering(
             supervisor.check()
             next_round += interval
         try:
-            if server.invoke(settings.serve_url, IRIS_ROW, timeout=2):
+            if model_server.invoke(settings.serve_url, IRIS_ROW, timeout=2):
                 return time.monotonic() - started
         except OSError:
             pass
@@ -69,19 +69,19 @@ def main() -> None:
         try:
             register(settings, stores, client, RandomForestClassifier(50, random_state=0))
             promote_and_deploy(settings, stores, client)
-            served = server.read_state(settings.home)
+            served = model_server.read_state(settings.home)
             if args.busy:  # the floor is measured under the same load as the recovery
                 count = os.cpu_count() or 2
                 spinners = [subprocess.Popen(spin, start_new_session=True) for _ in range(count)]
             cold = time.monotonic()
             plain = plain_server(settings, served.version)
             cold = time.monotonic() - cold
-            server.stop(plain)
+            model_server.stop(plain)
             supervisor = Supervisor(settings, notify=lambda alert: None)
-            for pid in server.session_members(served):
+            for pid in model_server.session_members(served):
                 os.kill(pid, signal.SIGKILL)
             model = until_answering(settings, supervisor, args.interval)
-            os.kill(server.read_state(settings.home).proxy["pid"], signal.SIGKILL)
+            os.kill(model_server.read_state(settings.home).proxy["pid"], signal.SIGKILL)
             front = until_answering(settings, supervisor, args.interval)
         finally:
             for spinner in spinners:

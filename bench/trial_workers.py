@@ -29,9 +29,10 @@ from pathlib import Path
 import optuna
 
 from bench.datasets import customers, prepare_home
-from retrain import clean, ingest, store, tracking
-from retrain.settings import load_settings
-from retrain.tune import TuneConfig, start_tuning
+from retrain.config.settings import load_settings
+from retrain.data import clean, ingest
+from retrain.io import store, tracking
+from retrain.training.tuning import TuneConfig, start_tuning
 from tests.support import services
 
 

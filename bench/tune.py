@@ -45,13 +45,14 @@ from joblib import Parallel, delayed
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from retrain import clean, ingest, store, tracking
-from retrain.bundled import write_bundled_iris
-from retrain.dataset import Dataset, align_proba, dataset_of
-from retrain.modeling import auroc, suggest_params
-from retrain.schema import DatasetSchema, load_dataset_schema
-from retrain.settings import BUNDLED_SCHEMAS, load_settings
-from retrain.tune import TuneConfig, TuneReport, tune_and_register
+from retrain.config.dataset_schema import DatasetSchema, load_dataset_schema
+from retrain.config.settings import BUNDLED_SCHEMAS, load_settings
+from retrain.data import clean, ingest
+from retrain.data.split import Dataset, align_proba, dataset_of
+from retrain.io import engines, store, tracking
+from retrain.io.bundled_iris import write_bundled_iris
+from retrain.training.families import auroc, suggest_params
+from retrain.training.tuning import TuneConfig, TuneReport, tune_and_register
 
 SEED = 42
 N_FOLDS = 5
@@ -60,7 +61,7 @@ N_FOLDS = 5
 def prepare_store(work: Path, scale: int = 1):
     """Bundled iris (or `scale` jittered copies of each row) loaded and cleaned into a fresh
     SQLite store; returns the engine, the tables and the schema."""
-    engine = store.make_engine(f"sqlite:///{work / 'warehouse.db'}")
+    engine = engines.make_engine(f"sqlite:///{work / 'warehouse.db'}")
     schema = load_dataset_schema(BUNDLED_SCHEMAS / "iris.yaml")
     tables = store.dataset_tables("iris", schema)
     source = write_bundled_iris(work / "src")
@@ -94,7 +95,7 @@ def _import_fit_modules() -> int:
     import sklearn.metrics
     import sklearn.model_selection  # noqa: F401
 
-    import retrain.modeling  # noqa: F401
+    import retrain.training.families  # noqa: F401
 
     time.sleep(0.2)  # hold this worker so the next task goes to another one
     return os.getpid()

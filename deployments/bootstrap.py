@@ -36,8 +36,8 @@ from prefect.settings import PREFECT_API_URL
 from flows.hooks import NIGHTLY_DEPLOYMENT, name_scheduled_runs
 from flows.locking import PROMOTION_LIMIT
 from flows.retrain import nightly_parameters
-from retrain.settings import WORK_POOL as POOL
-from retrain.settings import load_settings
+from retrain.config.settings import WORK_POOL as POOL
+from retrain.config.settings import load_settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 ALERT_BLOCK = "retrain-alerts"

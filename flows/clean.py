@@ -6,9 +6,9 @@ from prefect import flow, get_run_logger
 
 from flows.drift import judge_drift
 from flows.hooks import FAILURE_HOOKS, run_name
-from retrain.clean import BatchReport
+from retrain.config.settings import Settings, load_settings
+from retrain.data.clean import BatchReport
 from retrain.errors import StageFailed
-from retrain.settings import Settings, load_settings
 from tasks.data import clean_one_batch, find_pending_batches
 
 

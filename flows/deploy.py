@@ -6,10 +6,10 @@ from prefect import flow, get_run_logger
 
 from flows.hooks import DEPLOY_HOOKS, FAILURE_HOOKS, announce_rollback, notify, run_name
 from flows.locking import promotion_section
-from retrain.deploy import DeployReport
-from retrain.promote import PromotionReport
-from retrain.server import ServeFailed
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.promotion.promote import PromotionReport
+from retrain.serving.deploy import DeployReport
+from retrain.serving.model_server import ServeFailed
 from tasks.serving import roll_back_champion, serve_champion
 
 

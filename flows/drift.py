@@ -7,8 +7,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.hooks import FAILURE_HOOKS, emit_drift_event, publish_drift, run_name
-from retrain.monitor import BatchDrift
-from retrain.settings import Settings, load_settings
+from retrain.config.settings import Settings, load_settings
+from retrain.monitoring.check_drift import BatchDrift
 from tasks.data import find_cleaned_batches, measure_batch_drift
 
 

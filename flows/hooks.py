@@ -25,16 +25,17 @@ from prefect.runtime import deployment
 from prefect.runtime import flow_run as current_run
 from prefect.settings import PREFECT_UI_URL
 
-from retrain import links, server
-from retrain.alerts import Alert, send_alert
+from retrain import links
+from retrain.config.settings import Settings, load_settings
 from retrain.errors import RetrainError
+from retrain.io.alerts import Alert, send_alert
 from retrain.links import flow_run_url
-from retrain.settings import Settings, load_settings
+from retrain.serving import model_server
 
 if TYPE_CHECKING:  # every stage imports the hooks: MLflow and the models load where used
-    from retrain.monitor import BatchDrift
-    from retrain.promote import PromotionReport
-    from retrain.tune import TuneReport
+    from retrain.monitoring.check_drift import BatchDrift
+    from retrain.promotion.promote import PromotionReport
+    from retrain.training.tuning import TuneReport
 
 STAGE_ATTRIBUTE = "retrain_stage"
 NIGHTLY_DEPLOYMENT = "retrain/retrain-nightly"
@@ -100,7 +101,7 @@ def mark_stage(err: BaseException, stage: str) -> None:
 
 def _versions(settings: Settings) -> tuple[str | None, str | None]:
     try:
-        from retrain import tracking
+        from retrain.io import tracking
 
         client = tracking.make_client(settings.tracking_uri)
         aliases = tracking.read_aliases(client, settings.model_name)
@@ -132,7 +133,7 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
 
 def stop_spare_server(flow: Any, flow_run: Any, state: Any) -> None:
     """Cancellation/crash hook of deploy: stop the spare-port server the deploy started."""
-    stopped = server.stop_recorded(load_settings().home, server.SPARE)
+    stopped = model_server.stop_recorded(load_settings().home, model_server.SPARE)
     if stopped:
         flow_run_logger(flow_run, flow).warning(
             f"stopped the spare-port server of version {stopped.version} (pid {stopped.pid})"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.hooks import run_name
+from retrain.config.settings import load_settings
+from retrain.data.ingest import LoadReport
 from retrain.errors import BadInput
-from retrain.ingest import LoadReport
-from retrain.settings import load_settings
 from tasks.data import find_source_files, load_source_file
 
 

@@ -12,9 +12,9 @@ from contextlib import ExitStack, contextmanager
 from prefect import get_run_logger
 from prefect.concurrency.sync import concurrency
 
-from retrain import locks, store
+from retrain.config.settings import Settings
 from retrain.errors import StageFailed
-from retrain.settings import Settings
+from retrain.io import engines, locks
 
 PROMOTION_LIMIT = "retrain-promotion"
 _depth = threading.local()
@@ -31,7 +31,7 @@ def promotion_section(settings: Settings) -> Iterator[None]:
         finally:
             _depth.value -= 1
         return
-    engine = store.make_engine(settings.database_url)
+    engine = engines.make_engine(settings.database_url)
     owner = f"{socket.gethostname()}:{os.getpid()}"
     with (
         locks.held(engine, "promotion", owner, settings.lock_wait, on_wait=say_waiting),

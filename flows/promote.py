@@ -6,8 +6,8 @@ from prefect import flow, get_run_logger
 
 from flows.hooks import FAILURE_HOOKS, announce_promotion, log_mlflow_links, run_name
 from flows.locking import promotion_section
-from retrain.promote import PromotionReport
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.promotion.promote import PromotionReport
 from tasks.serving import compare_and_promote
 
 

@@ -26,14 +26,14 @@ from flows.ingest import ingest
 from flows.locking import promotion_section
 from flows.promote import promote
 from flows.tune import tune
-from retrain.clean import BatchReport
-from retrain.deploy import DeployReport
-from retrain.ingest import LoadReport
-from retrain.nightly_metrics import NightlyFigures
-from retrain.promote import PromotionReport
-from retrain.server import ServeFailed
-from retrain.settings import Settings, load_settings
-from retrain.tune import TuneReport
+from retrain.config.settings import Settings, load_settings
+from retrain.data.clean import BatchReport
+from retrain.data.ingest import LoadReport
+from retrain.io.nightly_metrics import NightlyFigures
+from retrain.promotion.promote import PromotionReport
+from retrain.serving.deploy import DeployReport
+from retrain.serving.model_server import ServeFailed
+from retrain.training.tuning import TuneReport
 from tasks.serving import push_nightly_metrics, report_yesterday
 
 T = TypeVar("T")

@@ -6,8 +6,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.hooks import run_name
-from retrain.score import ScoreReport
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.scoring.batch_score import ScoreReport
 from tasks.scoring import score_files
 
 

@@ -13,10 +13,10 @@ from prefect.exceptions import TerminationSignal
 from prefect.futures import wait
 
 from flows.hooks import log_mlflow_links, publish_tuning, run_name
+from retrain.config.settings import Settings, load_settings
 from retrain.errors import StageFailed
-from retrain.modeling import resolve_families
-from retrain.settings import Settings, load_settings
-from retrain.tune import TuneConfig, TuneReport, TuningRun
+from retrain.training.families import resolve_families
+from retrain.training.tuning import TuneConfig, TuneReport, TuningRun
 from tasks.training import abandon_study, register_best, run_trial_worker, start_study
 
 if TYPE_CHECKING:

@@ -6,13 +6,15 @@ from pathlib import Path
 
 from prefect import task
 
-from retrain import clean, ingest, monitor, store, tracking
-from retrain.bundled import source_files
-from retrain.clean import BatchReport
-from retrain.ingest import LoadReport
-from retrain.monitor import BatchDrift
-from retrain.settings import Settings
-from retrain.store import open_dataset
+from retrain.config.settings import Settings
+from retrain.data import clean, ingest
+from retrain.data.clean import BatchReport
+from retrain.data.ingest import LoadReport
+from retrain.io import engines, store, tracking
+from retrain.io.bundled_iris import source_files
+from retrain.io.store import open_dataset
+from retrain.monitoring import check_drift
+from retrain.monitoring.check_drift import BatchDrift
 from tasks.policies import IO_TASK
 
 
@@ -33,7 +35,7 @@ def load_source_file(settings: Settings, path: Path) -> LoadReport:
 def find_pending_batches(settings: Settings, readmit: str | None) -> list[str]:
     """The batches to clean: every batch not cleaned yet, or the one to readmit."""
     engine, tables = open_dataset(settings)
-    with store.reporting_errors(engine), engine.begin() as conn:
+    with engines.reporting_errors(engine), engine.begin() as conn:
         store.create_tables(conn, tables)
         if readmit:
             return [store.find_batch(conn, tables, readmit)]
@@ -52,7 +54,7 @@ def clean_one_batch(settings: Settings, batch_id: str, threshold: float | None) 
 def find_cleaned_batches(settings: Settings) -> list[str]:
     """The latest batch with cleaned rows (what `retrain drift` looks at by default)."""
     engine, tables = open_dataset(settings)
-    with store.reporting_errors(engine), engine.begin() as conn:
+    with engines.reporting_errors(engine), engine.begin() as conn:
         store.create_tables(conn, tables)
         latest = store.latest_cleaned_batch(conn, tables)
     return [latest] if latest else []
@@ -63,4 +65,4 @@ def measure_batch_drift(settings: Settings, batch_id: str) -> BatchDrift:
     """One batch against the champion's training rows: recorded, and logged to MLflow."""
     engine, tables = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
-    return monitor.measure_drift(engine, tables, client, settings, batch_id)
+    return check_drift.measure_drift(engine, tables, client, settings, batch_id)

@@ -7,9 +7,9 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from retrain import tracking
-from retrain.score import ScoreReport, score_source
-from retrain.settings import Settings
+from retrain.config.settings import Settings
+from retrain.io import tracking
+from retrain.scoring.batch_score import ScoreReport, score_source
 from tasks.policies import IO_TASK
 
 

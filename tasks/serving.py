@@ -8,13 +8,15 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from retrain import db, deploy, predict, promote, tracking
-from retrain.deploy import DeployReport
-from retrain.nightly_metrics import NightlyFigures, publish_nightly
-from retrain.predict import ServedDay
-from retrain.promote import PromotionReport
-from retrain.promotion import PromotionRules
-from retrain.settings import Settings
+from retrain.config.settings import Settings
+from retrain.io import engines, tracking
+from retrain.io.nightly_metrics import NightlyFigures, publish_nightly
+from retrain.monitoring import inference_runs
+from retrain.monitoring.inference_runs import ServedDay
+from retrain.promotion.promote import PromotionReport
+from retrain.promotion.rules import PromotionRules, promote
+from retrain.serving import deploy
+from retrain.serving.deploy import DeployReport
 from tasks.data import open_dataset
 from tasks.policies import IO_TASK
 
@@ -66,10 +68,10 @@ def roll_back_champion(
 @task(**IO_TASK, cache_policy=NO_CACHE)
 def report_yesterday(settings: Settings) -> ServedDay:
     """Yesterday's prediction log as one run of the inference experiment; old rows pruned."""
-    engine = db.make_engine(settings.database_url)
+    engine = engines.make_engine(settings.database_url)
     client = tracking.make_client(settings.tracking_uri)
-    yesterday = (db.now_utc() - timedelta(days=1)).date()
-    return predict.report_served_day(engine, client, settings, yesterday)
+    yesterday = (engines.now_utc() - timedelta(days=1)).date()
+    return inference_runs.report_served_day(engine, client, settings, yesterday)
 
 
 @task(cache_policy=NO_CACHE)

@@ -14,10 +14,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
 
-from retrain import tracking
+from retrain.config.settings import Settings
+from retrain.io import tracking
 from retrain.links import flow_run_url
-from retrain.settings import Settings
-from retrain.tune import (
+from retrain.training.tuning import (
     TuneConfig,
     TuneReport,
     TuningRun,

@@ -86,7 +86,7 @@ def env(
     """Settings environment for one isolated test: own home, store URL, dataset (iris rules
     and data under a unique table prefix) and serving port; a model server the test leaves
     running is stopped by its recorded pid."""
-    from retrain.bundled import write_bundled_iris
+    from retrain.io.bundled_iris import write_bundled_iris
 
     values = {
         "RETRAIN_SERVE_PORT": str(services.free_port()),
@@ -94,7 +94,7 @@ def env(
         "RETRAIN_HOME": str(tmp_path / "home"),
         "RETRAIN_DB_URL": db_url,
         "RETRAIN_DATASET": dataset,
-        "RETRAIN_SCHEMA": str(Path(__file__).parents[1] / "retrain/schemas/iris.yaml"),
+        "RETRAIN_SCHEMA": str(Path(__file__).parents[1] / "retrain/config/schemas/iris.yaml"),
         "RETRAIN_SOURCE": str(write_bundled_iris(tmp_path / "bundled")),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }

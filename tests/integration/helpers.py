@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from retrain import store
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.io import engines, store
 
 COLUMNS = [
     "sepal length (cm)",
@@ -31,7 +31,7 @@ def open_store() -> tuple[store.Engine, store.DatasetTables]:
     """Engine and tables as the current environment's settings say."""
     settings = load_settings()
     tables = store.dataset_tables(settings.dataset, settings.load_schema())
-    return store.make_engine(settings.database_url), tables
+    return engines.make_engine(settings.database_url), tables
 
 
 def count(table: str, where: str = "") -> int:

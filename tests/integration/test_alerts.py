@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from retrain import tracking
-from retrain.bundled import write_bundled_iris
-from retrain.server import ServeFailed
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.io import tracking
+from retrain.io.bundled_iris import write_bundled_iris
+from retrain.serving.model_server import ServeFailed
 from tests.integration.test_promote_and_serve import (
     corrupt_model_files,
     register,

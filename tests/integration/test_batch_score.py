@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from retrain import tracking
-from retrain.db import make_engine
-from retrain.score import file_digest
+from retrain.io import tracking
+from retrain.io.engines import make_engine
+from retrain.scoring.batch_score import file_digest
+from retrain.serving import logged_model
 from tests.support import fish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -89,7 +90,7 @@ def test_every_row_is_scored_once_with_the_labels_of_the_in_process_model(
     assert len(scored) == CSV_ROWS + PARQUET_ROWS
     assert set(scored["source_digest"]) == set(digests)
     assert (scored["model_version"] == "1").all()
-    model = tracking.load_version(score_env["MLFLOW_TRACKING_URI"], fish.MODEL, "1")
+    model = logged_model.load_version(score_env["MLFLOW_TRACKING_URI"], fish.MODEL, "1")
     probas = [f"proba_{c}" for c in model.classes]
     assert np.allclose(scored[probas].sum(axis=1), 1.0)
     for digest, (frame, first) in digests.items():
@@ -108,7 +109,7 @@ def test_score_without_pyspark_exits_2_with_the_install_line(tmp_path: Path) -> 
     blocked = (
         "import sys; sys.modules['pyspark'] = None; "
         f"sys.argv = ['retrain', 'score', '--source', {str(source)!r}]; "
-        "from retrain.cli import app; app()"
+        "from cli.app import app; app()"
     )
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
                "RETRAIN_HOME": str(tmp_path / "home")}  # fmt: skip

@@ -13,8 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from retrain import clean, ingest, tracking
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.data import clean, ingest
+from retrain.io import tracking
 from tests.integration.helpers import open_store
 from tests.support.services import stop_pid
 

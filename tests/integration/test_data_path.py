@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from retrain import clean, ingest, store
+from retrain.config.settings import load_settings
+from retrain.data import clean, ingest
 from retrain.errors import BadInput, StageFailed
-from retrain.settings import load_settings
+from retrain.io import store
 from tests.integration.helpers import GOOD_ROWS, count, open_store, row_keys, write_csv
 
 pytestmark = pytest.mark.integration
@@ -173,7 +174,7 @@ KILL_SCRIPT = """
 import sys
 from pathlib import Path
 from tests.integration.helpers import open_store
-from retrain import ingest
+from retrain.data import ingest
 engine, tables = open_store()
 ingest.load_file(engine, tables, Path(sys.argv[1]), "utf-8", chunk_rows=5000)
 """

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from prefect.events import emit_event
 
-from retrain import server
+from retrain.serving import model_server
 from tests.integration.helpers import count
 from tests.support.services import model_events, prefect_worker, stop_model_server, wait_for
 
@@ -219,9 +219,9 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         )  # fmt: skip
         assert events["promoted"][0].payload["challenger"] == "2"
         assert "held by a process" in events["rolled_back"][0].payload["reason"]
-        served = server.read_state(Path(env["RETRAIN_HOME"]))
+        served = model_server.read_state(Path(env["RETRAIN_HOME"]))
         assert served is not None and served.public_url == f"http://127.0.0.1:{port}"
-        assert server.ping_url(served.public_url) and served.proxy  # HAProxy on the main port
+        assert model_server.ping_url(served.public_url) and served.proxy  # HAProxy on the main port
 
         deployment, scheduled = asyncio.run(_next_nightly_runs("retrain/retrain-nightly"))
         (schedule,) = deployment.schedules
@@ -236,14 +236,14 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
 
         again = run_deployment("redeploy/redeploy", timeout=300)
         assert again.state.is_completed(), again.state
-        assert server.read_state(home) == served  # the champion already answers: no restart
+        assert model_server.read_state(home) == served  # the champion already answers: no restart
         stop_model_server(home)  # as after a reboot: nothing serves
-        assert not server.ping_url(served.public_url)
+        assert not model_server.ping_url(served.public_url)
         back = run_deployment("redeploy/redeploy", timeout=300)
         assert back.state.is_completed(), back.state
-        revived = server.read_state(home)
+        revived = model_server.read_state(home)
         assert revived.version == served.version and revived.pid != served.pid
-        assert server.ping_url(revived.public_url)
+        assert model_server.ping_url(revived.public_url)
         rows = tmp_path / "to_score.csv"
         rows.write_text(Path(env["RETRAIN_SOURCE"]).read_text())
         scored = run_deployment(

@@ -13,8 +13,8 @@ from sklearn.datasets import load_iris
 from sqlalchemy import text
 
 from flows.drift import drift
-from retrain import tracking
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.io import tracking
 from tests.integration.helpers import open_store, write_csv
 from tests.integration.test_tune import load_and_clean
 from tests.support.services import wait_for

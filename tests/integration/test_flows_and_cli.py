@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from retrain import locks, proxy, server, store
 from retrain.errors import StageFailed
+from retrain.io import engines, locks
+from retrain.serving import haproxy, model_server
 from tests.integration.helpers import GOOD_ROWS, HEADER, write_csv
 from tests.support.services import free_port, model_events, stop_model_server, wait_for
 
@@ -53,7 +54,7 @@ def assert_nightly_run_recorded(since: datetime, tracking_uri: str, dataset: str
     """What the nightly run left on the Prefect server and in MLflow: every stage's subflow
     completed and named for the dataset and day, the summary and promotion artifacts, the
     tuning progress at 100, and the version and parent run tagged with the nightly run."""
-    from retrain import tracking
+    from retrain.io import tracking
 
     runs = asyncio.run(_flow_runs(since))
     runs_ids = asyncio.run(_flow_run_ids(since))
@@ -131,7 +132,7 @@ def last_error_line(result: subprocess.CompletedProcess) -> str:
 
 
 def assert_predict_prints_rows_and_logs_one_run(cli_env: dict) -> None:
-    from retrain import tracking
+    from retrain.io import tracking
 
     result = run_cli(["predict", "--sample", "5"], cli_env)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -157,7 +158,7 @@ def test_run_twice_loads_once(cli_env: dict) -> None:
     assert "champion: version 1, holdout AUROC" in first.stdout and url in first.stdout
     watcher = None  # `run` left a supervisor, which names itself in serving.json at once
     for _ in range(120):
-        if watcher := server.live_supervisor(Path(cli_env["RETRAIN_HOME"])):
+        if watcher := model_server.live_supervisor(Path(cli_env["RETRAIN_HOME"])):
             break
         time.sleep(0.5)
     status = run_cli(["serve", "status"], cli_env)
@@ -209,18 +210,18 @@ def assert_drift_rollback_stop_and_start(cli_env: dict) -> None:
     assert "serving version 2 (was 1)" in back.stdout
     status = run_cli(["serve", "status"], cli_env)
     assert "version 2 (is the champion), healthy" in status.stdout, status.stdout
-    served, front = server.read_state(home), proxy.recorded(home)
-    assert served and front and server.ping_url(served.public_url)
+    served, front = model_server.read_state(home), haproxy.recorded(home)
+    assert served and front and model_server.ping_url(served.public_url)
     stop = run_cli(["serve", "stop"], cli_env)
     assert stop.returncode == 0, stop.stderr[-2000:]
     assert f"stopped haproxy (pid {front.pid})" in stop.stdout
     assert f"stopped version 2 (pid {served.pid})" in stop.stdout
     assert not pid_alive(served.pid) and not pid_alive(front.pid)
-    assert not server.port_in_use("127.0.0.1", port) and server.read_state(home) is None
+    assert not model_server.port_in_use("127.0.0.1", port) and model_server.read_state(home) is None
     start = run_cli(["serve", "start", "--no-supervise"], cli_env)
     assert start.returncode == 0, start.stderr[-2000:]
     assert f"serving version 2 at http://127.0.0.1:{port}" in start.stdout
-    assert server.ping_url(f"http://127.0.0.1:{port}")
+    assert model_server.ping_url(f"http://127.0.0.1:{port}")
 
 
 def test_bad_option_value_is_one_line_exit_2(cli_env: dict) -> None:
@@ -335,7 +336,7 @@ def test_two_overlapping_runs_wait_in_turn_and_leave_one_champion_served_by_one_
     waits for it by name (removing the lock turns this red)."""
     env = {**cli_env, "RETRAIN_TRIALS": "3"}
     logs = [tmp_path / f"run{i}.log" for i in range(2)]
-    engine = store.make_engine(env["RETRAIN_DB_URL"])
+    engine = engines.make_engine(env["RETRAIN_DB_URL"])
     with locks.held(engine, "promotion", "the-test", wait_seconds=0):
         runs = [
             subprocess.Popen([RETRAIN, "run"], env=env, cwd=Path(__file__).parents[2],
@@ -367,7 +368,7 @@ def test_two_overlapping_runs_wait_in_turn_and_leave_one_champion_served_by_one_
 
 def test_promote_waits_retrain_lock_wait_seconds_then_names_the_holder(cli_env: dict) -> None:
     """RETRAIN_LOCK_WAIT reaches the promotion section of a real `retrain promote`."""
-    engine = store.make_engine(cli_env["RETRAIN_DB_URL"])
+    engine = engines.make_engine(cli_env["RETRAIN_DB_URL"])
     with locks.held(engine, "promotion", "the-test", wait_seconds=0):
         result = run_cli(["promote"], {**cli_env, "RETRAIN_LOCK_WAIT": "2"})
     assert result.returncode == 1, result.stderr[-2000:]
@@ -405,7 +406,7 @@ async def _ensure_promotion_limit() -> None:
 def test_the_lock_waits_its_time_names_its_holder_and_expires(env: dict) -> None:
     """`RETRAIN_LOCK_WAIT` bounds the wait; a lock left by a dead run expires; the holder
     may take it again (the nightly flow and its stage subflows)."""
-    engine = store.make_engine(env["RETRAIN_DB_URL"])
+    engine = engines.make_engine(env["RETRAIN_DB_URL"])
     heard: list[str] = []
     with locks.held(engine, "promotion", "first", wait_seconds=0):
         with locks.held(engine, "promotion", "first", wait_seconds=0):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from retrain import server
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.serving import model_server
 from tests.integration.helpers import count
 from tests.support.services import post_invocations
 
@@ -76,7 +76,7 @@ def test_a_csv_of_your_own_becomes_a_served_model(
     assert summary.tuned.test_auroc > 0.95
     settings = load_settings()
     assert settings.model_name == f"{dataset}_model"
-    served = server.read_state(settings.home)
+    served = model_server.read_state(settings.home)
     assert served is not None and served.version == summary.tuned.version
     labels = post_invocations(served.url, {"dataframe_split": RAW_ROWS})
     assert len(labels) == 2 and set(labels) <= {"Adelie", "Chinstrap", "Gentoo"}

@@ -16,17 +16,18 @@ from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from retrain import audit, deploy, promote, proxy, server, store, tracking
-from retrain.bundled import write_bundled_iris
-from retrain.dataset import dataset_of
-from retrain.deploy import serve_verified
+from retrain.config.settings import Settings, load_settings
+from retrain.data.features import prepare_features
+from retrain.data.split import dataset_of
 from retrain.errors import StageFailed
-from retrain.features import prepare_features
-from retrain.modeling import fit_model, pipeline_of
-from retrain.promotion import PromotionRules
-from retrain.server import ServeFailed
-from retrain.settings import Settings, load_settings
-from retrain.tune import log_and_register
+from retrain.io import audit, store, tracking
+from retrain.io.bundled_iris import write_bundled_iris
+from retrain.promotion.rules import PromotionRules, promote
+from retrain.serving import deploy, haproxy, logged_model, model_server
+from retrain.serving.deploy import serve_verified
+from retrain.serving.model_server import ServeFailed
+from retrain.training.families import fit_model, pipeline_of
+from retrain.training.tuning import log_and_register
 from tests.integration.test_tune import load_and_clean
 from tests.support.services import wait_for
 
@@ -43,7 +44,7 @@ def direct(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def behind_proxy(settings: Settings) -> bool:
-    served = server.read_state(settings.home)
+    served = model_server.read_state(settings.home)
     return served is not None and served.proxy is not None
 
 
@@ -107,13 +108,13 @@ ROWS = pd.DataFrame(
 
 def answers(settings: Settings) -> list:
     """The labels the main port answers for ROWS."""
-    served = server.read_state(settings.home)
-    return list(server.invoke(served.public_url, ROWS))
+    served = model_server.read_state(settings.home)
+    return list(model_server.invoke(served.public_url, ROWS))
 
 
 def labels_of(settings: Settings, version: str) -> list:
     """The labels a registered version gives ROWS, in this process."""
-    model = tracking.load_version(settings.tracking_uri, settings.model_name, version)
+    model = logged_model.load_version(settings.tracking_uri, settings.model_name, version)
     return list(model.predict_labels(ROWS))
 
 
@@ -126,14 +127,14 @@ def test_first_promotion_then_a_better_one_is_served(served_env: dict) -> None:
         report.promoted and report.champion is None and "first champion" in report.decision.reason
     )
     deployed = deploy_now(report)
-    assert deployed.changed and server.read_state(settings.home).version == first
+    assert deployed.changed and model_server.read_state(settings.home).version == first
     assert answers(settings) == labels_of(settings, first)
     better = register(strong_model())
     report = promote_now()
     assert report.promoted and report.challenger_auroc > report.champion_auroc
     deployed = deploy_now(report)
     assert deployed.previous_version == first and behind_proxy(settings)
-    assert server.read_state(settings.home).version == better
+    assert model_server.read_state(settings.home).version == better
     assert answers(settings) == labels_of(settings, better) != labels_of(settings, first)
     aliases = tracking.read_aliases(client, settings.model_name)
     assert aliases == {"champion": better, "challenger": better, "previous_champion": first}
@@ -153,7 +154,7 @@ def test_a_worse_challenger_is_kept_out_and_the_champion_keeps_serving(served_en
     settings, engine, _, client = context()
     champion = register(strong_model())
     deploy_now(promote_now())
-    served_before = server.read_state(settings.home)
+    served_before = model_server.read_state(settings.home)
     worse = register(DummyClassifier(strategy="prior"))
     report = promote_now()
     assert not report.promoted and "does not beat" in report.decision.reason
@@ -162,7 +163,9 @@ def test_a_worse_challenger_is_kept_out_and_the_champion_keeps_serving(served_en
     assert tags["validation_status"] == "failed" and "does not beat" in tags["validation_reason"]
     kept = client.get_run(client.get_model_version(settings.model_name, worse).run_id).data
     assert kept.metrics["promoted"] == 0.0 and kept.tags["retrain.promotion_decision"] == "kept"
-    assert server.read_state(settings.home) == served_before and server.ping(served_before)
+    assert model_server.read_state(settings.home) == served_before and model_server.ping(
+        served_before
+    )
     assert audit.recent_attempts(engine, settings.dataset)[0].decision == "kept"
 
 
@@ -174,7 +177,7 @@ def test_rollback_by_command_serves_the_previous_champion(served_env: dict) -> N
     second = register(strong_model())
     deploy_now(promote_now())
     _, deployed = deploy.rollback_champion(engine, client, settings)
-    assert deployed.version == first and server.read_state(settings.home).version == first
+    assert deployed.version == first and model_server.read_state(settings.home).version == first
     aliases = tracking.read_aliases(client, settings.model_name)
     assert aliases["champion"] == first and aliases["previous_champion"] == second
     assert audit.recent_attempts(engine, settings.dataset)[0].decision == "rolled_back"
@@ -201,8 +204,8 @@ def corrupt_model_files(client: tracking.MlflowClient, settings: Settings, versi
 
 
 def assert_rolled_back(settings: Settings, client, engine, old: str, new: str) -> None:
-    served = server.read_state(settings.home)
-    assert served is not None and served.version == old and server.ping(served)
+    served = model_server.read_state(settings.home)
+    assert served is not None and served.version == old and model_server.ping(served)
     aliases = tracking.read_aliases(client, settings.model_name)
     assert aliases["champion"] == old and aliases["challenger"] == new
     assert aliases["previous_champion"] is None
@@ -260,7 +263,7 @@ def test_a_port_held_by_another_program_is_never_touched(served_env: dict) -> No
         with pytest.raises(ServeFailed, match="held by a process retrain did not start") as err:
             deploy_now(report)
         assert "rolled back: no version answers /ping" in str(err.value)  # nothing served
-        assert server.port_in_use(settings.serve_host, settings.serve_port)
+        assert model_server.port_in_use(settings.serve_host, settings.serve_port)
     assert tracking.alias_version(client, settings.model_name, "champion") is None
     assert client.get_model_version(settings.model_name, new).tags["validation_status"] == "failed"
     assert audit.recent_attempts(engine, settings.dataset)[0].decision == "rolled_back"
@@ -277,10 +280,10 @@ def test_the_same_version_is_not_restarted(served_env: dict) -> None:
     settings, *_ = context()
     register(strong_model())
     deploy_now(promote_now())
-    before = server.read_state(settings.home)
+    before = model_server.read_state(settings.home)
     again = serve_verified(settings, before.version)
-    assert not again.changed and server.read_state(settings.home) == before
-    assert server.ping(before)  # the very process recorded before keeps answering
+    assert not again.changed and model_server.read_state(settings.home) == before
+    assert model_server.ping(before)  # the very process recorded before keeps answering
 
 
 @ON_SQLITE
@@ -289,7 +292,7 @@ def test_a_failure_on_the_main_port_serves_the_old_version_there_again(
 ) -> None:
     settings, engine, _, client = context()
     old, new, report = champion_served_then_promoted()
-    old_pid = server.read_state(settings.home).pid
+    old_pid = model_server.read_state(settings.home).pid
     calls = []
 
     def fails_on_the_main_port(expected: list, served: list) -> str | None:  # test-only seam
@@ -298,7 +301,7 @@ def test_a_failure_on_the_main_port_serves_the_old_version_there_again(
 
     with pytest.raises(ServeFailed, match="on the main port"):
         deploy_now(report, check=fails_on_the_main_port)
-    assert len(calls) == 2 and server.read_state(settings.home).pid != old_pid
+    assert len(calls) == 2 and model_server.read_state(settings.home).pid != old_pid
     assert_rolled_back(settings, client, engine, old, new)
 
 
@@ -306,7 +309,7 @@ def hammer(url: str, frame: pd.DataFrame, stop: threading.Event, log: list) -> N
     """Send one-row requests until told to stop; log (time, answer or None)."""
     while not stop.is_set():
         try:  # a slow answer is not a failure: the machine may be loaded mid-deploy
-            log.append((time.monotonic(), tuple(server.invoke(url, frame, timeout=20))))
+            log.append((time.monotonic(), tuple(model_server.invoke(url, frame, timeout=20))))
         except OSError:
             log.append((time.monotonic(), None))
             time.sleep(0.02)
@@ -354,24 +357,24 @@ def test_without_haproxy_the_haproxy_setting_refuses_and_auto_serves_on_the_port
     is replaced): RETRAIN_PROXY=haproxy refuses to deploy, auto serves without it. The same
     deploy checks RETRAIN_PREDICTION_LOG=off and RETRAIN_SUPERVISE=off: the model server is
     given no log store, and no supervisor is left."""
-    monkeypatch.setattr(proxy, "binary", lambda: None)
+    monkeypatch.setattr(haproxy, "binary", lambda: None)
     monkeypatch.setenv("RETRAIN_PROXY", "auto")
     monkeypatch.setenv("RETRAIN_PREDICTION_LOG", "off")
     monkeypatch.setenv("RETRAIN_SUPERVISE", "off")
     settings, *_ = context()
     register(strong_model())
     deployed = deploy_now(promote_now())
-    served = server.read_state(settings.home)
+    served = model_server.read_state(settings.home)
     assert deployed.changed and not deployed.proxied and served.proxy is None
     assert served.public_url == settings.serve_url
     assert answers(settings) == labels_of(settings, served.version)
     environ = Path(f"/proc/{served.pid}/environ").read_bytes().split(b"\0")
     (serving,) = [e for e in environ if e.startswith(b"RETRAIN_SERVING=")]
     assert json.loads(serving.split(b"=", 1)[1])["log_url"] is None
-    assert deployed.supervisor is None and server.live_supervisor(settings.home) is None
-    server.stop(served)
-    server.write_state(settings.home, None)
+    assert deployed.supervisor is None and model_server.live_supervisor(settings.home) is None
+    model_server.stop(served)
+    model_server.write_state(settings.home, None)
     monkeypatch.setenv("RETRAIN_PROXY", "haproxy")
     with pytest.raises(ServeFailed, match="RETRAIN_PROXY=haproxy but haproxy is not installed"):
         deploy_now()
-    assert not server.port_in_use(settings.serve_host, settings.serve_port)
+    assert not model_server.port_in_use(settings.serve_host, settings.serve_port)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from retrain import scores
-from retrain.db import make_engine, now_utc
 from retrain.errors import BadInput, RetrainError
+from retrain.io import scores_table
+from retrain.io.engines import make_engine, now_utc
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +34,19 @@ def test_a_second_scoring_replaces_a_file_s_rows_and_a_failed_one_changes_nothin
     db_url: str,
 ) -> None:
     engine = make_engine(db_url)
-    table = scores.scores_table(f"t{uuid.uuid4().hex[:10]}_scores", ["a", "b"])
-    scores.check_scores_table(engine, table)
+    table = scores_table.scores_table(f"t{uuid.uuid4().hex[:10]}_scores", ["a", "b"])
+    scores_table.check_scores_table(engine, table)
     constants = {"model_version": "1", "scored_at": now_utc()}
-    scores.replace_scores(engine, table, ["d1"], [part("d1", ["a"] * 3)], constants, 2)
-    scores.replace_scores(engine, table, ["d2"], [part("d2", ["b"] * 4)], constants, 2)
+    scores_table.replace_scores(engine, table, ["d1"], [part("d1", ["a"] * 3)], constants, 2)
+    scores_table.replace_scores(engine, table, ["d2"], [part("d2", ["b"] * 4)], constants, 2)
     assert counts(engine, table) == {"d1": 3, "d2": 4}
-    scores.replace_scores(engine, table, ["d1"], [part("d1", ["b", "b"])], constants, 2)
+    scores_table.replace_scores(engine, table, ["d1"], [part("d1", ["b", "b"])], constants, 2)
     assert counts(engine, table) == {"d1": 2, "d2": 4}
     broken = [part("d1", ["a"] * 5), part("d1", [None], first=7)]  # a label is missing
     with pytest.raises(RetrainError):
-        scores.replace_scores(engine, table, ["d1"], broken, constants, 2)
+        scores_table.replace_scores(engine, table, ["d1"], broken, constants, 2)
     assert counts(engine, table) == {"d1": 2, "d2": 4}
     with pytest.raises(BadInput, match="pass --output with a new table name"):
-        scores.check_scores_table(engine, scores.scores_table(table.name, ["a", "b", "c"]))
+        scores_table.check_scores_table(
+            engine, scores_table.scores_table(table.name, ["a", "b", "c"])
+        )

@@ -29,12 +29,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from retrain import predict, proxy, server, tracking
-from retrain.db import make_engine
-from retrain.deploy import compare_answers
-from retrain.instrument import ServingContext
-from retrain.prediction_log import Record, predictions_table, write_rows
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.io import tracking
+from retrain.io.engines import make_engine
+from retrain.io.prediction_log import Record, predictions_table, write_rows
+from retrain.monitoring import inference_runs
+from retrain.serving import haproxy, model_server
+from retrain.serving.deploy import compare_answers
+from retrain.serving.instruments import ServingContext
 from tests.support.fish import LABELS, MODEL, log_and_register, raw_rows
 from tests.support.services import (
     free_port,
@@ -52,8 +54,8 @@ CAPACITY = 40  # records the log holds while the store is away: small, so drops 
 
 @dataclass(frozen=True)
 class ServedFish:
-    served: server.Served
-    front: proxy.Proxy
+    served: model_server.Served
+    front: haproxy.Proxy
     tracking_uri: str
     version: str
     dataset: str
@@ -94,19 +96,19 @@ def fish(mysql_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         dataset, MODEL, version, log_url, "127.0.0.1", metrics_port, CAPACITY
     )  # fmt: skip
     home, uri = folder / "home", tracking.model_uri(MODEL, version)
-    served = server.start(
+    served = model_server.start(
         home, tracking_uri, uri, version, "127.0.0.1", free_port(), metrics_port,
         context.to_environment(),
     )  # fmt: skip
-    front = proxy.start(home, "127.0.0.1", free_port())
+    front = haproxy.start(home, "127.0.0.1", free_port())
     fish = ServedFish(served, front, tracking_uri, version, dataset, user, log_url, mysql_url)
     try:
-        server.wait_healthy(home, served, 180)
-        proxy.switch(front, served.port, served.metrics_port)
+        model_server.wait_healthy(home, served, 180)
+        haproxy.switch(front, served.port, served.metrics_port)
         yield fish
     finally:
-        proxy.stop(front)
-        server.stop(served)
+        haproxy.stop(front)
+        model_server.stop(served)
         fish.admin(f"DROP USER '{user}'@'127.0.0.1'")
 
 
@@ -149,7 +151,7 @@ def wait_for_rows(fish: ServedFish, expected: int, timeout: float = 30) -> int:
 
 def test_served_version_answers_raw_rows_and_probabilities(fish: ServedFish) -> None:
     model, example = tracking.load_version_and_example(fish.tracking_uri, MODEL, fish.version)
-    labels = server.invoke(fish.served.url, raw_rows())
+    labels = model_server.invoke(fish.served.url, raw_rows())
     assert len(labels) == 3 and set(labels) <= set(LABELS)
     assert compare_answers(model.predict_labels(example).tolist(), labels) is None
     split = json.loads(raw_rows().assign(target="pike", id=7).to_json(orient="split"))
@@ -203,7 +205,7 @@ def test_the_champion_scores_a_users_own_file_in_python_and_over_rest(
     }
     mlflow.set_tracking_uri(fish.tracking_uri)
     loaded = mlflow.pyfunc.load_model(tracking.model_uri(MODEL, fish.version))
-    expected = server.invoke(fish.served.url, source)
+    expected = model_server.invoke(fish.served.url, source)
     for what, frame in frames.items():
         assert loaded.predict(frame).tolist() == expected, what
     split = json.loads(source.to_json(orient="split"))
@@ -231,7 +233,7 @@ def test_a_missing_column_or_a_value_of_the_wrong_kind_is_a_400_that_names_it(
 def test_every_answered_row_is_logged_and_counted(fish: ServedFish, tmp_path: Path) -> None:
     rows_before = settled_rows(fish)
     before = scrape(fish)
-    answers = [server.invoke(fish.served.url, raw_rows()) for _ in range(12)]
+    answers = [model_server.invoke(fish.served.url, raw_rows()) for _ in range(12)]
     assert wait_for_rows(fish, rows_before + 36) == rows_before + 36
     after = scrape(fish)
     ok = 'status="ok"'
@@ -287,13 +289,13 @@ def test_a_store_that_goes_away_fails_no_request_and_counts_drops(fish: ServedFi
     )
     one_row = raw_rows().iloc[:1]
     try:
-        server.invoke(fish.served.url, one_row)  # the writer takes it and starts retrying
+        model_server.invoke(fish.served.url, one_row)  # the writer takes it and starts retrying
         wait_for(
             lambda: "retrain_prediction_log_store_up 0.0" in scrape(fish),
             30, "the log's writer retrying the first request", every=0.1,
         )  # fmt: skip
         assert metric(scrape(fish), "retrain_prediction_log_queued_requests") == 0
-        answers = [server.invoke(fish.served.url, one_row) for _ in range(120)]
+        answers = [model_server.invoke(fish.served.url, one_row) for _ in range(120)]
         assert all(len(answer) == 1 for answer in answers)  # every request answered
         assert fish.rows_logged() == rows_before  # nothing reached the locked store
         dropped = metric(scrape(fish), "retrain_prediction_log_dropped_total") - dropped_before
@@ -323,8 +325,8 @@ def test_the_nightly_run_logs_a_served_day_once_and_prunes_past_retention(
     write_rows(engine, table, records, "3")
     client = tracking.make_client(settings.tracking_uri)
     yesterday = (today - timedelta(days=1)).date()
-    first = predict.report_served_day(engine, client, settings, yesterday)
-    again = predict.report_served_day(engine, client, settings, yesterday)
+    first = inference_runs.report_served_day(engine, client, settings, yesterday)
+    again = inference_runs.report_served_day(engine, client, settings, yesterday)
     assert (first.summary.requests, first.summary.rows, first.pruned) == (2, 3, 2)
     assert again.run_id == first.run_id and again.pruned == 0  # one run per day, pruned once
     run = client.get_run(first.run_id)
@@ -343,7 +345,7 @@ def query(prometheus: str, expr: str) -> float | None:
 def test_prometheus_scrapes_the_model_through_the_proxy_and_the_nightly_figures(
     fish: ServedFish, tmp_path: Path
 ) -> None:
-    from retrain.nightly_metrics import NightlyFigures, publish_nightly
+    from retrain.io.nightly_metrics import NightlyFigures, publish_nightly
 
     target = f"127.0.0.1:{fish.front.port}"
     rules = Path(__file__).parents[2] / "docker/prometheus/alerts.yml"
@@ -354,7 +356,7 @@ def test_prometheus_scrapes_the_model_through_the_proxy_and_the_nightly_figures(
                 "nightly": ("/metrics", gateway[7:])}  # fmt: skip
         with prometheus_server(tmp_path, jobs, rules) as prometheus:
             for _ in range(10):
-                server.invoke(fish.front.url, raw_rows())
+                model_server.invoke(fish.front.url, raw_rows())
             answered = metric(scrape(fish), "retrain_model_requests_total", 'status="ok"')
             ok = 'sum(retrain_model_requests_total{job="model",status="ok"})'
             assert settled(prometheus, ok, lambda v: v == answered) == answered >= 10

@@ -19,8 +19,9 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
-from retrain import registry, server
-from retrain.bundled import write_bundled_iris
+from retrain.io import registry
+from retrain.io.bundled_iris import write_bundled_iris
+from retrain.serving import model_server
 from tests.support import stack
 from tests.support.services import free_port, http_ok, running, stop_model_server
 
@@ -180,7 +181,7 @@ def children_running(parent: int, word: bytes) -> list[int]:
     """Pids of `parent`'s children whose command line has `word`."""
     found = []
     for proc in Path("/proc").iterdir():
-        fields = server.stat_fields(proc.name) if proc.name.isdigit() else None
+        fields = model_server.stat_fields(proc.name) if proc.name.isdigit() else None
         try:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:

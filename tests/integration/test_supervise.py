@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from retrain import deploy, proxy, server, tracking
-from retrain.alerts import Alert
-from retrain.settings import Settings, load_settings
-from retrain.supervise import Supervisor
+from retrain.config.settings import Settings, load_settings
+from retrain.io import tracking
+from retrain.io.alerts import Alert
+from retrain.serving import deploy, haproxy, model_server
+from retrain.serving.supervisor import Supervisor
 from tests.support.fish import MODEL, log_and_register, raw_rows
 from tests.support.services import free_port, stop_model_server, stop_pid, wait_for
 
@@ -66,7 +67,7 @@ def rounds_until_answering(supervisor: Supervisor, url: str, timeout: float = 60
     while time.monotonic() - started < timeout:
         supervisor.check()
         try:
-            if len(server.invoke(url, raw_rows(), timeout=5)) == 3:
+            if len(model_server.invoke(url, raw_rows(), timeout=5)) == 3:
                 return time.monotonic() - started
         except OSError:
             pass
@@ -87,27 +88,27 @@ def test_a_killed_model_server_or_proxy_answers_again_and_a_crash_loop_stops(
     with busy_cores():
         kill_model_server(served)
         assert rounds_until_answering(supervisor, settings.serve_url) < 60
-    again = server.read_state(settings.home)
+    again = model_server.read_state(settings.home)
     assert again is not None, [a.reason for a in alerts]
     assert again.pid != served.pid and again.version == "1" and again.proxy
     assert [a.extra["restarted"] for a in alerts] == ["model server"]
-    assert server.session_members(served) == []  # the killed server's uvicorn went too
+    assert model_server.session_members(served) == []  # the killed server's uvicorn went too
 
     os.kill(again.proxy["pid"], signal.SIGKILL)
     assert rounds_until_answering(supervisor, settings.serve_url) < 60
-    assert server.read_state(settings.home).proxy["pid"] != again.proxy["pid"]
+    assert model_server.read_state(settings.home).proxy["pid"] != again.proxy["pid"]
     assert [a.extra["restarted"] for a in alerts] == ["model server", "proxy"]
 
-    hung = server.read_state(settings.home)  # alive, but answers nothing: SIGSTOP
-    for pid in server.session_members(hung):
+    hung = model_server.read_state(settings.home)  # alive, but answers nothing: SIGSTOP
+    for pid in model_server.session_members(hung):
         os.kill(pid, signal.SIGSTOP)
     assert rounds_until_answering(supervisor, settings.serve_url) < 60
-    assert server.read_state(settings.home).pid != hung.pid
-    assert server.session_members(hung) == []  # the hung server was stopped, not left behind
+    assert model_server.read_state(settings.home).pid != hung.pid
+    assert model_server.session_members(hung) == []  # the hung server was stopped, not left behind
     assert [a.extra["restarted"] for a in alerts] == ["model server", "proxy", "model server"]
 
     break_the_model(settings)
-    kill_model_server(server.read_state(settings.home))
+    kill_model_server(model_server.read_state(settings.home))
     deadline = time.monotonic() + 180
     while supervisor.gave_up_on is None and time.monotonic() < deadline:
         supervisor.check()
@@ -129,10 +130,10 @@ def test_restarts_older_than_the_window_do_not_make_a_crash_loop() -> None:
     assert close.crash_looping()
 
 
-def kill_model_server(served: server.Served) -> None:
+def kill_model_server(served: model_server.Served) -> None:
     """SIGKILL to every process of the model server (`mlflow models serve` and its uvicorn),
     by pid: the server dies as in an OOM kill."""
-    for pid in server.session_members(served):
+    for pid in model_server.session_members(served):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -148,17 +149,17 @@ def break_the_model(settings: Settings) -> None:
 
 def test_the_supervisor_leaves_a_swap_in_progress_alone(fish_settings: Settings) -> None:
     """While a deploy holds the serving lock, a round does nothing, even with nothing alive."""
-    record = server.Served(1, "127.0.0.1", free_port(), "1", "models:/fish_model/1", 0.0, "x")
-    server.write_state(fish_settings.home, record)
+    record = model_server.Served(1, "127.0.0.1", free_port(), "1", "models:/fish_model/1", 0.0, "x")
+    model_server.write_state(fish_settings.home, record)
     supervisor = Supervisor(fish_settings, notify=lambda a: pytest.fail(f"alerted: {a}"))
-    with server.serving_lock(fish_settings.home):
+    with model_server.serving_lock(fish_settings.home):
         assert supervisor.check() is None
-    assert proxy.recorded(fish_settings.home) is None
+    assert haproxy.recorded(fish_settings.home) is None
 
 
 def answers(url: str) -> bool:
     try:
-        return len(server.invoke(url, raw_rows(), timeout=5)) == 3
+        return len(model_server.invoke(url, raw_rows(), timeout=5)) == 3
     except OSError:
         return False
 
@@ -177,7 +178,7 @@ def test_serve_start_leaves_one_supervisor_that_heals_a_kill_and_stops_with_serv
             timeout=300,
         )  # fmt: skip
         assert started.returncode == 0, started.stderr[-2000:]
-        watcher = wait_for(lambda: server.live_supervisor(home), 60, "no supervisor recorded")
+        watcher = wait_for(lambda: model_server.live_supervisor(home), 60, "no supervisor recorded")
         assert f"supervisor pid {watcher['pid']}" in started.stdout
         second = subprocess.run(
             [retrain, "serve", "supervise", "--if-none"], capture_output=True, text=True,
@@ -186,19 +187,19 @@ def test_serve_start_leaves_one_supervisor_that_heals_a_kill_and_stops_with_serv
         assert second.returncode == 0 and "already watches" in second.stderr
         assert deploy.keep_supervised(load_settings()) == watcher["pid"]
 
-        served = server.read_state(home)
+        served = model_server.read_state(home)
         kill_model_server(served)
         killed_at = time.monotonic()
         wait_for(lambda: answers(fish_settings.serve_url), 60, "the champion did not answer")
         assert time.monotonic() - killed_at < 60
-        assert server.read_state(home).pid != served.pid
-        assert server.live_supervisor(home) == watcher  # the same one, still recorded
+        assert model_server.read_state(home).pid != served.pid
+        assert model_server.live_supervisor(home) == watcher  # the same one, still recorded
 
         stopped = subprocess.run(
             [retrain, "serve", "stop"], capture_output=True, text=True, timeout=120
         )
         assert f"stopped the serving supervisor (pid {watcher['pid']})" in stopped.stdout
-        assert server.process_start(watcher["pid"]) != watcher["proc_start"]
+        assert model_server.process_start(watcher["pid"]) != watcher["proc_start"]
         assert not answers(fish_settings.serve_url)
     finally:
         stop_model_server(home)

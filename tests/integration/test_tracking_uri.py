@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from retrain import registry, tracking
+from retrain.io import registry, tracking
 from tests.support.fish import (
     LABELS,
     MODEL,

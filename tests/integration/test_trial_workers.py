@@ -21,8 +21,8 @@ import optuna
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from retrain import tracking
-from retrain.settings import load_settings
+from retrain.config.settings import load_settings
+from retrain.io import tracking
 from tests.support import services
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -163,8 +163,8 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_other(
 FROZEN_WORKER = """
 import sys, time
 import optuna
-from retrain.claims import TrialClaims
-from retrain.tune import study_storage
+from retrain.io.trial_claims import TrialClaims
+from retrain.training.tuning import study_storage
 
 url, name = sys.argv[1], sys.argv[2]
 study = optuna.load_study(study_name=name, storage=study_storage(url, 1))
@@ -188,8 +188,8 @@ study.optimize(objective, n_trials=1)
 def test_a_frozen_worker_keeps_its_lock_but_its_silent_trial_is_retried(mysql_url: str) -> None:
     """SIGSTOP: the worker's connection (and so its liveness lock) stays open, but its
     heartbeat stops; Optuna's heartbeat check fails the trial and the retry runs elsewhere."""
-    from retrain.claims import TrialClaims
-    from retrain.tune import study_storage
+    from retrain.io.trial_claims import TrialClaims
+    from retrain.training.tuning import study_storage
 
     name = f"frozen-{uuid.uuid4().hex[:8]}"
     optuna.create_study(study_name=name, storage=study_storage(mysql_url, 1))

@@ -9,16 +9,17 @@ import optuna
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from retrain import clean, ingest, store, tracking
-from retrain.dataset import holdout_mask
+from retrain.config.dataset_schema import load_dataset_schema
+from retrain.config.settings import load_settings
+from retrain.data import clean, ingest
+from retrain.data.split import holdout_mask
 from retrain.errors import BadInput, StageFailed
-from retrain.schema import load_dataset_schema
-from retrain.settings import load_settings
-from retrain.tune import TuneConfig, tune_and_register
+from retrain.io import store, tracking
+from retrain.training.tuning import TuneConfig, tune_and_register
 from tests.integration.helpers import open_store, write_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-IRIS = Path(__file__).parents[2] / "retrain/schemas/iris.yaml"
+IRIS = Path(__file__).parents[2] / "retrain/config/schemas/iris.yaml"
 
 
 def load_and_clean(path: Path) -> None:
@@ -37,7 +38,7 @@ def tune(trials: int = 3, parallel_folds: int = 2, workers: int = 1):
 
 
 def iris_csv(folder: Path, name: str, every: int = 1, offset: int = 0) -> Path:
-    from retrain.bundled import write_bundled_iris
+    from retrain.io.bundled_iris import write_bundled_iris
 
     lines = write_bundled_iris(folder / "bundled").read_text().splitlines()
     return write_csv(folder, name, lines[1 + offset :: every], header=lines[0])

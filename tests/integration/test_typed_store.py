@@ -10,7 +10,9 @@ import pytest
 from prefect.states import Failed
 from sqlalchemy import create_engine, inspect, select, text
 
-from retrain import clean, ingest, store
+from retrain.config.dataset_schema import DatasetSchema, load_dataset_schema
+from retrain.config.settings import BUNDLED_SCHEMAS, load_settings
+from retrain.data import clean, ingest
 from retrain.errors import (
     BadInput,
     SchemaChanged,
@@ -19,8 +21,7 @@ from retrain.errors import (
     StoreMisconfigured,
     StoreUnreachable,
 )
-from retrain.schema import DatasetSchema, load_dataset_schema
-from retrain.settings import BUNDLED_SCHEMAS, load_settings
+from retrain.io import engines, store
 from tasks.policies import is_transient
 from tests.integration.helpers import count, open_store, row_keys, write_csv
 from tests.support.services import free_port
@@ -214,7 +215,7 @@ def test_a_name_too_long_for_the_store_is_refused_before_anything_is_written(
 def test_any_load_data_warning_fails_the_load_and_writes_nothing(
     mysql_url: str, dataset: str, tmp_path: Path, row: str, code: str
 ) -> None:
-    engine = store.make_engine(mysql_url)
+    engine = engines.make_engine(mysql_url)
     tables = store.dataset_tables(dataset, load_dataset_schema(BUNDLED_SCHEMAS / "iris.yaml"))
     chunk = tmp_path / "chunk.csv"
     chunk.write_text(row + "\n", encoding="utf-8")
@@ -231,7 +232,7 @@ def test_a_closed_port_is_unreachable_and_retried_without_the_password(
     dataset: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    engine = store.make_engine(f"mysql+pymysql://retrain:s3cretpw@127.0.0.1:{port}/retrain")
+    engine = engines.make_engine(f"mysql+pymysql://retrain:s3cretpw@127.0.0.1:{port}/retrain")
     tables = store.dataset_tables(dataset, load_dataset_schema(BUNDLED_SCHEMAS / "iris.yaml"))
     path = write_csv(tmp_path, "a.csv", ["5.1,3.5,1.4,0.2,setosa"])
     with pytest.raises(StoreUnreachable) as err:
@@ -243,23 +244,23 @@ def test_a_closed_port_is_unreachable_and_retried_without_the_password(
 
 
 def test_a_wrong_password_is_a_configuration_error_not_retried(mysql_url: str) -> None:
-    wrong = store.make_engine(mysql_url.replace("retrain:", "retrain:x", 1))
-    with pytest.raises(StoreMisconfigured) as err, store.reporting_errors(wrong):
+    wrong = engines.make_engine(mysql_url.replace("retrain:", "retrain:x", 1))
+    with pytest.raises(StoreMisconfigured) as err, engines.reporting_errors(wrong):
         wrong.connect()
     assert "1045 Access denied" in str(err.value) and "check RETRAIN_DB_URL" in str(err.value)
     assert not is_transient(None, None, Failed(data=err.value))
 
 
 def test_a_sqlite_file_that_cannot_be_opened_is_a_configuration_error(tmp_path: Path) -> None:
-    engine = store.make_engine(f"sqlite:///{tmp_path}")  # a folder, not a file
-    with pytest.raises(StoreMisconfigured) as err, store.reporting_errors(engine):
+    engine = engines.make_engine(f"sqlite:///{tmp_path}")  # a folder, not a file
+    with pytest.raises(StoreMisconfigured) as err, engines.reporting_errors(engine):
         engine.connect()
     assert "unable to open database file" in str(err.value) and "RETRAIN_HOME" in str(err.value)
     assert not is_transient(None, None, Failed(data=err.value))
 
 
 def test_a_lock_held_by_another_writer_is_busy_and_retried(db_url: str, dataset: str) -> None:
-    holder = store.make_engine(db_url)
+    holder = engines.make_engine(db_url)
     if holder.dialect.name == "sqlite":
         waiter = create_engine(db_url, connect_args={"timeout": 0.2})
         setup = []
@@ -271,7 +272,11 @@ def test_a_lock_held_by_another_writer_is_busy_and_retried(db_url: str, dataset:
         conn.execute(text(f"INSERT INTO {dataset} VALUES (1)"))
     with holder.begin() as held:
         held.execute(text(f"UPDATE {dataset} SET n = 2"))
-        with pytest.raises(StoreBusy) as err, store.reporting_errors(waiter), waiter.connect() as c:
+        with (
+            pytest.raises(StoreBusy) as err,
+            engines.reporting_errors(waiter),
+            waiter.connect() as c,
+        ):
             for statement in [*setup, f"UPDATE {dataset} SET n = 3"]:
                 c.execute(text(statement))
     waiter.dispose()
@@ -280,8 +285,8 @@ def test_a_lock_held_by_another_writer_is_busy_and_retried(db_url: str, dataset:
 
 
 def test_a_statement_the_database_refuses_is_a_stage_failure_not_retried(db_url: str) -> None:
-    engine = store.make_engine(db_url)
-    with pytest.raises(StageFailed) as err, store.reporting_errors(engine), engine.connect() as c:
+    engine = engines.make_engine(db_url)
+    with pytest.raises(StageFailed) as err, engines.reporting_errors(engine), engine.connect() as c:
         c.execute(text("SELECT * FROM no_such_table_here"))
     assert "refused a statement" in str(err.value) and "no_such_table_here" in str(err.value)
     assert "\n" not in str(err.value) and not err.value.transient

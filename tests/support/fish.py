@@ -12,8 +12,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from retrain import tracking
-from retrain.pyfunc import prepare_features
+from retrain.io import tracking
+from retrain.serving.pyfunc_model import prepare_features
 
 KINDS = {"size": "numeric", "count": "integer", "member": "boolean", "colour": "categorical"}
 NULLABLE = {"count", "member", "colour"}

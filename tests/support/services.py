@@ -204,7 +204,7 @@ def prefect_server(workdir: Path) -> Iterator[str]:
     env.pop("PREFECT_API_URL", None)
     prefect = str(Path(sys.executable).parent / "prefect")
     command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    log = workdir / "prefect-server.log"
+    log = workdir / "prefect-model_server.log"
     with running(command, env, log, lambda: http_ok(f"{api}/health"), timeout=120):
         yield api
 
@@ -256,14 +256,14 @@ def prometheus_server(
 def stop_model_server(home: Path) -> None:
     """Stop the supervisor, the model server and its proxy recorded under `home`, if a test
     left them running (by pid; the supervisor first, so it restarts nothing)."""
-    from retrain import proxy, server
+    from retrain.serving import haproxy, model_server
 
-    server.stop_supervisor(home)
-    front, left = proxy.recorded(home), server.read_state(home)
+    model_server.stop_supervisor(home)
+    front, left = haproxy.recorded(home), model_server.read_state(home)
     if front:
-        proxy.stop(front)
+        haproxy.stop(front)
     if left:
-        server.stop(left)
+        model_server.stop(left)
 
 
 @contextmanager

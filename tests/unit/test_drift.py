@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain.drift import batch_drift
+from retrain.monitoring.drift import batch_drift
 
 KINDS = {"amount": "numeric", "visits": "integer", "plan": "categorical", "member": "boolean"}
 

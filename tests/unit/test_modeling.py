@@ -11,10 +11,10 @@ import optuna
 import pandas as pd
 import pytest
 
-from retrain.dataset import holdout_mask
+from retrain.data.features import compact_features
+from retrain.data.split import holdout_mask
 from retrain.errors import BadInput
-from retrain.features import compact_features
-from retrain.modeling import (
+from retrain.training.families import (
     FAMILIES,
     auroc,
     build_model,
@@ -169,7 +169,7 @@ def test_lightgbm_stops_boosting_when_held_back_rows_stop_improving() -> None:
 
 
 def test_the_auto_family_is_lightgbm_where_it_loads() -> None:
-    from retrain.modeling import resolve_families
+    from retrain.training.families import resolve_families
 
     assert resolve_families(("auto",)) == (("lightgbm",), None)  # libgomp1: ./dev test
     assert resolve_families(("hgb", "logreg")) == (("hgb", "logreg"), None)
@@ -181,7 +181,7 @@ def test_the_auto_family_falls_back_to_hgb_where_lightgbm_cannot_load(
     """A machine without LightGBM's runtime cannot be made here: the import is made to fail."""
     import sys
 
-    from retrain.modeling import resolve_families
+    from retrain.training.families import resolve_families
 
     monkeypatch.setitem(sys.modules, "lightgbm", None)
     families, warning = resolve_families(("auto",))
@@ -234,8 +234,8 @@ def test_auroc_of_a_single_class_is_undefined_as_in_scikit_learn() -> None:
 
 
 def test_a_holdout_label_never_seen_in_training_is_scored_not_crashed() -> None:
-    from retrain.dataset import Dataset
-    from retrain.tune import TuneConfig, refit_best, run_trials
+    from retrain.data.split import Dataset
+    from retrain.training.tuning import TuneConfig, refit_best, run_trials
 
     frame, kinds = mixed_frame(200)
     holdout = frame.iloc[:12].copy()
@@ -254,8 +254,8 @@ def test_a_holdout_label_never_seen_in_training_is_scored_not_crashed() -> None:
 
 def test_a_budget_ends_the_study_normally_with_fewer_trials() -> None:
 
-    from retrain.dataset import Dataset
-    from retrain.tune import TuneConfig, count_trials, run_trials
+    from retrain.data.split import Dataset
+    from retrain.training.tuning import TuneConfig, count_trials, run_trials
 
     frame, kinds = mixed_frame(900)
     data = Dataset(frame, frame.iloc[:10], kinds, "label")
@@ -292,7 +292,7 @@ def test_no_trial_starts_that_the_time_left_cannot_hold() -> None:
     """A finished trial took 10 s: with 5 s left the study stops after the trial running
     now; with a minute left it goes on. Past the deadline a running trial gives up after its
     round only when a completed trial exists to fall back on."""
-    from retrain.tune import out_of_time, stop_before_overrun
+    from retrain.training.tuning import out_of_time, stop_before_overrun
 
     short = study_with_a_ten_second_trial()
     short.optimize(lambda t: 1.0, n_trials=10, callbacks=[stop_before_overrun(time.time() + 5)])
@@ -308,7 +308,7 @@ def test_the_budget_keeps_back_the_best_trials_refit() -> None:
     """A best trial whose refit on every row would take 60 s: with 70 s left the search
     stops (10 s trial + 60 s refit + the registering reserve do not fit), with 100 s it goes
     on; a running trial gives up once only the reserve is left."""
-    from retrain.tune import REGISTER_SECONDS, out_of_time, refit_reserve, would_overrun
+    from retrain.training.tuning import REGISTER_SECONDS, out_of_time, refit_reserve, would_overrun
 
     study = study_with_a_ten_second_trial(refit_seconds=60.0)
     assert refit_reserve(study) == 60.0 + REGISTER_SECONDS
@@ -318,7 +318,7 @@ def test_the_budget_keeps_back_the_best_trials_refit() -> None:
 
 
 def test_a_snapshot_estimate_follows_the_rows() -> None:
-    from retrain.tracking import estimated_csv_bytes
+    from retrain.io.tracking import estimated_csv_bytes
 
     frame, _ = mixed_frame(3000)
     exact = len(frame.to_csv(index=False).encode())
@@ -327,8 +327,8 @@ def test_a_snapshot_estimate_follows_the_rows() -> None:
 
 
 def test_trials_that_are_behind_are_pruned_after_a_round_of_folds() -> None:
-    from retrain.dataset import Dataset
-    from retrain.tune import TuneConfig, count_trials, make_pruner, run_trials
+    from retrain.data.split import Dataset
+    from retrain.training.tuning import TuneConfig, count_trials, make_pruner, run_trials
 
     frame, kinds = mixed_frame(90)
     data = Dataset(frame, frame.iloc[:10], kinds, "label")
@@ -346,8 +346,8 @@ def test_trials_that_are_behind_are_pruned_after_a_round_of_folds() -> None:
 
 
 def test_a_large_training_set_is_tuned_on_a_stratified_sample() -> None:
-    from retrain.dataset import Dataset
-    from retrain.tune import TuneConfig, tuning_rows
+    from retrain.data.split import Dataset
+    from retrain.training.tuning import TuneConfig, tuning_rows
 
     frame, kinds = mixed_frame(600)
     data = Dataset(frame, frame.iloc[:10], kinds, "label")
@@ -358,8 +358,8 @@ def test_a_large_training_set_is_tuned_on_a_stratified_sample() -> None:
 
 
 def test_a_binary_target_with_fewer_positives_than_folds_still_tunes() -> None:
-    from retrain.dataset import Dataset
-    from retrain.tune import TuneConfig, count_trials, run_trials
+    from retrain.data.split import Dataset
+    from retrain.training.tuning import TuneConfig, count_trials, run_trials
 
     rng = np.random.default_rng(5)
     y = np.array(["no"] * 246 + ["yes"] * 4)
@@ -372,7 +372,7 @@ def test_a_binary_target_with_fewer_positives_than_folds_still_tunes() -> None:
 
 
 def test_exact_integers_and_stripped_missing_markers() -> None:
-    from retrain.validation import parse_cells
+    from retrain.data.cleaning_rules import parse_cells
 
     cells = ["10000000000000001", "3.0", " +7 ", "-9223372036854775808", " NA", "x", "1e19",
              "2.5", "9223372036854775808", None]  # fmt: skip

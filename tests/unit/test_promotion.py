@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrain.promotion import Bootstrap, PromotionRules, decide, paired_bootstrap
+from retrain.promotion.rules import Bootstrap, PromotionRules, decide, paired_bootstrap
 
 RULES = PromotionRules()
 

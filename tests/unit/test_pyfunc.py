@@ -10,8 +10,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from retrain.features import FeatureError
-from retrain.pyfunc import ClassifierModel, build_signature, prepare_features
+from retrain.data.features import FeatureError
+from retrain.serving.pyfunc_model import ClassifierModel, build_signature, prepare_features
 
 KINDS = {"size": "numeric", "count": "integer", "member": "boolean", "colour": "categorical"}
 
@@ -203,7 +203,7 @@ def test_a_version_logged_with_the_earlier_typed_signature_still_loads_and_answe
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from retrain.pyfunc import PIPELINE_ARTIFACT, SPEC_TYPES
+    from retrain.serving.pyfunc_model import PIPELINE_ARTIFACT, SPEC_TYPES
 
     model = fitted_model(["no", "yes"])
     typed = Schema(

@@ -10,20 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from retrain.bundled import source_files
+from retrain.config.dataset_schema import DatasetSchema, load_dataset_schema
+from retrain.config.settings import BUNDLED_SCHEMAS, dataset_name, load_settings
+from retrain.data.cleaning_rules import Split, split_clean_rejected
+from retrain.data.infer_schema import InferRequest, Rejects, infer_from_csv, infer_schema_from_csv
 from retrain.errors import BadInput
-from retrain.schema import (
-    DatasetSchema,
-    InferRequest,
-    Rejects,
-    dataset_name,
-    infer_from_csv,
-    infer_schema_from_csv,
-    load_dataset_schema,
-)
-from retrain.settings import BUNDLED_SCHEMAS, load_settings
-from retrain.source import iter_records, open_source
-from retrain.validation import Split, split_clean_rejected
+from retrain.io.bundled_iris import source_files
+from retrain.io.source_files import iter_records, open_source
 
 RETRAIN = str(Path(sys.executable).parent / "retrain")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from retrain.errors import BadInput
-from retrain.score import ScoreReport, file_digest, list_score_files
+from retrain.scoring.batch_score import ScoreReport, file_digest, list_score_files
 
 
 def test_a_folder_gives_its_csv_and_parquet_files_in_order(tmp_path: Path) -> None:

@@ -1,16 +1,14 @@
-"""Settings come from the environment; the core package never imports Prefect."""
+"""Settings come from the environment (the layering rules are tests/unit/test_layering.py)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from retrain.config.settings import load_settings
 from retrain.errors import BadInput
-from retrain.settings import load_settings
 
 ROOT = Path(__file__).parents[2]
 
@@ -71,44 +69,13 @@ def test_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
-LOGIC_MODULES = (
-    "modeling", "dataset", "schema", "promotion", "validation", "source", "reports",
-)  # fmt: skip
-ADAPTERS = (
-    "sqlalchemy",
-    "mlflow",
-    "prefect",
-    "retrain.store",
-    "retrain.tracking",
-    "retrain.server",
-)
-
-
-def test_logic_imports_no_adapter_and_the_core_no_prefect() -> None:
-    """One fresh interpreter (imports are the cost): the pure modules run on DataFrames and
-    arrays alone (no database, MLflow or process), then every `retrain` module is imported
-    and Prefect is still not loaded."""
-    modules = sorted(p.stem for p in (ROOT / "retrain").glob("*.py") if p.stem != "__init__")
-    code = (
-        "import sys\n"
-        + "".join(f"import retrain.{m}\n" for m in LOGIC_MODULES)
-        + f"print(sorted(m for m in {ADAPTERS!r} if m in sys.modules))\n"
-        + "".join(f"import retrain.{m}\n" for m in modules)
-        + "print('prefect' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.split() == ["[]", "False"]
-
-
 def test_using_an_mlflow_store_does_not_change_the_settings_of_the_process(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import mlflow
 
-    from retrain import tracking
-    from retrain.settings import load_settings
+    from retrain.config.settings import load_settings
+    from retrain.io import tracking
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)

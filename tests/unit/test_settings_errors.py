@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from retrain.config.settings import BUNDLED_SCHEMAS, check_schema_file, load_settings, setting_error
 from retrain.errors import BadInput
-from retrain.settings import BUNDLED_SCHEMAS, check_schema_file, load_settings, setting_error
 
 ROOT = Path(__file__).parents[2]
 
@@ -96,7 +96,7 @@ def run_cli(tmp_path: Path, args: list[str], env: dict[str, str]) -> subprocess.
     base.pop("MLFLOW_TRACKING_URI", None)
     base |= {"RETRAIN_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect"),
              "PREFECT_API_URL": "http://127.0.0.1:9/api"}  # fmt: skip
-    command = [sys.executable, "-m", "retrain.cli", *args]
+    command = [sys.executable, "-m", "cli", *args]
     return subprocess.run(
         command, cwd=ROOT, env=base | env, capture_output=True, text=True, timeout=300
     )

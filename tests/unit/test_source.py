@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from retrain.chunkfiles import typed_field
+from retrain.config.dataset_schema import load_dataset_schema
+from retrain.config.settings import BUNDLED_SCHEMAS
 from retrain.errors import BadInput
-from retrain.schema import load_dataset_schema
-from retrain.settings import BUNDLED_SCHEMAS
-from retrain.source import iter_records, list_csv_files, open_source
+from retrain.io.load_data_files import typed_field
+from retrain.io.source_files import iter_records, list_csv_files, open_source
 
 COLUMNS = load_dataset_schema(BUNDLED_SCHEMAS / "iris.yaml").columns
 HEADER = ",".join(f'"{c}"' for c in COLUMNS)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from retrain.settings import Settings, load_settings
+from retrain.config.settings import Settings, load_settings
 from tests.support import stack
 from tests.support.services import need_service
 
@@ -134,7 +134,7 @@ def test_the_image_runs_as_a_non_root_user_from_the_lock_file() -> None:
 
 
 def test_the_worker_polls_the_pool_the_deployments_use() -> None:
-    from retrain.settings import WORK_POOL
+    from retrain.config.settings import WORK_POOL
 
     deployments = yaml.safe_load((stack.ROOT / "prefect.yaml").read_text())["deployments"]
     assert {d["work_pool"]["name"] for d in deployments} == {WORK_POOL}
@@ -269,8 +269,8 @@ def exported_metric_names(log_folder: Path) -> set[str]:
     from prometheus_client.exposition import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from retrain.instrument import Instruments, ServingContext
-    from retrain.nightly_metrics import NightlyFigures, nightly_registry
+    from retrain.io.nightly_metrics import NightlyFigures, nightly_registry
+    from retrain.serving.instruments import Instruments, ServingContext
 
     served = Instruments(ServingContext("d", "m", "1", log_url=f"sqlite:///{log_folder}/log.db"))
     served.observe(__import__("pandas").DataFrame({"x": [1]}), ["a"], 0.01)

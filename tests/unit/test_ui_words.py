@@ -12,11 +12,12 @@ import optuna
 from deployments.bootstrap import with_every_field_required, without_worker_hints
 from flows.hooks import compose_run_name, promotion_table
 from flows.retrain import Stage
-from retrain import links, reports
-from retrain.deploy import DeployReport
-from retrain.notes import tuning_note, version_note
-from retrain.promote import PromotionReport
-from retrain.promotion import Decision
+from retrain import links
+from retrain.promotion.promote import PromotionReport
+from retrain.promotion.rules import Decision
+from retrain.serving.deploy import DeployReport
+from retrain.training import pictures
+from retrain.training.notes import tuning_note, version_note
 
 URL = re.compile(r"https?://\S+")
 
@@ -97,13 +98,13 @@ def test_plots_name_the_metric_the_classes_and_the_params_as_logged() -> None:
         ),
         n_trials=6,
     )
-    figures = reports.study_figures(study, "mean CV AUROC")
+    figures = pictures.study_figures(study, "mean CV AUROC")
     assert figures["optuna_history.png"].axes[0].get_ylabel() == "mean CV AUROC"
     labels = [
         t.get_text() for t in figures["optuna_param_importances.png"].axes[0].get_yticklabels()
     ]
     assert sorted(labels) == ["learning_rate (lightgbm)", "num_leaves (lightgbm)"]
-    roc = reports.roc_figure(
+    roc = pictures.roc_figure(
         np.array(["no", "yes", "yes"]), np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]]),
         np.array(["no", "yes"]),
     )  # fmt: skip

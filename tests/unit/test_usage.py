@@ -8,8 +8,8 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from retrain.prediction_log import Record
-from retrain.usage import daily_summaries
+from retrain.io.prediction_log import Record
+from retrain.monitoring.usage import daily_summaries
 
 
 def test_a_record_is_one_row_per_input_row_with_json_inputs() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from retrain.schema import load_dataset_schema
-from retrain.settings import BUNDLED_SCHEMAS
-from retrain.validation import split_clean_rejected
+from retrain.config.dataset_schema import load_dataset_schema
+from retrain.config.settings import BUNDLED_SCHEMAS
+from retrain.data.cleaning_rules import split_clean_rejected
 
 SCHEMA = load_dataset_schema(BUNDLED_SCHEMAS / "iris.yaml")
 COLUMNS = SCHEMA.columns

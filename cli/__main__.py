@@ -1,0 +1,5 @@
+"""`python -m cli`: the `retrain` command."""
+
+from cli.app import app
+
+app()

@@ -1,0 +1,153 @@
+"""Promote as a service: score challenger and champion on the same holdout, move the aliases
+and audit every attempt. Serving the champion, and undoing a failed deploy, is `deploy`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrain.config.settings import Settings
+from retrain.data.split import HOLDOUT_SHARE, Dataset, align_proba, dataset_of
+from retrain.errors import StageFailed
+from retrain.io import audit, engines, store, tracking
+from retrain.io.audit import Attempt
+from retrain.io.store import DatasetTables
+from retrain.promotion.rules import Bootstrap, Decision, PromotionRules, decide, paired_bootstrap
+from retrain.serving import logged_model
+from retrain.training.families import auroc
+from retrain.training.notes import version_note
+
+
+@dataclass(frozen=True)
+class PromotionReport:
+    """One promotion attempt: who was compared, on what, and what moved."""
+
+    decision: Decision
+    challenger: str
+    champion: str | None
+    challenger_auroc: float | None
+    champion_auroc: float | None
+    attempt_id: int
+    aliases_before: dict[str, str | None] = field(default_factory=dict)
+    bootstrap: Bootstrap | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.promote
+
+    def describe(self) -> str:
+        verb = "promoted" if self.promoted else "kept the champion over"
+        return f"{verb} challenger version {self.challenger}: {self.decision.reason}"
+
+
+def holdout_scores(settings: Settings, data: Dataset, versions: list[str]) -> dict[str, np.ndarray]:
+    """Each version's probabilities on the holdout rows, one column per known class."""
+    scores = {}
+    for version in versions:
+        try:
+            model = logged_model.load_version(settings.tracking_uri, settings.model_name, version)
+        except Exception as err:  # any loader error: this version cannot be compared
+            raise StageFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
+        proba = model.predict_proba(data.holdout[data.features])
+        scores[version] = align_proba(proba, model.classes, data.known_classes)
+    return scores
+
+
+def promote_if_better(
+    engine: store.Engine,
+    tables: DatasetTables,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    rules: PromotionRules,
+    flow_run_id: str | None = None,
+    challenger: str | None = None,
+) -> PromotionReport:
+    """Compare `challenger` (default: `@challenger`) with `@champion` on the current holdout;
+    move aliases and tags. The nightly flow names the version it tuned, so a run that waited
+    for another's promotion still judges its own model."""
+    before = tracking.read_aliases(client, settings.model_name)
+    challenger, champion = challenger or before["challenger"], before["champion"]
+    if challenger is None:
+        raise StageFailed("no challenger is registered yet; run `retrain tune` first")
+    if challenger == champion:
+        decision = Decision(False, f"version {challenger} is already the champion")
+        return _record(engine, settings, decision, before, challenger, None, None, flow_run_id)
+    with engines.reporting_errors(engine), engine.connect() as conn:
+        data = dataset_of(store.read_cleaned(conn, tables), settings.load_schema(), HOLDOUT_SHARE)
+    y = data.holdout[data.target].to_numpy()
+    scores = holdout_scores(settings, data, [v for v in (challenger, champion) if v])
+    classes = data.known_classes
+    aurocs = {v: auroc(y, proba, classes, data.positive) for v, proba in scores.items()}
+    boot = None
+    if champion and rules.require_significance:
+        boot = paired_bootstrap(
+            y, scores[challenger], scores[champion], classes, rules, data.positive
+        )
+    decision = decide(aurocs[challenger], aurocs.get(champion), rules, boot)
+    apply_decision(client, settings.model_name, decision, challenger, champion)
+    tracking.log_promotion(
+        client, settings.model_name, challenger, decision.name, aurocs[challenger],
+        aurocs.get(champion),
+    )  # fmt: skip
+    note_decision(client, settings.model_name, challenger, decision.name, aurocs.get(champion))
+    return _record(
+        engine, settings, decision, before, challenger, aurocs[challenger],
+        aurocs.get(champion), flow_run_id, boot,
+    )  # fmt: skip
+
+
+def note_decision(
+    client: tracking.MlflowClient,
+    model_name: str,
+    version: str,
+    decision: str,
+    champion_auroc: float | None = None,
+) -> None:
+    """The version's MLflow description: its Prefect run, holdout AUROC and the decision."""
+    tags, test_auroc = tracking.version_facts(client, model_name, version)
+    versus = f", against the champion's {champion_auroc:.4f}" if champion_auroc is not None else ""
+    words = decision.replace("_", " ")
+    tracking.describe_version(
+        client, model_name, version, version_note(tags, test_auroc, words, versus)
+    )
+
+
+def apply_decision(
+    client: tracking.MlflowClient,
+    model_name: str,
+    decision: Decision,
+    challenger: str,
+    champion: str | None,
+) -> None:
+    """Promoted: `champion` -> challenger, `previous_champion` -> old champion, tag passed.
+    Kept: tag the challenger failed with the reason; no alias moves."""
+    if not decision.promote:
+        tracking.set_validation(client, model_name, challenger, "failed", decision.reason)
+        return
+    if champion:
+        client.set_registered_model_alias(model_name, "previous_champion", champion)
+    client.set_registered_model_alias(model_name, "champion", challenger)
+    tracking.set_validation(client, model_name, challenger, "passed", decision.reason)
+
+
+def _record(
+    engine: store.Engine,
+    settings: Settings,
+    decision: Decision,
+    before: dict[str, str | None],
+    challenger: str,
+    challenger_auroc: float | None,
+    champion_auroc: float | None,
+    flow_run_id: str | None,
+    boot: Bootstrap | None = None,
+) -> PromotionReport:
+    attempt = Attempt(
+        settings.dataset, challenger, before["champion"], challenger_auroc,
+        champion_auroc, decision.name, decision.reason, flow_run_id,
+    )  # fmt: skip
+    attempt_id = audit.record_attempt(engine, attempt)
+    return PromotionReport(
+        decision, challenger, before["champion"], challenger_auroc, champion_auroc,
+        attempt_id, before, boot,
+    )  # fmt: skip

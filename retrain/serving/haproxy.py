@@ -1,0 +1,205 @@
+"""HAProxy in front of the model servers (adapter): retrain starts it on the main port, owns
+its configuration, and switches it from one model server to the next through HAProxy's runtime
+API on a unix socket, without a reload, so that a swap fails no request.
+
+The backend `models` has two server slots, `a` and `b`; the `metrics` backend mirrors them with
+each model server's metrics port. A swap points the idle slot at the verified new server, makes
+it ready and drains the old slot in one runtime-API call, waits for the old slot's requests to
+finish, then puts it in maintenance. `/metrics` reaches the served model's own metrics,
+`/metrics/proxy` HAProxy's Prometheus exporter (requests by status code, for every request).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from retrain.serving.model_server import ServeFailed, port_in_use, process_start, read_record, reap
+
+SLOTS = ("a", "b")
+CONFIG = """\
+global
+    stats socket {socket} mode 600 level admin
+    stats timeout 10s
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 120s
+    timeout server 120s
+    timeout http-keep-alive 30s
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response
+
+frontend main
+    bind {host}:{port}
+    http-request use-service prometheus-exporter if {{ path /metrics/proxy }}
+    use_backend metrics if {{ path /metrics }}
+    default_backend models
+
+backend models
+    server a 127.0.0.1:{idle} disabled
+    server b 127.0.0.1:{idle} disabled
+
+backend metrics
+    server a 127.0.0.1:{idle} disabled
+    server b 127.0.0.1:{idle} disabled
+"""
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """The HAProxy process retrain started, and which slot serves."""
+
+    pid: int
+    proc_start: str
+    host: str
+    port: int
+    socket: str
+    slot: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def binary() -> str | None:
+    """The haproxy executable (PATH, or Debian's /usr/sbin), None when it is not installed."""
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+
+
+def is_running(proxy: Proxy) -> bool:
+    return process_start(proxy.pid) == proxy.proc_start
+
+
+def recorded(home: Path) -> Proxy | None:
+    """The proxy recorded with the main model server, if it still runs (even when that
+    model server has died)."""
+    record = read_record(home)
+    if record is None or not record.proxy:
+        return None
+    proxy = Proxy(**record.proxy)
+    return proxy if is_running(proxy) else None
+
+
+def start(home: Path, host: str, port: int, timeout: float = 10) -> Proxy:
+    """Write the configuration and start HAProxy in the foreground of its own session (it
+    outlives the flow, like the model servers); its output goes to `proxy.log`."""
+    executable = binary()
+    if executable is None:
+        raise ServeFailed("haproxy is not installed: apt-get install haproxy, or RETRAIN_PROXY=off")
+    sock, config = home / "haproxy.sock", home / "haproxy.cfg"
+    sock.unlink(missing_ok=True)
+    config.write_text(CONFIG.format(socket=sock, host=host, port=port, idle=1))
+    with open(home / "proxy.log", "ab") as log:
+        proc = subprocess.Popen(
+            [executable, "-W", "-db", "-f", str(config)], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    proxy = Proxy(proc.pid, process_start(proc.pid) or "", host, port, str(sock))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServeFailed(f"haproxy exited at start; see {home / 'proxy.log'}")
+        if sock.exists() and port_in_use(host, port):
+            return proxy
+        time.sleep(0.05)
+    stop(proxy)
+    raise ServeFailed(f"haproxy did not listen on {host}:{port} within {timeout:.0f} s")
+
+
+def command(proxy: Proxy, line: str) -> str:
+    """Send runtime-API commands (`;`-separated) and return HAProxy's answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(5)
+        conn.connect(proxy.socket)
+        conn.sendall(line.encode() + b"\n")
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks).decode(errors="replace").strip()
+    if not line.startswith("show") and refusals(answer):
+        raise ServeFailed(f"haproxy refused `{line[:120]}`: {'; '.join(refusals(answer))[:300]}")
+    return answer
+
+
+def refusals(answer: str) -> list[str]:
+    """The lines of a `set` answer that are not success notes (a state change answers nothing,
+    an address change says what changed)."""
+    notes = ("changed from", "no need to change")
+    return [
+        line for line in answer.splitlines() if line.strip() and not any(n in line for n in notes)
+    ]
+
+
+def idle_slot(proxy: Proxy) -> str:
+    return SLOTS[1] if proxy.slot == SLOTS[0] else SLOTS[0]
+
+
+def switch(proxy: Proxy, port: int, metrics_port: int | None) -> Proxy:
+    """Point the idle slot at a verified model server, make it ready and drain the serving
+    slot, in one runtime-API call; returns the proxy with its new slot."""
+    new, old = idle_slot(proxy), proxy.slot
+    steps = [f"set server models/{new} addr 127.0.0.1 port {port}"]
+    if metrics_port:
+        steps.append(f"set server metrics/{new} addr 127.0.0.1 port {metrics_port}")
+    steps.append(f"set server models/{new} state ready")
+    if metrics_port:
+        steps.append(f"set server metrics/{new} state ready")
+    if old:
+        steps += [f"set server models/{old} state drain", f"set server metrics/{old} state maint"]
+    command(proxy, "; ".join(steps))
+    return Proxy(proxy.pid, proxy.proc_start, proxy.host, proxy.port, proxy.socket, new)
+
+
+def restore(proxy: Proxy) -> None:
+    """Undo a switch that failed part-way: the proxy's recorded slot serves, the other idles."""
+    old, idle = proxy.slot, idle_slot(proxy)
+    command(
+        proxy,
+        f"set server models/{old} state ready; set server metrics/{old} state ready; "
+        f"set server models/{idle} state maint; set server metrics/{idle} state maint",
+    )
+
+
+def active_sessions(proxy: Proxy, slot: str) -> int:
+    """Requests the `models` backend's `slot` is answering now (HAProxy's `scur`)."""
+    table = command(proxy, "show stat").lstrip("# ")
+    for row in csv.DictReader(io.StringIO(table)):
+        if row.get("pxname") == "models" and row.get("svname") == slot:
+            return int(row.get("scur") or 0)
+    return 0
+
+
+def retire(proxy: Proxy, slot: str, timeout: float = 30) -> None:
+    """Wait until the drained slot has answered its last request, then put it in maintenance."""
+    deadline = time.monotonic() + timeout
+    while active_sessions(proxy, slot) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    command(proxy, f"set server models/{slot} state maint")
+
+
+def stop(proxy: Proxy, timeout: float = 10) -> None:
+    """Stop the HAProxy retrain started (its process group); nothing else is signalled."""
+    if not is_running(proxy):
+        return
+    os.killpg(proxy.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while is_running(proxy) and time.monotonic() < deadline:
+        reap(proxy.pid)
+        time.sleep(0.05)
+    if is_running(proxy):
+        os.killpg(proxy.pid, signal.SIGKILL)

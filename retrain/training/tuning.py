@@ -1,0 +1,646 @@
+"""Tune: an Optuna study over the training rows, each trial a nested MLflow run, then the best
+model refit, scored on the holdout, logged and registered as the `challenger`."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+import numpy as np
+import optuna
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+
+from retrain.config.settings import Settings
+from retrain.data.features import compact_features
+from retrain.data.split import HOLDOUT_SHARE, Dataset, dataset_of, holdout_rule
+from retrain.errors import BadInput, StageFailed
+from retrain.io import engines, store, tracking
+from retrain.io.store import DatasetTables
+from retrain.io.trial_claims import STOPPED_ATTR, TrialClaims
+from retrain.serving import logged_model
+from retrain.training import pictures
+from retrain.training.families import (
+    FAMILIES,
+    build_model,
+    example_rows,
+    fit_model,
+    fold_splits,
+    is_lightgbm,
+    learning_curve,
+    predict_aligned,
+    prepare_features,
+    score_fold,
+    score_proba,
+    suggest_params,
+)
+from retrain.training.notes import tuning_note, version_note
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    trials: int = 20
+    families: tuple[str, ...] = ("random_forest",)
+    objective: str = "auroc"
+    seed: int = 42
+    n_folds: int = 5
+    holdout_share: float = HOLDOUT_SHARE
+    workers: int = 1
+    parallel_folds: int = field(default_factory=lambda: os.cpu_count() or 1)
+    budget: float | None = None  # seconds the whole tune may take, refit included; trials cap
+    sample_rows: int | None = None  # above this many training rows, tune on a subsample
+    prune: bool = True  # stop trials that are behind after a round of folds
+    heartbeat: int = 30  # seconds between a shared study's trial heartbeats
+
+    def as_params(self) -> dict[str, str]:
+        """The tuning settings as the parent run's params (what a night was asked to do)."""
+        return {
+            "trials": str(self.trials), "families": ",".join(self.families),
+            "objective": self.objective, "seed": str(self.seed), "n_folds": str(self.n_folds),
+            "holdout_share": str(self.holdout_share), "workers": str(self.workers),
+            "budget_seconds": str(self.budget or ""), "sample_rows": str(self.sample_rows or ""),
+            "prune": str(self.prune).lower(), "heartbeat_seconds": str(self.heartbeat),
+        }  # fmt: skip
+
+
+TrialLogger = Callable[[int, dict, dict[str, float]], None]
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds until a wall-clock deadline (None: no deadline), never below zero."""
+    return None if deadline is None else max(0.0, deadline - time.time())
+
+
+CLAIM_POLL_SECONDS = 1.0  # how often a worker with nothing to claim looks again
+FOLDS_PER_ROUND = 2  # folds fitted between pruning checks: fixed, so results never depend on cores
+
+
+def fold_rounds(n_folds: int) -> list[range]:
+    """The folds in rounds: after each round but the last the trial reports its mean score so
+    far, and the pruner may stop it."""
+    return [range(i, min(i + FOLDS_PER_ROUND, n_folds)) for i in range(0, n_folds, FOLDS_PER_ROUND)]
+
+
+def training_matrix(data: Dataset) -> pd.DataFrame:
+    """The training rows' features, prepared and in compact dtypes."""
+    return compact_features(prepare_features(data.train, data.kinds))
+
+
+def tuning_rows(data: Dataset, config: TuneConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows the study cross-validates: every training row, or above `sample_rows` a
+    stratified, seeded subsample (the best trial is still refit on every training row)."""
+    x, y = training_matrix(data), data.labels(data.train)
+    if not config.sample_rows or len(y) <= config.sample_rows:
+        return x, y
+    rows = np.arange(len(y))
+    try:
+        keep, _ = train_test_split(
+            rows, train_size=config.sample_rows, stratify=y, random_state=config.seed
+        )
+    except ValueError:  # a class too rare to stratify: a plain seeded sample
+        keep = np.random.default_rng(config.seed).choice(rows, config.sample_rows, replace=False)
+    keep = np.sort(keep)
+    return x.iloc[keep], y[keep]
+
+
+def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
+    """Median pruning after the first rounds of folds (none when `prune` is off)."""
+    if not config.prune:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+
+
+def run_trials(
+    data: Dataset,
+    config: TuneConfig,
+    study: optuna.Study,
+    n_trials: int,
+    log_trial: TrialLogger,
+    deadline: float | None = None,
+    claims: TrialClaims | None = None,
+) -> optuna.Study:
+    """Maximise the cross-validated objective for `n_trials` trials of `study` (with `claims`,
+    until the shared study's trials are all claimed). The folds of a trial are fitted in
+    parallel processes, each once, both metrics from one predict_proba, in rounds between
+    which the pruner may stop a trial that is behind. A trial is logged by a background
+    thread, in order, while the next trial fits."""
+    x, y = tuning_rows(data, config)
+    splits = fold_splits(y, folds_for(y, config.n_folds), config.seed)
+    # a fold's CPU seconds times this is a refit on every training row (on every core, for
+    # the families that thread; logreg fits on one)
+    fold_rows = float(np.mean([len(train) for train, _ in splits]))
+    refit_scale = len(data.train) / fold_rows
+    logged: list[Future] = []
+    with (
+        Parallel(n_jobs=min(config.parallel_folds, config.n_folds), backend="loky") as parallel,
+        ThreadPoolExecutor(1, thread_name_prefix="trial-log") as logger,
+    ):
+
+        def objective(trial: optuna.Trial) -> float:
+            if claims:
+                claims.start(trial)  # the trial exists: the next worker may claim its own
+            family = trial.suggest_categorical("family", list(config.families))
+            params = suggest_params(trial, family)
+            model = build_model(family, params, data.kinds, config.seed)
+            scores: list = []
+            for folds in fold_rounds(len(splits)):
+                scores += parallel(
+                    delayed(score_fold)(
+                        model, x, y, splits[i], data.kinds, data.classes, data.positive
+                    )
+                    for i in folds
+                )
+                metrics = _summarise(scores)
+                if len(scores) < len(splits):
+                    trial.report(metrics[f"mean_{config.objective}"], step=len(scores))
+                    if trial.should_prune() or out_of_time(study, deadline):
+                        break
+            pruned = len(scores) < len(splits)
+            trial.set_user_attr("family", family)
+            trial.set_user_attr("params", params)
+            trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
+            cpu_seconds = sum(s.cpu_seconds for s in scores)
+            trial.set_user_attr("cpu_seconds", cpu_seconds)
+            cores = 1 if family == "logreg" else os.cpu_count() or 1
+            trial.set_user_attr("refit_seconds", cpu_seconds / len(scores) * refit_scale / cores)
+            metrics |= {"folds_scored": len(scores), "pruned": float(pruned)}
+            # in the caller's context: the orchestrator's settings (its API URL) hold there too
+            context = contextvars.copy_context()
+            logged.append(
+                logger.submit(
+                    context.run, log_trial, trial.number, {"family": family, **params}, metrics
+                )
+            )
+            if pruned:
+                raise optuna.TrialPruned()
+            return metrics[f"mean_{config.objective}"]
+
+        if claims:
+            run_claimed_trials(study, objective, claims, deadline)
+        elif (timeout := seconds_left(deadline)) is None or timeout > 0:
+            stop = [stop_before_overrun(deadline)] if deadline else []
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=stop)
+    for future in logged:
+        future.result()
+    return study
+
+
+def run_claimed_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    claims: TrialClaims,
+    deadline: float | None,
+) -> None:
+    """One trial per claim until the shared study needs no more (or the budget is spent)."""
+    try:
+        while claims.take(study, lambda: would_overrun(study, deadline)):
+            try:
+                study.optimize(objective, n_trials=1)
+            finally:
+                claims.release()
+    finally:
+        claims.close()
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return study.get_trials(deepcopy=False, states=states)
+
+
+REGISTER_SECONDS = 15.0  # logging, pictures and registering the refit model, kept back
+
+
+def refit_reserve(study: optuna.Study) -> float:
+    """Seconds the budget keeps for what follows the search: refitting the best trial so far
+    on every training row (its fold CPU seconds scaled to all rows and cores) and registering
+    it. So `budget` bounds the whole tune, as FLAML's `time_budget` does, not the search."""
+    complete = [t for t in finished_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return 0.0
+    best = max(complete, key=lambda t: t.value)
+    return best.user_attrs.get("refit_seconds", 0.0) + REGISTER_SECONDS
+
+
+def out_of_time(study: optuna.Study, deadline: float | None) -> bool:
+    """Past the budget (less the refit's reserve) with a completed trial to fall back on:
+    the running trial stops after its current round of folds (counted as pruned), so a long
+    trial cannot overrun the budget by more than a round."""
+    if deadline is None or time.time() < deadline - refit_reserve(study):
+        return False
+    return any(t.state == optuna.trial.TrialState.COMPLETE for t in finished_trials(study))
+
+
+def stop_before_overrun(
+    deadline: float,
+) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """An Optuna callback: no new trial starts when the time left is shorter than the longest
+    trial so far (Optuna's `timeout` only checks before a trial, and lets it run to the end)."""
+
+    def stop(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        if would_overrun(study, deadline):
+            study.stop()
+
+    return stop
+
+
+def would_overrun(study: optuna.Study, deadline: float | None) -> bool:
+    """The budget is spent, or the time left is shorter than the longest trial so far plus
+    the refit's reserve."""
+    if deadline is None:
+        return False
+    left = seconds_left(deadline)
+    durations = [t.duration.total_seconds() for t in finished_trials(study) if t.duration]
+    return left == 0 or (bool(durations) and left < max(durations) + refit_reserve(study))
+
+
+def _summarise(scores: list) -> dict[str, float]:
+    """Fold means and spread; a fold whose AUROC is undefined (it holds a single class) is
+    left out of the AUROC figures rather than failing the trial."""
+    aurocs = np.array([s.auroc for s in scores])
+    accs = np.array([s.accuracy for s in scores])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            "mean_auroc": float(np.nanmean(aurocs)),
+            "mean_accuracy": float(accs.mean()),
+            "std_auroc": float(np.nanstd(aurocs)),
+            "std_accuracy": float(accs.std()),
+            "min_auroc": float(np.nanmin(aurocs)),
+            "max_auroc": float(np.nanmax(aurocs)),
+        }
+
+
+def folds_for(y: np.ndarray, n_folds: int) -> int:
+    """Fewer folds when a binary target has fewer positives than folds, so every fold can
+    score an AUROC (at least 2)."""
+    counts = np.unique(y, return_counts=True)[1]
+    return max(2, min(n_folds, int(counts.min()))) if len(counts) == 2 else n_folds
+
+
+@dataclass(frozen=True)
+class Refit:
+    model: object
+    params: dict
+    family: str
+    test_auroc: float
+    test_accuracy: float
+    holdout_proba: np.ndarray
+
+
+def refit_best(data: Dataset, study: optuna.Study, seed: int) -> Refit:
+    """Fit the best trial's Pipeline on all training rows and score it on the holdout (whose
+    labels may include one the training rows lack: its column is zero)."""
+    best = study.best_trial
+    family, params = best.user_attrs["family"], dict(best.user_attrs["params"])
+    x = training_matrix(data)
+    model = all_cores(build_model(family, params, data.kinds, seed))
+    model = fit_model(model, x, data.labels(data.train), data.kinds)
+    if uses_threads(model):
+        model[-1].set_params(n_jobs=1)  # served one request at a time: no thread pool per call
+    classes = data.known_classes
+    proba = predict_aligned(model, prepare_features(data.holdout, data.kinds), classes)
+    y_test = data.labels(data.holdout)
+    test_auroc, test_accuracy = score_proba(classes, y_test, proba, classes, data.positive)
+    return Refit(model, params, family, test_auroc, test_accuracy, proba)
+
+
+def uses_threads(model: Pipeline) -> bool:
+    """The forest and LightGBM take `n_jobs`; HGB threads by itself, logreg fits one core."""
+    return isinstance(model[-1], RandomForestClassifier) or is_lightgbm(model)
+
+
+def all_cores(model: Pipeline) -> Pipeline:
+    """The refit on every training row uses every core (the folds ran one core each)."""
+    if uses_threads(model):
+        model.set_params(model__n_jobs=os.cpu_count() or 1)
+    return model
+
+
+def code_version() -> str:
+    return f"retrain=={version('retrain')}"
+
+
+def check_config(config: TuneConfig, storage: str | None) -> None:
+    """Refuse settings the study cannot run with, saying which and what is allowed."""
+    unknown = [f for f in config.families if f not in FAMILIES]
+    if unknown or config.objective not in ("auroc", "accuracy") or config.trials < 1:
+        raise BadInput(
+            f"bad tuning settings: families {list(config.families)} (known: "
+            f"{', '.join(FAMILIES)}), objective {config.objective!r} (auroc or "
+            f"accuracy), trials {config.trials} (>= 1)"
+        )
+    if config.workers < 1 or config.workers > config.trials:
+        raise BadInput(f"--workers must be between 1 and --trials ({config.trials})")
+    if config.workers > 1 and not (storage or "").startswith(("mysql", "mariadb")):
+        raise BadInput(
+            f"--workers {config.workers} needs a shared Optuna storage on a MySQL/MariaDB "
+            "server: set RETRAIN_DB_URL (or RETRAIN_OPTUNA_STORAGE) to a mysql+pymysql:// URL; "
+            "SQLite allows one worker"
+        )
+
+
+@dataclass(frozen=True)
+class TuningRun:
+    """A study in progress: its data, its parent MLflow run and where Optuna keeps it
+    (`storage` None: in memory, one worker). `data` is None in the copy sent to a worker in
+    another process, which reads the same batches from the store itself (`with_rows`)."""
+
+    data: Dataset | None
+    experiment_id: str
+    parent_run_id: str
+    study_name: str
+    storage: str | None
+    batch_ids: str
+    deadline: float | None = None  # wall clock (time.time()), shared by every worker
+    source: dict[str, str] = field(default_factory=dict)  # where the rows came from (SQL)
+    tags: dict[str, str] = field(default_factory=dict)  # of the orchestrator: also on the version
+
+    def without_rows(self) -> TuningRun:
+        return replace(self, data=None)
+
+    def lineage(self, holdout_share: float) -> dict[str, dict[str, str]]:
+        """Input tags of the training and holdout parts: the SQL source and the split."""
+        rule = holdout_rule(holdout_share)
+        return {
+            "training": {**self.source, "retrain.split": f"not ({rule})"},
+            "holdout": {**self.source, "retrain.split": rule},
+        }
+
+
+def start_tuning(
+    engine: store.Engine,
+    tables: DatasetTables,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    config: TuneConfig,
+    tags: dict[str, str] | None = None,
+) -> TuningRun:
+    """Read the cleaned rows, open the parent run and create the (shared) study."""
+    storage = settings.optuna_storage_url if config.workers > 1 else None
+    check_config(config, storage)
+    deadline = time.time() + config.budget if config.budget else None  # reading rows counts
+    cleaned = read_rows(engine, tables)
+    data = dataset_of(cleaned, settings.load_schema(), config.holdout_share)
+    experiment_id = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
+    name = f"{settings.dataset}-{datetime.now(UTC):%Y-%m-%d-%H%M}"
+    run_tags = {"retrain.stage": "tune", **tracking.source_tags(code_version()), **(tags or {})}
+    parent = tracking.start_parent_run(client, experiment_id, name, run_tags)
+    tracking.log_params(client, parent, config.as_params())
+    study_name = f"{settings.dataset}-tune-{parent}"
+    client.set_tag(parent, "optuna.study_name", study_name)
+    if storage:
+        optuna.create_study(
+            study_name=study_name,
+            storage=study_storage(storage, config.heartbeat),
+            direction="maximize",
+        )
+    batches = ",".join(sorted(cleaned["batch_id"].unique()))
+    source = store.describe_source(engine, tables) | {"retrain.batches": batches[:500]}
+    return TuningRun(
+        data, experiment_id, parent, study_name, storage, batches, deadline, source, tags or {}
+    )
+
+
+def read_rows(
+    engine: store.Engine, tables: DatasetTables, batches: list[str] | None = None
+) -> pd.DataFrame:
+    with engines.reporting_errors(engine), engine.connect() as conn:
+        return store.read_cleaned(conn, tables, batches=batches)
+
+
+def with_rows(
+    run: TuningRun,
+    engine: store.Engine,
+    tables: DatasetTables,
+    settings: Settings,
+    config: TuneConfig,
+) -> TuningRun:
+    """The run with its rows: read once per worker, the study's batches only, so a worker on
+    another machine tunes on exactly the rows the study started with."""
+    cleaned = read_rows(engine, tables, run.batch_ids.split(","))
+    return replace(run, data=dataset_of(cleaned, settings.load_schema(), config.holdout_share))
+
+
+def study_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
+    """The shared study's storage. Each running trial records a heartbeat every `heartbeat`
+    seconds; a trial silent for two intervals (its worker died) is failed, and a copy with
+    its parameters is queued for the next worker (at most twice per trial)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=heartbeat,
+            grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+        )
+
+
+def stop_study(run: TuningRun, status: str) -> None:
+    """Mark the shared study stopped: its workers claim no further trial (see TrialClaims)."""
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
+    study.set_user_attr(STOPPED_ATTR, status)
+
+
+def run_worker(
+    run: TuningRun,
+    client: tracking.MlflowClient,
+    config: TuneConfig,
+    worker: int = 0,
+    on_trial: TrialLogger | None = None,
+) -> optuna.Study:
+    """One trial worker, each trial logged as a nested run of the parent. Alone it runs
+    `trials`; on a shared study it claims trials until the study has them all, and its TPE
+    treats the other workers' running trials as scored (`constant_liar`). Worker 0 samples with
+    the configured seed, so one worker reproduces its best params."""
+    sampler = optuna.samplers.TPESampler(seed=config.seed + worker, constant_liar=bool(run.storage))
+    pruner = make_pruner(config)
+    claims = None
+    if run.storage:
+        storage = study_storage(run.storage, config.heartbeat)
+        study = optuna.load_study(
+            study_name=run.study_name, storage=storage, sampler=sampler, pruner=pruner
+        )
+        claims = TrialClaims(run.storage, run.study_name, config.trials, CLAIM_POLL_SECONDS)
+    else:
+        study = optuna.create_study(
+            study_name=run.study_name, direction="maximize", sampler=sampler, pruner=pruner
+        )
+
+    def log_trial(number: int, params: dict, metrics: dict[str, float]) -> None:
+        tracking.log_trial(client, run.experiment_id, run.parent_run_id, number, params, metrics)
+        if on_trial:
+            on_trial(number, params, metrics)
+
+    return run_trials(run.data, config, study, config.trials, log_trial, run.deadline, claims)
+
+
+def run_workers(run: TuningRun, client: tracking.MlflowClient, config: TuneConfig) -> optuna.Study:
+    """All workers of this process against one study: threads that share the fit processes."""
+    if config.workers == 1:
+        return run_worker(run, client, config)
+    with ThreadPoolExecutor(config.workers, thread_name_prefix="trial-worker") as pool:
+        futures = [pool.submit(run_worker, run, client, config, w) for w in range(config.workers)]
+        studies = [f.result() for f in futures]
+    return studies[0]
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    """What a tuning run produced."""
+
+    parent_run_id: str
+    version: str
+    trials: int
+    best_cv: float
+    test_auroc: float
+    test_accuracy: float
+    family: str
+    params: dict
+    search_seconds: float
+    fit_cpu_seconds: float
+    experiment_id: str = ""
+
+    def describe(self) -> str:
+        return (
+            f"tuned {self.trials} trials: best CV AUROC {self.best_cv:.4f} (best_cv_auroc, "
+            f"{self.family}), holdout AUROC {self.test_auroc:.4f} (test_auroc); registered "
+            f"version {self.version} as challenger"
+        )
+
+
+def count_trials(study: optuna.Study) -> dict[str, int]:
+    """How many trials started, completed and were pruned."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    state = optuna.trial.TrialState
+    return {
+        "trials_started": len(states),
+        "trials_completed": states.count(state.COMPLETE),
+        "trials_pruned": states.count(state.PRUNED),
+    }
+
+
+def finish_tuning(
+    run: TuningRun,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    config: TuneConfig,
+    study: optuna.Study,
+    search_seconds: float,
+) -> TuneReport:
+    """Refit the best trial, log what people read and look at, register the challenger. A
+    study the budget ended early is a normal outcome; one with no completed trial fails."""
+    data, parent = run.data, run.parent_run_id
+    counts = count_trials(study)
+    tracking.log_parent_summary(client, parent, {}, counts)  # the budget is a param
+    if counts["trials_completed"] == 0:
+        client.set_terminated(parent, "FAILED")
+        raise StageFailed(
+            f"no trial completed within the tuning budget of {config.budget or 0:.0f} s; raise "
+            "RETRAIN_TUNE_BUDGET (--budget) or tune a smaller family"
+        )
+    refit = refit_best(data, study, config.seed)
+    best_cv = float(study.best_trial.user_attrs["mean_auroc"])
+    metrics = {
+        "best_cv_auroc": best_cv,
+        "test_auroc": refit.test_auroc,
+        "test_accuracy": refit.test_accuracy,
+    }
+    tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
+    log_pictures(run, client, study, refit, config.objective)
+    parts = {"training": data.train, "holdout": data.holdout}
+    tracking.log_training_data(
+        settings.tracking_uri,
+        parent,
+        parts,
+        settings.snapshot_max_bytes,
+        run.lineage(config.holdout_share),
+    )
+    tags = {**run.tags, "batch_ids": run.batch_ids[:5000], "code_version": code_version()}
+    version = log_and_register(
+        settings, client, parent, refit.model, data, {**tags, "family": refit.family}
+    )
+    tracking.describe_run(
+        client, parent, tuning_note(run.tags, best_cv, refit.test_auroc, refit.family, version)
+    )
+    note = version_note(run.tags, refit.test_auroc, "pending (the promote stage decides)")
+    tracking.describe_version(client, settings.model_name, version, note)
+    client.set_terminated(parent)
+    trials = study.get_trials(deepcopy=False)
+    fit_cpu = sum(t.user_attrs.get("cpu_seconds", 0.0) for t in trials)
+    return TuneReport(
+        parent, version, len(trials), best_cv, refit.test_auroc, refit.test_accuracy,
+        refit.family, refit.params, search_seconds, fit_cpu, run.experiment_id,
+    )  # fmt: skip
+
+
+def log_and_register(
+    settings: Settings,
+    client: tracking.MlflowClient,
+    run_id: str,
+    pipeline: object,
+    data: Dataset,
+    tags: dict[str, str],
+) -> str:
+    """Log a fitted Pipeline as the served pyfunc model under `run_id` and register it as the
+    challenger; returns the new version."""
+    example = example_rows(data.train.head(5), data.kinds)
+    logged = logged_model.log_model(
+        settings.tracking_uri, run_id, pipeline, example, data.kinds, data.passengers
+    )
+    return tracking.register_challenger(client, settings.model_name, logged, tags)
+
+
+METRIC_WORDS = {"auroc": "mean CV AUROC", "accuracy": "mean CV accuracy"}
+
+
+def log_pictures(
+    run: TuningRun,
+    client: tracking.MlflowClient,
+    study: optuna.Study,
+    refit: Refit,
+    objective: str = "auroc",
+) -> None:
+    """The learning curve as step metrics, and the PNGs: confusion matrix, ROC, Optuna plots."""
+    data = run.data
+    train = training_matrix(data), data.labels(data.train)
+    test = prepare_features(data.holdout, data.kinds), data.labels(data.holdout)
+    classes = data.known_classes
+    curve = learning_curve(refit.model, train, test, classes, data.positive)
+    tracking.log_steps(
+        client,
+        run.parent_run_id,
+        {"learning_curve_auroc": [(s, a) for s, a, _ in curve],
+         "learning_curve_accuracy": [(s, acc) for s, _, acc in curve]},
+    )  # fmt: skip
+    predicted = classes[refit.holdout_proba.argmax(axis=1)]
+    figures = {
+        "confusion_matrix.png": pictures.confusion_matrix_figure(test[1], predicted, classes),
+        "roc_curves.png": pictures.roc_figure(test[1], refit.holdout_proba, classes),
+        **pictures.study_figures(study, METRIC_WORDS[objective]),
+    }
+    tracking.log_figures(client, run.parent_run_id, figures)
+
+
+def tune_and_register(
+    engine: store.Engine,
+    tables: DatasetTables,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    config: TuneConfig,
+    tags: dict[str, str] | None = None,
+) -> TuneReport:
+    """The whole stage in this process: start, run the workers, finish."""
+    run = start_tuning(engine, tables, client, settings, config, tags)
+    started = time.perf_counter()
+    study = run_workers(run, client, config)
+    return finish_tuning(run, client, settings, config, study, time.perf_counter() - started)
