@@ -31,7 +31,8 @@ from retrain.data import clean, ingest
 from retrain.data.infer_schema import InferRequest, infer_from_csv
 from retrain.data.split import dataset_of
 from retrain.io import store, tracking
-from retrain.promotion.rules import PromotionRules, promote
+from retrain.promotion import promote
+from retrain.promotion.rules import PromotionRules
 from retrain.training.families import (
     build_model,
     fit_model,

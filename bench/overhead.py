@@ -25,7 +25,8 @@ from retrain.config.settings import load_settings
 from retrain.data import clean, ingest
 from retrain.io import store, tracking
 from retrain.io.bundled_iris import write_bundled_iris
-from retrain.promotion.rules import PromotionRules, promote
+from retrain.promotion import promote
+from retrain.promotion.rules import PromotionRules
 from retrain.serving import deploy, model_server
 from retrain.training.tuning import TuneConfig, tune_and_register
 from tests.support.services import prefect_server, stop_model_server

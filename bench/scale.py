@@ -345,7 +345,14 @@ def champion_score(settings: Settings, seconds: float) -> Score:
     done = int(run.data.metrics.get("trials_completed", 0))
     started = int(run.data.metrics.get("trials_started", 0))
     shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
-    described = f"v{version.version} {family} ({done}/{started} trials) {shown}"
+    finish = ", ".join(
+        f"{k.removeprefix('finish_seconds_')} {v:.0f} s"
+        for k, v in run.data.metrics.items()
+        if k.startswith("finish_seconds_")
+    )
+    described = (
+        f"v{version.version} {family} ({done}/{started} trials) {shown}; after the search: {finish}"
+    )
     return Score(run.data.metrics["test_auroc"], seconds, described)
 
 

@@ -9,9 +9,10 @@ champion in a temp SQLite tracking store. Each size is a generated CSV of that t
 sides read the CSV, compute label and class probabilities for every row and write them to a
 fresh `<dataset>_scores` table in the embedded SQLite store through the same writer:
 
-- `retrain score`: `retrain.scoring.batch_score.score_source` (the batch-score flow's work without Prefect):
-  the champion downloaded, a Spark session started, the file read and typed by Spark, every
-  row scored through `mlflow.pyfunc.spark_udf`, the result staged as Parquet and written.
+- `retrain score`: `retrain.scoring.batch_score.score_source` (the batch-score flow's work
+  without Prefect): the champion downloaded, a Spark session started, the file read and
+  typed by Spark, every row scored through `mlflow.pyfunc.spark_udf`, the result staged as
+  Parquet and written.
 - pandas pyfunc: `pd.read_csv`, `mlflow.pyfunc.load_model(...).predict(frame,
   params={"probabilities": True})` in this process, then the same table write.
 
@@ -61,7 +62,7 @@ def register_champion(settings: Settings) -> str:
     run = tracking.start_parent_run(client, experiment, "bench", {"retrain.stage": "tune"})
     example = example_rows(frame.head(5), KINDS)
     logged = logged_model.log_model(settings.tracking_uri, run, model, example, KINDS, NULLABLE)
-    version = tracking.register_challenger(client, settings.model_name, logged, {})
+    version = tracking.register_version(client, settings.model_name, logged, {})
     client.set_registered_model_alias(settings.model_name, "champion", version)
     return version
 

@@ -419,8 +419,15 @@ def serve_start(
 
 
 @serve_app.command("status")
-def serve_status() -> None:
+def serve_status(
+    check_registry: bool = typer.Option(
+        False,
+        "--check-registry",
+        help="ask MLflow's registry (seconds) and say if it differs from retrain's alias log",
+    ),
+) -> None:
     """Pid, port, version, health, and whether the served version is the champion."""
+    from retrain.promotion.champion_lookup import look_up_champion
     from retrain.serving import model_server
 
     settings = check_settings()
@@ -428,13 +435,19 @@ def serve_status() -> None:
     if served is None:
         state = model_server.state_file(settings.home)
         fail(f"no model is being served by retrain (state: {state})", 1)
-    champion = champion_version(settings.tracking_uri, settings.model_name)
+    champion = run_stage(lambda: look_up_champion(settings, check_registry))
     health = "healthy" if model_server.ping_url(served.public_url) else "not answering"
-    is_champion = "is the champion" if served.version == champion else f"champion is {champion}"
+    is_champion = (
+        "is the champion" if served.version == champion.version
+        else f"champion is {champion.version}"
+    )  # fmt: skip
     typer.echo(
         f"pid {served.pid} at {served.public_url} version {served.version} ({is_champion}), "
         f"{health}"
     )
+    typer.echo(f"champion as read from {champion.source}")
+    if champion.disagreement:
+        typer.echo(champion.disagreement)
     if served.proxy:
         typer.echo(
             f"behind haproxy pid {served.proxy['pid']} (slot {served.proxy['slot']}); the model "
@@ -445,18 +458,6 @@ def serve_status() -> None:
         f"supervised by pid {watcher['pid']}" if watcher
         else "no supervisor runs (RETRAIN_SUPERVISE=false, or stopped): `retrain deploy` starts one"
     )  # fmt: skip
-
-
-def champion_version(tracking_uri: str, model_name: str) -> str | None:
-    """@champion through the quick registry lookup, through the MLflow client if it cannot tell."""
-    from retrain.io import registry
-
-    version = registry.quick_alias_version(tracking_uri, model_name, "champion")
-    if version != registry.UNKNOWN:
-        return version
-    from retrain.io import tracking
-
-    return tracking.alias_version(tracking.make_client(tracking_uri), model_name, "champion")
 
 
 @serve_app.command("stop")

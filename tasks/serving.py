@@ -13,8 +13,9 @@ from retrain.io import engines, tracking
 from retrain.io.nightly_metrics import NightlyFigures, publish_nightly
 from retrain.monitoring import inference_runs
 from retrain.monitoring.inference_runs import ServedDay
+from retrain.promotion import promote
 from retrain.promotion.promote import PromotionReport
-from retrain.promotion.rules import PromotionRules, promote
+from retrain.promotion.rules import PromotionRules
 from retrain.serving import deploy
 from retrain.serving.deploy import DeployReport
 from tasks.data import open_dataset

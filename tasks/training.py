@@ -98,9 +98,10 @@ def register_best(
     settings: Settings, config: TuneConfig, run: TuningRun, study: optuna.Study, seconds: float
 ) -> TuneReport:
     """Refit the best trial, log plots, model and data, register it as challenger."""
+    engine, _ = open_dataset(settings)
     with tracking.reporting_errors(settings.tracking_uri):
         client = tracking.make_client(settings.tracking_uri)
-        return finish_tuning(run, client, settings, config, study, seconds)
+        return finish_tuning(run, client, settings, config, study, seconds, engine)
 
 
 @task(**IO_TASK, cache_policy=NO_CACHE)

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(1234, ge=1, le=65535)
     alert_url: str | None = None
+    events_url: str | None = Field(
+        None, description="receives a JSON event for every alias move (RETRAIN_EVENTS_URL)"
+    )
     mlflow_ui_url: str | None = Field(
         None,
         description="the MLflow UI a person opens (`mlflow ui` on an embedded store): run ids "

@@ -4,10 +4,9 @@ form). Delivery never raises: a webhook that is down must not hide the failure i
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
+
+from retrain.io.webhooks import post_json
 
 
 @dataclass(frozen=True)
@@ -34,12 +33,4 @@ def send_alert(url: str | None, alert: Alert, timeout: float = 10) -> str | None
     """POST the alert; returns None when delivered, else why not (never raises)."""
     if not url:
         return "RETRAIN_ALERT_URL is not set; the alert went to the log only"
-    body = json.dumps({**asdict(alert), "text": alert.text()}).encode()
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return None if 200 <= answer.status < 300 else f"webhook answered {answer.status}"
-    except (OSError, urllib.error.URLError, ValueError) as err:
-        return f"could not deliver the alert to the webhook: {err}"
+    return post_json(url, {**asdict(alert), "text": alert.text()}, timeout)

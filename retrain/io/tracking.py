@@ -332,10 +332,10 @@ def estimated_csv_bytes(frame: pd.DataFrame, sample: int = 1000) -> int:
     return int(len(head.to_csv(index=False).encode()) * len(frame) / len(head))
 
 
-def register_challenger(
+def register_version(
     client: MlflowClient, model_name: str, logged: LoggedModel, tags: dict[str, str]
 ) -> str:
-    """Register a new version, tag it pending and point `challenger` at it; returns the version."""
+    """Register a new version tagged pending (no alias moves here); returns the version."""
     try:
         client.get_registered_model(model_name)
     except MlflowException:
@@ -350,7 +350,6 @@ def register_challenger(
             tags={"validation_status": "pending", **tags},
             model_id=logged.model_id,  # a tracking server refuses a models:/m-... source without it
         )
-    client.set_registered_model_alias(model_name, "challenger", version.version)
     return str(version.version)
 
 
@@ -366,19 +365,25 @@ def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | No
         return None
 
 
+def version_exists(client: MlflowClient, model_name: str, version: str) -> bool:
+    try:
+        client.get_model_version(model_name, version)
+    except MlflowException:
+        return False
+    return True
+
+
 def read_aliases(client: MlflowClient, model_name: str) -> dict[str, str | None]:
     """Where every alias of the contract points now (a snapshot to restore on rollback)."""
     return {alias: alias_version(client, model_name, alias) for alias in ALIASES}
 
 
-def restore_aliases(client: MlflowClient, model_name: str, snapshot: dict[str, str | None]) -> None:
-    """Put every alias back where the snapshot had it; an alias that did not exist is removed."""
-    for alias, version in snapshot.items():
-        if version is None:
-            if alias_version(client, model_name, alias) is not None:
-                client.delete_registered_model_alias(model_name, alias)
-        else:
-            client.set_registered_model_alias(model_name, alias, version)
+def set_alias(client: MlflowClient, model_name: str, alias: str, version: str | None) -> None:
+    """Point `alias` at `version`, or remove it (None). Only `promotion.aliases` calls this."""
+    if version is not None:
+        client.set_registered_model_alias(model_name, alias, version)
+    elif alias_version(client, model_name, alias) is not None:
+        client.delete_registered_model_alias(model_name, alias)
 
 
 def set_validation(

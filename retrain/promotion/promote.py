@@ -13,6 +13,7 @@ from retrain.errors import StageFailed
 from retrain.io import audit, engines, store, tracking
 from retrain.io.audit import Attempt
 from retrain.io.store import DatasetTables
+from retrain.promotion.aliases import Aliases, aliases_for
 from retrain.promotion.rules import Bootstrap, Decision, PromotionRules, decide, paired_bootstrap
 from retrain.serving import logged_model
 from retrain.training.families import auroc
@@ -85,7 +86,7 @@ def promote_if_better(
             y, scores[challenger], scores[champion], classes, rules, data.positive
         )
     decision = decide(aurocs[challenger], aurocs.get(champion), rules, boot)
-    apply_decision(client, settings.model_name, decision, challenger, champion)
+    apply_decision(aliases_for(client, engine, settings, flow_run_id), decision, challenger)
     tracking.log_promotion(
         client, settings.model_name, challenger, decision.name, aurocs[challenger],
         aurocs.get(champion),
@@ -113,21 +114,14 @@ def note_decision(
     )
 
 
-def apply_decision(
-    client: tracking.MlflowClient,
-    model_name: str,
-    decision: Decision,
-    challenger: str,
-    champion: str | None,
-) -> None:
+def apply_decision(aliases: Aliases, decision: Decision, challenger: str) -> None:
     """Promoted: `champion` -> challenger, `previous_champion` -> old champion, tag passed.
     Kept: tag the challenger failed with the reason; no alias moves."""
+    client, model_name = aliases.client, aliases.model_name
     if not decision.promote:
         tracking.set_validation(client, model_name, challenger, "failed", decision.reason)
         return
-    if champion:
-        client.set_registered_model_alias(model_name, "previous_champion", champion)
-    client.set_registered_model_alias(model_name, "champion", challenger)
+    aliases.crown(challenger, f"promoted: {decision.reason}")
     tracking.set_validation(client, model_name, challenger, "passed", decision.reason)
 
 

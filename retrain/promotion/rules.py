@@ -1,6 +1,7 @@
 """Champion comparison, pure: holdout answers in, a decision out.
 
-No registry, store or server here; `retrain.promotion.promote` gathers the inputs and applies the result.
+No registry, store or server here; `retrain.promotion.promote` gathers the inputs and
+applies the result.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from retrain.config.settings import Settings
 from retrain.errors import BadInput, StageFailed
 from retrain.io import audit, store, tracking
 from retrain.io.audit import Attempt
+from retrain.promotion.aliases import aliases_for
 from retrain.promotion.promote import PromotionReport, note_decision
 from retrain.promotion.rules import Decision
 from retrain.serving import haproxy, logged_model, model_server
@@ -429,7 +430,8 @@ def undo_deploy(
     """Aliases back where they were before the attempt, the version tagged failed, and the
     attempt's row `rolled_back` (or a `deploy_failed` row for a deploy with no promotion)."""
     if promotion and promotion.promoted and promotion.challenger == version:
-        tracking.restore_aliases(client, settings.model_name, promotion.aliases_before)
+        aliases = aliases_for(client, engine, settings, flow_run_id)
+        aliases.restore(promotion.aliases_before, f"rolled back: {reason}")
         audit.mark_attempt(engine, promotion.attempt_id, "rolled_back", reason)
         tracking.log_promotion(client, settings.model_name, version, "rolled_back")
         note_decision(client, settings.model_name, version, "rolled_back")
@@ -450,19 +452,16 @@ def rollback_champion(
 ) -> tuple[PromotionReport, DeployReport]:
     """Move `champion` back (to `previous_champion` unless a version is given) and serve it
     the verified way; a failed deploy restores the aliases as they were."""
-    before = tracking.read_aliases(client, settings.model_name)
+    aliases = aliases_for(client, engine, settings, flow_run_id)
+    before = aliases.read()
     target = to_version or before["previous_champion"]
     if target is None:
         raise StageFailed("no previous champion to roll back to; give one with --to VERSION")
     current = before["champion"]
-    try:
-        client.get_model_version(settings.model_name, target)
-    except tracking.MlflowException as err:
-        raise BadInput(f"{settings.model_name} has no version {target}") from err
-    client.set_registered_model_alias(settings.model_name, "champion", target)
-    if current and current != target:
-        client.set_registered_model_alias(settings.model_name, "previous_champion", current)
+    if not tracking.version_exists(client, settings.model_name, target):
+        raise BadInput(f"{settings.model_name} has no version {target}")
     decision = Decision(True, f"rolled back by hand from version {current} to {target}")
+    aliases.crown(target, decision.reason)
     attempt = Attempt(
         settings.dataset, target, current, None, None, "rolled_back", decision.reason, flow_run_id
     )

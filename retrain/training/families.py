@@ -399,8 +399,28 @@ def _stages(fitted: Pipeline, train: tuple, x: pd.DataFrame, keep: set[int]):
             if step in keep:
                 yield step, model.classes_, proba
     else:
-        for step in sorted(keep):
-            yield step, model.classes_, model.predict_proba(xt, num_iteration=step)
+        yield from boosting_stages(model, xt, keep)
+
+
+def boosting_stages(model: Any, xt: Any, keep: set[int]):
+    """LightGBM's probabilities after each kept round, from raw scores summed round range by
+    round range: one pass over the trees in all, not one prediction per kept step."""
+    raw, done = 0.0, 0
+    for step in sorted(keep):
+        raw = raw + model.predict(
+            xt, raw_score=True, start_iteration=done, num_iteration=step - done
+        )
+        done = step
+        yield step, model.classes_, probabilities_of(np.asarray(raw))
+
+
+def probabilities_of(raw: np.ndarray) -> np.ndarray:
+    """The binary (sigmoid) or multiclass (softmax) probabilities of summed raw scores."""
+    if raw.ndim == 1:
+        positive = 1.0 / (1.0 + np.exp(-raw))
+        return np.column_stack([1.0 - positive, positive])
+    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _epoch_stages(fitted: Pipeline, train: tuple, x: pd.DataFrame, keep: set[int]):

@@ -7,8 +7,9 @@ import contextvars
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -28,6 +29,7 @@ from retrain.errors import BadInput, StageFailed
 from retrain.io import engines, store, tracking
 from retrain.io.store import DatasetTables
 from retrain.io.trial_claims import STOPPED_ATTR, TrialClaims
+from retrain.promotion.aliases import aliases_for
 from retrain.serving import logged_model
 from retrain.training import pictures
 from retrain.training.families import (
@@ -406,8 +408,19 @@ def start_tuning(
         )
     batches = ",".join(sorted(cleaned["batch_id"].unique()))
     source = store.describe_source(engine, tables) | {"retrain.batches": batches[:500]}
-    return TuningRun(
+    run = TuningRun(
         data, experiment_id, parent, study_name, storage, batches, deadline, source, tags or {}
+    )
+    log_lineage(run, settings, config)  # before the search: its cost is inside the budget
+    return run
+
+
+def log_lineage(run: TuningRun, settings: Settings, config: TuneConfig) -> None:
+    """The training and holdout rows as the parent run's dataset inputs (and snapshots)."""
+    parts = {"training": run.data.train, "holdout": run.data.holdout}
+    lineage = run.lineage(config.holdout_share)
+    tracking.log_training_data(
+        settings.tracking_uri, run.parent_run_id, parts, settings.snapshot_max_bytes, lineage
     )
 
 
@@ -518,6 +531,17 @@ class TuneReport:
         )
 
 
+@contextmanager
+def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Wall seconds of the block into `seconds[name]` (the finish steps are logged as
+    `finish_seconds_<name>` metrics, so the budget's refit reserve can be checked)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = time.perf_counter() - started
+
+
 def count_trials(study: optuna.Study) -> dict[str, int]:
     """How many trials started, completed and were pruned."""
     states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -536,6 +560,7 @@ def finish_tuning(
     config: TuneConfig,
     study: optuna.Study,
     search_seconds: float,
+    engine: store.Engine | None = None,
 ) -> TuneReport:
     """Refit the best trial, log what people read and look at, register the challenger. A
     study the budget ended early is a normal outcome; one with no completed trial fails."""
@@ -548,7 +573,9 @@ def finish_tuning(
             f"no trial completed within the tuning budget of {config.budget or 0:.0f} s; raise "
             "RETRAIN_TUNE_BUDGET (--budget) or tune a smaller family"
         )
-    refit = refit_best(data, study, config.seed)
+    seconds: dict[str, float] = {}
+    with timed(seconds, "refit"):
+        refit = refit_best(data, study, config.seed)
     best_cv = float(study.best_trial.user_attrs["mean_auroc"])
     metrics = {
         "best_cv_auroc": best_cv,
@@ -556,19 +583,15 @@ def finish_tuning(
         "test_accuracy": refit.test_accuracy,
     }
     tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
-    log_pictures(run, client, study, refit, config.objective)
-    parts = {"training": data.train, "holdout": data.holdout}
-    tracking.log_training_data(
-        settings.tracking_uri,
-        parent,
-        parts,
-        settings.snapshot_max_bytes,
-        run.lineage(config.holdout_share),
-    )
+    with timed(seconds, "reports"):
+        log_pictures(run, client, study, refit, config.objective)
     tags = {**run.tags, "batch_ids": run.batch_ids[:5000], "code_version": code_version()}
-    version = log_and_register(
-        settings, client, parent, refit.model, data, {**tags, "family": refit.family}
-    )
+    with timed(seconds, "register"):
+        version = log_and_register(
+            settings, client, parent, refit.model, data, {**tags, "family": refit.family}, engine
+        )
+    finish = {f"finish_seconds_{k}": v for k, v in seconds.items()}
+    tracking.log_parent_summary(client, parent, {}, finish)
     tracking.describe_run(
         client, parent, tuning_note(run.tags, best_cv, refit.test_auroc, refit.family, version)
     )
@@ -590,14 +613,18 @@ def log_and_register(
     pipeline: object,
     data: Dataset,
     tags: dict[str, str],
+    engine: store.Engine | None = None,
 ) -> str:
     """Log a fitted Pipeline as the served pyfunc model under `run_id` and register it as the
-    challenger; returns the new version."""
+    challenger (the move recorded in `engine`'s alias log when given); returns the version."""
     example = example_rows(data.train.head(5), data.kinds)
     logged = logged_model.log_model(
         settings.tracking_uri, run_id, pipeline, example, data.kinds, data.passengers
     )
-    return tracking.register_challenger(client, settings.model_name, logged, tags)
+    version = tracking.register_version(client, settings.model_name, logged, tags)
+    aliases = aliases_for(client, engine, settings, tags.get("prefect.flow_run_id"))
+    aliases.name_challenger(version, f"registered by tuning run {run_id}")
+    return version
 
 
 METRIC_WORDS = {"auroc": "mean CV AUROC", "accuracy": "mean CV accuracy"}
@@ -643,4 +670,5 @@ def tune_and_register(
     run = start_tuning(engine, tables, client, settings, config, tags)
     started = time.perf_counter()
     study = run_workers(run, client, config)
-    return finish_tuning(run, client, settings, config, study, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return finish_tuning(run, client, settings, config, study, seconds, engine)

@@ -34,7 +34,7 @@ from retrain.io import tracking
 from retrain.io.engines import make_engine
 from retrain.io.prediction_log import Record, predictions_table, write_rows
 from retrain.monitoring import inference_runs
-from retrain.serving import haproxy, model_server
+from retrain.serving import haproxy, logged_model, model_server
 from retrain.serving.deploy import compare_answers
 from retrain.serving.instruments import ServingContext
 from tests.support.fish import LABELS, MODEL, log_and_register, raw_rows
@@ -150,7 +150,7 @@ def wait_for_rows(fish: ServedFish, expected: int, timeout: float = 30) -> int:
 
 
 def test_served_version_answers_raw_rows_and_probabilities(fish: ServedFish) -> None:
-    model, example = tracking.load_version_and_example(fish.tracking_uri, MODEL, fish.version)
+    model, example = logged_model.load_version_and_example(fish.tracking_uri, MODEL, fish.version)
     labels = model_server.invoke(fish.served.url, raw_rows())
     assert len(labels) == 3 and set(labels) <= set(LABELS)
     assert compare_answers(model.predict_labels(example).tolist(), labels) is None

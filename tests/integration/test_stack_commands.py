@@ -19,7 +19,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
-from retrain.io import registry
+from retrain.io import mlflow_rest
 from retrain.io.bundled_iris import write_bundled_iris
 from retrain.serving import model_server
 from tests.support import stack
@@ -167,7 +167,7 @@ def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_cham
                 )
                 assert "(is the champion), healthy" in status.stdout, status.stderr[-2000:]
                 server_uri = f"http://127.0.0.1:{mlflow_port}"  # the lookup serve status made
-                champion = registry.rest_alias_version(
+                champion = mlflow_rest.rest_alias_version(
                     server_uri, env["RETRAIN_MODEL_NAME"], "champion"
                 )
                 assert f"version {champion} (is the champion)" in status.stdout

@@ -1,6 +1,6 @@
 """The logged pyfunc model on a real SQLite tracking store: logging and registering leave the
-process's MLflow URIs and environment as they were, older flavors still load, the quick alias
-lookup agrees with MLflow's client, and an unreachable tracking server is one line."""
+process's MLflow URIs and environment as they were, older flavors still load, the quick
+champion lookup agrees with MLflow's client, and an unreachable tracking server is one line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from retrain.io import registry, tracking
+from retrain.config.settings import load_settings
+from retrain.io import engines, tracking
+from retrain.promotion.aliases import Aliases
+from retrain.promotion.champion_lookup import look_up_champion
+from retrain.serving import logged_model
 from tests.support.fish import (
     LABELS,
     MODEL,
@@ -47,8 +51,8 @@ def test_logging_and_registering_leave_the_process_uris_and_env_alone(
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri(), environment())
     tracking_uri, version = log_and_register(tmp_path / "store")
-    model, example = tracking.load_version_and_example(tracking_uri, MODEL, version)
-    loaded = tracking.load_version(tracking_uri, MODEL, version)
+    model, example = logged_model.load_version_and_example(tracking_uri, MODEL, version)
+    loaded = logged_model.load_version(tracking_uri, MODEL, version)
     assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri(), environment()) == before
     assert os.environ.get("MLFLOW_TRACKING_URI") == other
     assert not (tmp_path / "elsewhere.db").exists()
@@ -68,24 +72,41 @@ def test_an_older_sklearn_flavor_version_still_loads(tmp_path: Path) -> None:
     with tracking.fluent_store(tracking_uri), mlflow.start_run(run_id=run):
         info = mlflow.sklearn.log_model(estimator, name="model", input_example=numeric[:3])
     logged = tracking.LoggedModel(run, info.model_uri, tracking_uri, info.model_id)
-    version = tracking.register_challenger(client, MODEL, logged, {})
-    model = tracking.load_version(tracking_uri, MODEL, version)
+    version = tracking.register_version(client, MODEL, logged, {})
+    model = logged_model.load_version(tracking_uri, MODEL, version)
     assert np.allclose(model.predict_proba(frame), estimator.predict_proba(numeric))
     assert model.predict_labels(frame).tolist() == estimator.predict(numeric).tolist()
 
 
-def test_the_quick_alias_lookup_agrees_with_the_mlflow_client(tmp_path: Path) -> None:
-    """`serve status` reads @champion without MLflow: one SELECT that must give what the client
-    gives, set, moved and unset (an MLflow that renamed its alias table would fail here)."""
-    assert registry.quick_alias_version(store_uris(tmp_path)[0], MODEL, "champion") is None
-    (tracking_uri, first), (_, second) = log_and_register(tmp_path), log_and_register(tmp_path)
+def test_the_quick_champion_lookup_agrees_with_the_mlflow_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve status` reads @champion without MLflow, from retrain's alias log: what the client
+    gives, set, moved and unset through the alias owner; a move made outside retrain (as by
+    hand in the MLflow UI) is seen by `check_registry`, which says the two disagree."""
+    tracking_uri, _ = store_uris(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("RETRAIN_DB_URL", f"sqlite:///{tmp_path / 'warehouse.db'}")
+    monkeypatch.setenv("RETRAIN_MODEL_NAME", MODEL)
+    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    empty = look_up_champion(settings)
+    assert empty.version is None and "no move in retrain's log" in empty.source
+    (_, first), (_, second) = log_and_register(tmp_path), log_and_register(tmp_path)
     client = tracking.make_client(tracking_uri)
+    engine = engines.make_engine(settings.database_url)
+    aliases = Aliases(client, engine, MODEL)
     for version in (first, second):
-        client.set_registered_model_alias(MODEL, "champion", version)
-        quick = registry.quick_alias_version(tracking_uri, MODEL, "champion")
-        assert quick == tracking.alias_version(client, MODEL, "champion") == version
-    client.delete_registered_model_alias(MODEL, "champion")
-    assert registry.quick_alias_version(tracking_uri, MODEL, "champion") is None
+        aliases.crown(version, "test")
+        quick = look_up_champion(settings)
+        assert quick.version == tracking.alias_version(client, MODEL, "champion") == version
+        assert quick.source == "retrain's alias log"
+    assert tracking.alias_version(client, MODEL, "previous_champion") == first
+    aliases.move("champion", None, "test")
+    assert look_up_champion(settings).version is None
+    client.set_registered_model_alias(MODEL, "champion", first)  # by hand, outside retrain
+    checked = look_up_champion(settings, check_registry=True)
+    assert checked.version == first and "moved outside retrain" in checked.disagreement
 
 
 def test_a_tracking_server_that_does_not_answer_is_one_line(

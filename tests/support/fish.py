@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from retrain.io import tracking
+from retrain.serving import logged_model
 from retrain.serving.pyfunc_model import prepare_features
 
 KINDS = {"size": "numeric", "count": "integer", "member": "boolean", "colour": "categorical"}
@@ -69,10 +70,12 @@ def store_uris(folder: Path) -> tuple[str, str]:
 
 
 def log_and_register(folder: Path) -> tuple[str, str]:
-    """(tracking URI, registered version) of a model logged through tracking.log_model."""
+    """(tracking URI, registered version) of a model logged through logged_model.log_model."""
     tracking_uri, artifact_root = store_uris(folder)
     client = tracking.make_client(tracking_uri)
     experiment = tracking.ensure_experiment(client, "fish", artifact_root)
     run = tracking.start_parent_run(client, experiment, "tune", {"retrain.stage": "tune"})
-    logged = tracking.log_model(tracking_uri, run, fitted_pipeline(), raw_rows(), KINDS, PASSENGERS)
-    return tracking_uri, tracking.register_challenger(client, MODEL, logged, {})
+    logged = logged_model.log_model(
+        tracking_uri, run, fitted_pipeline(), raw_rows(), KINDS, PASSENGERS
+    )
+    return tracking_uri, tracking.register_version(client, MODEL, logged, {})

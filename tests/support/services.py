@@ -204,7 +204,7 @@ def prefect_server(workdir: Path) -> Iterator[str]:
     env.pop("PREFECT_API_URL", None)
     prefect = str(Path(sys.executable).parent / "prefect")
     command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    log = workdir / "prefect-model_server.log"
+    log = workdir / "prefect-server.log"
     with running(command, env, log, lambda: http_ok(f"{api}/health"), timeout=120):
         yield api
 

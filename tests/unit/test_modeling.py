@@ -380,3 +380,22 @@ def test_exact_integers_and_stripped_missing_markers() -> None:
     assert values.tolist()[:4] == [10000000000000001, 3, 7, -(2**63)]
     assert values[4:].isna().all() and str(values.dtype) == "Int64"
     assert reasons.tolist() == ["", "", "", "", "", *["not an integer (or beyond 64 bits)"] * 4, ""]
+
+
+def test_the_lightgbm_curve_sums_round_ranges_to_what_the_model_predicts() -> None:
+    """One pass over the trees (raw scores summed range by range) gives, at every kept round,
+    the probabilities LightGBM itself gives when told to stop at that round."""
+    from sklearn.datasets import load_iris
+
+    from retrain.training.families import boosting_stages
+
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    kinds = {c: "numeric" for c in x.columns}
+    for labels in (y.astype(str).to_numpy(), np.where(y == 2, "yes", "no")):
+        params = {"n_estimators": 40, "num_leaves": 7, "min_child_samples": 5}
+        fitted = fit_model(build_model("lightgbm", params, kinds, 0), x, labels, kinds)
+        xt, booster = fitted[:-1].transform(x), fitted[-1]
+        steps = list(boosting_stages(booster, xt, {5, 17, 40}))
+        assert [s for s, _, _ in steps] == [5, 17, 40]
+        for step, _, proba in steps:
+            assert np.allclose(proba, booster.predict_proba(xt, num_iteration=step))
