@@ -109,6 +109,6 @@ def abandon_study(settings: Settings, run: TuningRun, status: str = "FAILED") ->
     """Mark the parent run FAILED (or KILLED, when cancelled) so a study that ended without a
     version does not look like one still running; a shared study is marked stopped, so that
     workers on a cluster (which a cancel does not interrupt) claim no further trial."""
-    tracking.make_client(settings.tracking_uri).set_terminated(run.parent_run_id, status)
+    tracking.end_run(tracking.make_client(settings.tracking_uri), run.parent_run_id, status)
     if run.storage:
         stop_study(run, status)

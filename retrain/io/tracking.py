@@ -194,6 +194,40 @@ def log_trial(
     return run.info.run_id
 
 
+def end_run(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
+    client.set_terminated(run_id, status)
+
+
+def tag_run(client: MlflowClient, run_id: str, key: str, value: str) -> None:
+    client.set_tag(run_id, key, value)
+
+
+def log_files(
+    client: MlflowClient, run_id: str, texts: dict[str, str], dicts: dict[str, dict] | None = None
+) -> None:
+    """Text artifacts (name: content) and JSON artifacts (name: dict) of a run."""
+    for name, content in texts.items():
+        client.log_text(run_id, content, name)
+    for name, content in (dicts or {}).items():
+        client.log_dict(run_id, content, name)
+
+
+def log_file(client: MlflowClient, run_id: str, path: str) -> None:
+    client.log_artifact(run_id, path)
+
+
+def find_run(client: MlflowClient, experiment_id: str, filter_string: str) -> str | None:
+    """The id of the first run matching `filter_string`, or None."""
+    found = client.search_runs([experiment_id], filter_string, max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def version_started_at(client: MlflowClient, model_name: str, version: str) -> int:
+    """When the run that logged the version started (ms since the epoch)."""
+    run_id = client.get_model_version(model_name, version).run_id
+    return int(client.get_run(run_id).info.start_time)
+
+
 def log_parent_summary(
     client: MlflowClient, run_id: str, params: dict[str, Any], metrics: dict[str, float]
 ) -> None:
@@ -468,6 +502,19 @@ def load_sklearn(local: str) -> Any:
     import mlflow.sklearn
 
     return mlflow.sklearn.load_model(local)
+
+
+def signature_names(local: str) -> tuple[list[str], list[str]]:
+    """(output column names, required input column names) of a downloaded model's signature;
+    empty lists when it logged none."""
+    from mlflow.models import Model
+
+    signature = Model.load(local).signature
+    if signature is None:
+        return [], []
+    outputs = signature.outputs.input_names() if signature.outputs else []
+    required = [str(spec.name) for spec in signature.inputs.inputs if spec.required]
+    return [str(n) for n in outputs], required
 
 
 def load_input_example(local: str) -> pd.DataFrame:

@@ -42,8 +42,8 @@ def champion_trained_at(client: tracking.MlflowClient, model_name: str) -> datet
     version = tracking.alias_version(client, model_name, "champion")
     if version is None:
         return None
-    run = client.get_run(client.get_model_version(model_name, version).run_id)
-    return datetime.fromtimestamp(run.info.start_time / 1000, UTC).replace(tzinfo=None)
+    started = tracking.version_started_at(client, model_name, version)
+    return datetime.fromtimestamp(started / 1000, UTC).replace(tzinfo=None)
 
 
 def measure_drift(
@@ -88,7 +88,7 @@ def log_drift(
         "batch_rows": report.current_rows,
     }
     tracking.log_parent_summary(client, run_id, {}, metrics)
-    client.log_text(run_id, report.html(f"Drift of batch {batch_id}"), "drift_report.html")
-    client.log_dict(run_id, report.table(), "drift.json")
-    client.set_terminated(run_id)
+    html = {"drift_report.html": report.html(f"Drift of batch {batch_id}")}
+    tracking.log_files(client, run_id, html, {"drift.json": report.table()})
+    tracking.end_run(client, run_id)
     return run_id

@@ -99,8 +99,8 @@ def log_inference(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "predictions.csv"
         out.to_csv(path, index=False)
-        client.log_artifact(run_id, str(path))
-    client.set_terminated(run_id)
+        tracking.log_file(client, run_id, str(path))
+    tracking.end_run(client, run_id)
     return run_id
 
 
@@ -154,13 +154,11 @@ def log_served_day(
 ) -> str:
     """The day's run, `served-<day>`: found by its tag if it exists, else created."""
     experiment, day = inference_experiment(client, settings), summary.day.isoformat()
-    found = client.search_runs(
-        [experiment], f"tags.`retrain.inference_day` = '{day}'", max_results=1
-    )
+    found = tracking.find_run(client, experiment, f"tags.`retrain.inference_day` = '{day}'")
     if found:
-        return found[0].info.run_id
+        return found
     tags = {"retrain.stage": "served-day", "retrain.inference_day": day}
     run_id = tracking.start_parent_run(client, experiment, f"served-{day}", tags)
     tracking.log_parent_summary(client, run_id, {}, summary.metrics())
-    client.set_terminated(run_id)
+    tracking.end_run(client, run_id)
     return run_id

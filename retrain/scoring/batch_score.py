@@ -70,17 +70,13 @@ def file_digest(path: Path) -> str:
 def model_columns(model_path: str, version: str) -> tuple[list[str], list[str]]:
     """The probability columns the version's output signature declares (after `label`), and
     the feature columns its input signature requires."""
-    from mlflow.models import Model
-
-    signature = Model.load(model_path).signature
-    names = signature.outputs.input_names() if signature and signature.outputs else []
+    names, required = tracking.signature_names(model_path)
     if not names or names[0] != "label":
         raise BadInput(
             f"version {version} was registered before its signature declared its "
             "probabilities, which batch scoring needs; tune again (`retrain run`)"
         )
-    required = [str(spec.name) for spec in signature.inputs.inputs if spec.required]
-    return [str(n) for n in names[1:]], required
+    return names[1:], required
 
 
 def staged_parts(folders: list[Path], rows: int) -> Iterator[pd.DataFrame]:

@@ -399,7 +399,7 @@ def start_tuning(
     parent = tracking.start_parent_run(client, experiment_id, name, run_tags)
     tracking.log_params(client, parent, config.as_params())
     study_name = f"{settings.dataset}-tune-{parent}"
-    client.set_tag(parent, "optuna.study_name", study_name)
+    tracking.tag_run(client, parent, "optuna.study_name", study_name)
     if storage:
         optuna.create_study(
             study_name=study_name,
@@ -568,7 +568,7 @@ def finish_tuning(
     counts = count_trials(study)
     tracking.log_parent_summary(client, parent, {}, counts)  # the budget is a param
     if counts["trials_completed"] == 0:
-        client.set_terminated(parent, "FAILED")
+        tracking.end_run(client, parent, "FAILED")
         raise StageFailed(
             f"no trial completed within the tuning budget of {config.budget or 0:.0f} s; raise "
             "RETRAIN_TUNE_BUDGET (--budget) or tune a smaller family"
@@ -597,7 +597,7 @@ def finish_tuning(
     )
     note = version_note(run.tags, refit.test_auroc, "pending (the promote stage decides)")
     tracking.describe_version(client, settings.model_name, version, note)
-    client.set_terminated(parent)
+    tracking.end_run(client, parent)
     trials = study.get_trials(deepcopy=False)
     fit_cpu = sum(t.user_attrs.get("cpu_seconds", 0.0) for t in trials)
     return TuneReport(
