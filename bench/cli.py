@@ -9,7 +9,7 @@ median wall time is printed beside its baseline:
 - `retrain --help`, `history` and `serve stop` (nothing served) against the interpreter's
   own start-up (`python -c pass`), the floor no Python command can go under (`--help` is
   not a floor: it imports more than the quick commands do);
-- `serve status` (a served version, asking the registry with one SELECT) against the same
+- `serve status` (a served version, reading @champion from retrain's alias log) against the same
   question through MLflow's client (`MlflowClient().get_model_version_by_alias`), what it
   cost before;
 - a stage with nothing to do (`retrain ingest` of a loaded file) with Prefect's temporary

@@ -26,7 +26,7 @@ from flows.ingest import ingest
 from flows.locking import promotion_section
 from flows.promote import promote
 from flows.tune import tune
-from retrain.config.settings import Settings, load_settings
+from retrain.config.settings import FAMILIES, Settings, load_settings
 from retrain.data.clean import BatchReport
 from retrain.data.ingest import LoadReport
 from retrain.io.nightly_metrics import NightlyFigures
@@ -120,12 +120,22 @@ class RunSummary:
         return f"champion: version {version}, holdout AUROC {shown}; serving: {where}"
 
 
-FAMILY_LIST = r"^(auto|(random_forest|logreg|hgb|lightgbm)(,(random_forest|logreg|hgb|lightgbm))*)$"
+NAMES = "|".join(FAMILIES)  # the families are named once, in the settings
+FAMILY_LIST = rf"^(auto|({NAMES})(,({NAMES}))*)$"
+
+
+def setting_type(name: str) -> Any:
+    """A flow parameter's type and bounds, as the setting of the same meaning declares them
+    (a bound is written once, in Settings; the run form in the UI shows it)."""
+    info = Settings.model_fields[name]
+    return Annotated[(info.annotation, *info.metadata)]
+
+
 Source = Annotated[str, Field(max_length=4096)]
-Trials = Annotated[int, Field(ge=1, le=10_000)]
-Workers = Annotated[int, Field(ge=1, le=64)]
-Margin = Annotated[float, Field(ge=0.0, le=1.0)]
-Budget = Annotated[float, Field(gt=0, le=24 * 3600)]
+Trials = setting_type("trials")
+Workers = setting_type("workers")
+Margin = setting_type("min_improvement")
+Budget = setting_type("tune_budget")
 Family = Annotated[str, Field(pattern=FAMILY_LIST)]
 
 

@@ -60,7 +60,7 @@ def trial_workers(settings: Settings, config: TuneConfig, run: TuningRun) -> opt
     return studies[0]
 
 
-def run_workers(settings: Settings, config: TuneConfig, run: TuningRun) -> optuna.Study:
+def run_trial_workers(settings: Settings, config: TuneConfig, run: TuningRun) -> optuna.Study:
     """One worker runs in this thread, so a cancel (SIGTERM) interrupts its fits at once and
     joblib stops the fit processes; several run as processes on a Dask cluster."""
     if config.workers == 1:
@@ -113,7 +113,7 @@ def tune(
     )
     started = time.perf_counter()
     try:
-        study = run_workers(settings, config, run)
+        study = run_trial_workers(settings, config, run)
     except BaseException as err:
         abandon_study(settings, run, "KILLED" if is_cancellation(err) else "FAILED")
         raise

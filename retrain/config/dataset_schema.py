@@ -11,6 +11,7 @@ a schema is all this module does: no SQL, MLflow or Prefect.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,15 @@ def load_dataset_schema(
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise BadInput(f"cannot read schema {path} ({err.strerror}); check RETRAIN_SCHEMA") from err
+    return parse_dataset_schema(text, str(path), target, positive_class)
+
+
+@functools.lru_cache(maxsize=16)
+def parse_dataset_schema(
+    text: str, path: str, target: str | None, positive_class: object | None
+) -> DatasetSchema:
+    """The schema of a file's text, parsed once per process for the same text and overrides
+    (pandera's YAML reader is the cost; every stage of a run asks for the schema)."""
     document, block = read_schema_text(text, f"schema {path}")
     try:
         rules = pa.DataFrameSchema.from_yaml(yaml.safe_dump(document, sort_keys=False))

@@ -116,13 +116,16 @@ class Settings(BaseSettings):
     )
     encoding: str = Field("utf-8", description="text encoding of source CSV files")
     max_reject_fraction: float = Field(0.2, ge=0.0, le=1.0)
-    trials: int = Field(20, ge=1, description="most Optuna trials per tuning run")
+    trials: int = Field(20, ge=1, le=10_000, description="most Optuna trials per tuning run")
     tune_sample_rows: int = Field(
         100_000, ge=100, description="above this many training rows, tune on a stratified sample"
     )
     tune_prune: bool = Field(True, description="stop trials that are behind after a fold round")
     tune_budget: float = Field(
-        300.0, gt=0, description="seconds the whole tuning study may take (trials is a cap)"
+        300.0,
+        gt=0,
+        le=24 * 3600,
+        description="seconds the whole tuning study may take (trials is a cap)",
     )
     family: str = Field(
         "auto",
@@ -131,7 +134,7 @@ class Settings(BaseSettings):
     )
     objective: str = Field("auroc", pattern="^(auroc|accuracy)$", description="metric to maximise")
     seed: int = Field(42, description="seed of the sampler, the folds and the models")
-    workers: int = Field(1, ge=1, description="trial workers sharing one Optuna study")
+    workers: int = Field(1, ge=1, le=64, description="trial workers sharing one Optuna study")
     optuna_storage: str | None = Field(
         None, description="Optuna RDB storage URL for several workers; default: RETRAIN_DB_URL"
     )
@@ -149,7 +152,10 @@ class Settings(BaseSettings):
         "and retried",
     )  # fmt: skip
     min_improvement: float = Field(
-        0.0, ge=0.0, description="a challenger must beat the champion's AUROC by more than this"
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="a challenger must beat the champion's AUROC by more than this",
     )
     min_auroc: float = Field(0.5, ge=0.0, le=1.0, description="floor for the first champion")
     require_significance: bool = Field(

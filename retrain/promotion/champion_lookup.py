@@ -47,11 +47,8 @@ def checked_champion(settings: Settings) -> Champion:
 
 
 def last_recorded_move(settings: Settings) -> alias_log.AliasMove | None:
-    engine = engines.make_engine(settings.database_url)
-    try:
-        return alias_log.last_move(engine, settings.model_name, ALIAS)
-    finally:
-        engine.dispose()
+    engine = engines.make_engine(settings.database_url)  # one per URL and process
+    return alias_log.last_move(engine, settings.model_name, ALIAS)
 
 
 def registry_version(settings: Settings) -> str | None:

@@ -27,11 +27,11 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from retrain.config.settings import FAMILIES
 from retrain.data.features import prepare_features
 from retrain.data.split import align_proba
 from retrain.errors import BadInput
 
-FAMILIES = ("random_forest", "logreg", "hgb", "lightgbm")
 NUMERIC_KINDS = ("numeric", "integer", "boolean")
 MAX_CATEGORIES = 250  # HistGradientBoosting needs category codes below its 255 bins
 LIBGOMP_HINT = "apt-get install libgomp1"

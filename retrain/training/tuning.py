@@ -22,7 +22,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from retrain.config.settings import Settings
+from retrain.config.settings import FAMILIES, Settings
 from retrain.data.features import compact_features
 from retrain.data.split import HOLDOUT_SHARE, Dataset, dataset_of, holdout_rule
 from retrain.errors import BadInput, StageFailed
@@ -33,7 +33,6 @@ from retrain.promotion.aliases import aliases_for
 from retrain.serving import logged_model
 from retrain.training import pictures
 from retrain.training.families import (
-    FAMILIES,
     build_model,
     example_rows,
     fit_model,
@@ -497,7 +496,9 @@ def run_worker(
     return run_trials(run.data, config, study, config.trials, log_trial, run.deadline, claims)
 
 
-def run_workers(run: TuningRun, client: tracking.MlflowClient, config: TuneConfig) -> optuna.Study:
+def run_local_workers(
+    run: TuningRun, client: tracking.MlflowClient, config: TuneConfig
+) -> optuna.Study:
     """All workers of this process against one study: threads that share the fit processes."""
     if config.workers == 1:
         return run_worker(run, client, config)
@@ -622,7 +623,8 @@ def log_and_register(
         settings.tracking_uri, run_id, pipeline, example, data.kinds, data.passengers
     )
     version = tracking.register_version(client, settings.model_name, logged, tags)
-    aliases = aliases_for(client, engine, settings, tags.get("prefect.flow_run_id"))
+    moved_by = tags.get("prefect.tune_flow_run_id") or tags.get("prefect.flow_run_id")
+    aliases = aliases_for(client, engine, settings, moved_by)
     aliases.name_challenger(version, f"registered by tuning run {run_id}")
     return version
 
@@ -669,6 +671,6 @@ def tune_and_register(
     """The whole stage in this process: start, run the workers, finish."""
     run = start_tuning(engine, tables, client, settings, config, tags)
     started = time.perf_counter()
-    study = run_workers(run, client, config)
+    study = run_local_workers(run, client, config)
     seconds = time.perf_counter() - started
     return finish_tuning(run, client, settings, config, study, seconds, engine)

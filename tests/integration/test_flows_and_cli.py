@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from retrain.errors import StageFailed
-from retrain.io import engines, locks
+from retrain.io import engines, locks, tracking
 from retrain.serving import haproxy, model_server
 from tests.integration.helpers import GOOD_ROWS, HEADER, write_csv
 from tests.support.services import free_port, model_events, stop_model_server, wait_for
@@ -147,7 +147,9 @@ def assert_predict_prints_rows_and_logs_one_run(cli_env: dict) -> None:
 
 
 @pytest.mark.heavy
-def test_run_twice_loads_once(cli_env: dict) -> None:
+def test_run_twice_loads_once(cli_env: dict, receiver: tuple[str, list[dict]]) -> None:
+    events_url, events = receiver
+    cli_env = {**cli_env, "RETRAIN_EVENTS_URL": events_url}
     since = datetime.now(UTC)
     first = run_cli(["run"], {**cli_env, "RETRAIN_SUPERVISE": "true"})
     assert first.returncode == 0, first.stderr[-3000:]
@@ -164,6 +166,12 @@ def test_run_twice_loads_once(cli_env: dict) -> None:
     status = run_cli(["serve", "status"], cli_env)
     assert "version 1 (is the champion), healthy" in status.stdout, status.stderr[-2000:]
     assert watcher and f"supervised by pid {watcher['pid']}" in status.stdout
+    assert "champion as read from retrain's alias log" in status.stdout
+    first_moves = [(e["alias"], e["version"], e["previous"]) for e in events]
+    assert first_moves == [("challenger", "1", None), ("champion", "1", None)]
+    assert all(e["event"] == "retrain.alias.moved" and e["model"] == "iris_model" for e in events)
+    assert all(e["flow_run_id"] for e in events)  # the tune and the promote flow runs
+    assert "first champion" in events[1]["why"]
     assert_predict_prints_rows_and_logs_one_run(cli_env)
     before_second = datetime.now(UTC)
     second = run_cli(["run"], cli_env)
@@ -175,7 +183,13 @@ def test_run_twice_loads_once(cli_env: dict) -> None:
     assert "kept the champion over challenger version 2" in second.stdout
     history = run_cli(["history"], cli_env).stdout.splitlines()
     assert [line.split()[2] for line in history[1:]] == ["kept", "promoted"]
+    assert [(e["alias"], e["version"], e["previous"]) for e in events[2:]] == [
+        ("challenger", "2", "1")
+    ]  # kept: only the challenger moved
     assert_drift_rollback_stop_and_start(cli_env)
+    rolled = [(e["alias"], e["version"], e["previous"]) for e in events[3:5]]
+    assert rolled == [("previous_champion", "1", None), ("champion", "2", "1")]
+    assert "rolled back by hand from version 1 to 2" in events[4]["why"]
 
 
 def shifted_iris(petal_cm: float) -> list[str]:
@@ -210,6 +224,7 @@ def assert_drift_rollback_stop_and_start(cli_env: dict) -> None:
     assert "serving version 2 (was 1)" in back.stdout
     status = run_cli(["serve", "status"], cli_env)
     assert "version 2 (is the champion), healthy" in status.stdout, status.stdout
+    assert_a_move_by_hand_is_seen_with_check_registry(cli_env)
     served, front = model_server.read_state(home), haproxy.recorded(home)
     assert served and front and model_server.ping_url(served.public_url)
     stop = run_cli(["serve", "stop"], cli_env)
@@ -222,6 +237,22 @@ def assert_drift_rollback_stop_and_start(cli_env: dict) -> None:
     assert start.returncode == 0, start.stderr[-2000:]
     assert f"serving version 2 at http://127.0.0.1:{port}" in start.stdout
     assert model_server.ping_url(f"http://127.0.0.1:{port}")
+
+
+def assert_a_move_by_hand_is_seen_with_check_registry(cli_env: dict) -> None:
+    """@champion moved outside retrain (as in the MLflow UI): the quick status still reads
+    retrain's log; `--check-registry` reads the registry and says that they disagree."""
+    client = tracking.make_client(f"sqlite:///{cli_env['RETRAIN_HOME']}/mlflow.db")
+    client.set_registered_model_alias("iris_model", "champion", "1")
+    try:
+        quick = run_cli(["serve", "status"], cli_env)
+        assert "version 2 (is the champion)" in quick.stdout, quick.stdout
+        checked = run_cli(["serve", "status", "--check-registry"], cli_env)
+        assert "version 2 (champion is 1)" in checked.stdout, checked.stdout
+        assert "champion as read from MLflow's registry (checked)" in checked.stdout
+        assert "alias log says version 2" in checked.stdout
+    finally:
+        client.set_registered_model_alias("iris_model", "champion", "2")
 
 
 def test_bad_option_value_is_one_line_exit_2(cli_env: dict) -> None:

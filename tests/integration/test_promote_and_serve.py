@@ -20,7 +20,7 @@ from retrain.config.settings import Settings, load_settings
 from retrain.data.features import prepare_features
 from retrain.data.split import dataset_of
 from retrain.errors import StageFailed
-from retrain.io import audit, store, tracking
+from retrain.io import alias_log, audit, store, tracking
 from retrain.io.bundled_iris import write_bundled_iris
 from retrain.promotion import promote
 from retrain.promotion.rules import PromotionRules
@@ -217,7 +217,12 @@ def assert_rolled_back(settings: Settings, client, engine, old: str, new: str) -
 
 
 @ON_SQLITE
-def test_a_model_that_cannot_load_is_rolled_back(served_env: dict) -> None:
+def test_a_model_that_cannot_load_is_rolled_back(
+    served_env: dict, receiver: tuple[str, list[dict]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also: every alias move is sent to RETRAIN_EVENTS_URL and kept in retrain's alias log,
+    the rollback's moves with their reason."""
+    monkeypatch.setenv("RETRAIN_EVENTS_URL", receiver[0])
     settings, engine, _, client = context()
     old, new, report = champion_served_then_promoted()
     corrupt_model_files(client, settings, new)
@@ -225,6 +230,12 @@ def test_a_model_that_cannot_load_is_rolled_back(served_env: dict) -> None:
         deploy_now(report)
     assert f"rolled back: version {old} answers /ping at http://" in str(err.value)
     assert_rolled_back(settings, client, engine, old, new)
+    moves = [(e["alias"], e["version"], e["previous"]) for e in receiver[1]]
+    assert moves[-2:] == [("champion", old, new), ("previous_champion", None, old)]
+    assert all(e["why"].startswith("rolled back: deploy of version") for e in receiver[1][-2:])
+    assert ("champion", new, old) in moves  # the promotion that was undone
+    logged = alias_log.last_move(engine, settings.model_name, "champion")
+    assert logged is not None and (logged.version, logged.previous) == (old, new)
 
 
 @ON_SQLITE
