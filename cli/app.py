@@ -448,12 +448,16 @@ def serve_status(
     typer.echo(f"champion as read from {champion.source}")
     if champion.disagreement:
         typer.echo(champion.disagreement)
+    echo_proxy_and_supervisor(served, model_server.live_supervisor(settings.home))
+
+
+def echo_proxy_and_supervisor(served: Any, watcher: dict | None) -> None:
+    """The proxy in front of the served model, and the supervisor watching it."""
     if served.proxy:
         typer.echo(
             f"behind haproxy pid {served.proxy['pid']} (slot {served.proxy['slot']}); the model "
             f"server itself at {served.url} and its metrics at {served.public_url}/metrics"
         )
-    watcher = model_server.live_supervisor(settings.home)
     typer.echo(
         f"supervised by pid {watcher['pid']}" if watcher
         else "no supervisor runs (RETRAIN_SUPERVISE=false, or stopped): `retrain deploy` starts one"

@@ -76,15 +76,7 @@ def promote_if_better(
         return _record(engine, settings, decision, before, challenger, None, None, flow_run_id)
     with engines.reporting_errors(engine), engine.connect() as conn:
         data = dataset_of(store.read_cleaned(conn, tables), settings.load_schema(), HOLDOUT_SHARE)
-    y = data.holdout[data.target].to_numpy()
-    scores = holdout_scores(settings, data, [v for v in (challenger, champion) if v])
-    classes = data.known_classes
-    aurocs = {v: auroc(y, proba, classes, data.positive) for v, proba in scores.items()}
-    boot = None
-    if champion and rules.require_significance:
-        boot = paired_bootstrap(
-            y, scores[challenger], scores[champion], classes, rules, data.positive
-        )
+    aurocs, boot = compare_on_holdout(settings, data, rules, challenger, champion)
     decision = decide(aurocs[challenger], aurocs.get(champion), rules, boot)
     apply_decision(aliases_for(client, engine, settings, flow_run_id), decision, challenger)
     tracking.log_promotion(
@@ -96,6 +88,24 @@ def promote_if_better(
         engine, settings, decision, before, challenger, aurocs[challenger],
         aurocs.get(champion), flow_run_id, boot,
     )  # fmt: skip
+
+
+def compare_on_holdout(
+    settings: Settings,
+    data: Dataset,
+    rules: PromotionRules,
+    challenger: str,
+    champion: str | None,
+) -> tuple[dict[str, float], Bootstrap | None]:
+    """Each version's holdout AUROC, and the paired bootstrap when the rules require it."""
+    y = data.holdout[data.target].to_numpy()
+    scores = holdout_scores(settings, data, [v for v in (challenger, champion) if v])
+    classes = data.known_classes
+    aurocs = {v: auroc(y, proba, classes, data.positive) for v, proba in scores.items()}
+    if not (champion and rules.require_significance):
+        return aurocs, None
+    boot = paired_bootstrap(y, scores[challenger], scores[champion], classes, rules, data.positive)
+    return aurocs, boot
 
 
 def note_decision(

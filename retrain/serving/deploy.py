@@ -394,9 +394,13 @@ def deploy_champion(
     health_timeout: float = 120,
     check: AnswerCheck = compare_answers,
 ) -> DeployReport:
-    """Serve `@champion` the verified way; on failure put aliases, tags and the audit row
-    as DESIGN.md's rollback contract says, and raise."""
-    version = tracking.alias_version(client, settings.model_name, "champion")
+    """Serve the version the promotion crowned (else `@champion`) the verified way; on
+    failure put aliases, tags and the audit row as DESIGN.md's rollback contract says, and
+    raise."""
+    version = (
+        promotion.challenger if promotion is not None and promotion.promoted
+        else tracking.alias_version(client, settings.model_name, "champion")
+    )  # fmt: skip
     if version is None:
         raise StageFailed("there is no champion to serve yet; run `retrain run` first")
     try:

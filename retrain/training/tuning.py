@@ -4,6 +4,7 @@ model refit, scored on the holdout, logged and registered as the `challenger`.""
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import time
 import warnings
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
+from typing import Any
 
 import numpy as np
 import optuna
@@ -137,8 +139,6 @@ def run_trials(
     thread, in order, while the next trial fits."""
     x, y = tuning_rows(data, config)
     splits = fold_splits(y, folds_for(y, config.n_folds), config.seed)
-    # a fold's CPU seconds times this is a refit on every training row (on every core, for
-    # the families that thread; logreg fits on one)
     fold_rows = float(np.mean([len(train) for train, _ in splits]))
     refit_scale = len(data.train) / fold_rows
     logged: list[Future] = []
@@ -153,27 +153,12 @@ def run_trials(
             family = trial.suggest_categorical("family", list(config.families))
             params = suggest_params(trial, family)
             model = build_model(family, params, data.kinds, config.seed)
-            scores: list = []
-            for folds in fold_rounds(len(splits)):
-                scores += parallel(
-                    delayed(score_fold)(
-                        model, x, y, splits[i], data.kinds, data.classes, data.positive
-                    )
-                    for i in folds
-                )
-                metrics = _summarise(scores)
-                if len(scores) < len(splits):
-                    trial.report(metrics[f"mean_{config.objective}"], step=len(scores))
-                    if trial.should_prune() or out_of_time(study, deadline):
-                        break
+            score = functools.partial(score_fold, model, x, y, kinds=data.kinds,
+                                      classes=data.classes, positive=data.positive)  # fmt: skip
+            scores, metrics = score_in_rounds(parallel, score, splits, trial, config.objective,
+                                              lambda: out_of_time(study, deadline))  # fmt: skip
             pruned = len(scores) < len(splits)
-            trial.set_user_attr("family", family)
-            trial.set_user_attr("params", params)
-            trial.set_user_attr("mean_auroc", metrics["mean_auroc"])
-            cpu_seconds = sum(s.cpu_seconds for s in scores)
-            trial.set_user_attr("cpu_seconds", cpu_seconds)
-            cores = 1 if family == "logreg" else os.cpu_count() or 1
-            trial.set_user_attr("refit_seconds", cpu_seconds / len(scores) * refit_scale / cores)
+            note_trial(trial, family, params, metrics["mean_auroc"], scores, refit_scale)
             metrics |= {"folds_scored": len(scores), "pruned": float(pruned)}
             # in the caller's context: the orchestrator's settings (its API URL) hold there too
             context = contextvars.copy_context()
@@ -194,6 +179,44 @@ def run_trials(
     for future in logged:
         future.result()
     return study
+
+
+def score_in_rounds(
+    parallel: Parallel,
+    score: Callable[..., Any],
+    splits: list,
+    trial: optuna.Trial,
+    objective: str,
+    out_of_time: Callable[[], bool],
+) -> tuple[list, dict[str, float]]:
+    """A trial's folds, fitted in parallel in rounds; after each round but the last the
+    pruner, or the budget, may stop a trial that is behind. (scores, mean metrics so far)"""
+    scores: list = []
+    for folds in fold_rounds(len(splits)):
+        scores += parallel(delayed(score)(split=splits[i]) for i in folds)
+        metrics = _summarise(scores)
+        if len(scores) < len(splits):
+            trial.report(metrics[f"mean_{objective}"], step=len(scores))
+            if trial.should_prune() or out_of_time():
+                break
+    return scores, metrics
+
+
+def note_trial(
+    trial: optuna.Trial, family: str, params: dict, mean_auroc: float, scores: list, scale: float
+) -> None:
+    """What the refit and the budget read back from a trial: its family and parameters, its
+    mean AUROC, its fold CPU seconds, and the refit's seconds estimated from them (a fold's
+    CPU seconds times `scale` is a refit on every training row, on every core for the
+    families that thread; logreg fits on one)."""
+    cpu_seconds = sum(s.cpu_seconds for s in scores)
+    cores = 1 if family == "logreg" else os.cpu_count() or 1
+    attributes = {
+        "family": family, "params": params, "mean_auroc": mean_auroc,
+        "cpu_seconds": cpu_seconds, "refit_seconds": cpu_seconds / len(scores) * scale / cores,
+    }  # fmt: skip
+    for key, value in attributes.items():
+        trial.set_user_attr(key, value)
 
 
 def run_claimed_trials(
@@ -565,46 +588,60 @@ def finish_tuning(
 ) -> TuneReport:
     """Refit the best trial, log what people read and look at, register the challenger. A
     study the budget ended early is a normal outcome; one with no completed trial fails."""
-    data, parent = run.data, run.parent_run_id
-    counts = count_trials(study)
-    tracking.log_parent_summary(client, parent, {}, counts)  # the budget is a param
-    if counts["trials_completed"] == 0:
-        tracking.end_run(client, parent, "FAILED")
-        raise StageFailed(
-            f"no trial completed within the tuning budget of {config.budget or 0:.0f} s; raise "
-            "RETRAIN_TUNE_BUDGET (--budget) or tune a smaller family"
-        )
+    parent = run.parent_run_id
+    require_a_completed_trial(client, parent, study, config.budget)
     seconds: dict[str, float] = {}
     with timed(seconds, "refit"):
-        refit = refit_best(data, study, config.seed)
+        refit = refit_best(run.data, study, config.seed)
     best_cv = float(study.best_trial.user_attrs["mean_auroc"])
-    metrics = {
-        "best_cv_auroc": best_cv,
-        "test_auroc": refit.test_auroc,
-        "test_accuracy": refit.test_accuracy,
-    }
+    metrics = {"best_cv_auroc": best_cv, "test_auroc": refit.test_auroc,
+               "test_accuracy": refit.test_accuracy}  # fmt: skip
     tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
     with timed(seconds, "reports"):
         log_pictures(run, client, study, refit, config.objective)
-    tags = {**run.tags, "batch_ids": run.batch_ids[:5000], "code_version": code_version()}
+    tags = {**run.tags, "batch_ids": run.batch_ids[:5000], "code_version": code_version(),
+            "family": refit.family}  # fmt: skip
     with timed(seconds, "register"):
-        version = log_and_register(
-            settings, client, parent, refit.model, data, {**tags, "family": refit.family}, engine
-        )
+        version = log_and_register(settings, client, parent, refit.model, run.data, tags, engine)
     finish = {f"finish_seconds_{k}": v for k, v in seconds.items()}
     tracking.log_parent_summary(client, parent, {}, finish)
-    tracking.describe_run(
-        client, parent, tuning_note(run.tags, best_cv, refit.test_auroc, refit.family, version)
-    )
-    note = version_note(run.tags, refit.test_auroc, "pending (the promote stage decides)")
-    tracking.describe_version(client, settings.model_name, version, note)
-    tracking.end_run(client, parent)
+    describe_outcome(run, client, settings.model_name, best_cv, refit, version)
     trials = study.get_trials(deepcopy=False)
     fit_cpu = sum(t.user_attrs.get("cpu_seconds", 0.0) for t in trials)
     return TuneReport(
         parent, version, len(trials), best_cv, refit.test_auroc, refit.test_accuracy,
         refit.family, refit.params, search_seconds, fit_cpu, run.experiment_id,
     )  # fmt: skip
+
+
+def require_a_completed_trial(
+    client: tracking.MlflowClient, parent: str, study: optuna.Study, budget: float | None
+) -> None:
+    """Log the trial counts; with no completed trial the parent run fails, with the fix."""
+    counts = count_trials(study)
+    tracking.log_parent_summary(client, parent, {}, counts)  # the budget is a param
+    if counts["trials_completed"] == 0:
+        tracking.end_run(client, parent, "FAILED")
+        raise StageFailed(
+            f"no trial completed within the tuning budget of {budget or 0:.0f} s; raise "
+            "RETRAIN_TUNE_BUDGET (--budget) or tune a smaller family"
+        )
+
+
+def describe_outcome(
+    run: TuningRun,
+    client: tracking.MlflowClient,
+    model_name: str,
+    best_cv: float,
+    refit: Refit,
+    version: str,
+) -> None:
+    """The notes MLflow's UI shows on the parent run and the new version; the run ends."""
+    note = tuning_note(run.tags, best_cv, refit.test_auroc, refit.family, version)
+    tracking.describe_run(client, run.parent_run_id, note)
+    pending = version_note(run.tags, refit.test_auroc, "pending (the promote stage decides)")
+    tracking.describe_version(client, model_name, version, pending)
+    tracking.end_run(client, run.parent_run_id)
 
 
 def log_and_register(
