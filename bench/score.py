@@ -40,8 +40,8 @@ from retrain.config.settings import Settings, load_settings
 from retrain.data.features import prepare_features
 from retrain.io import tracking
 from retrain.io.engines import make_engine
+from retrain.model import logged_model
 from retrain.scoring.batch_score import file_digest, score_source, write_scores
-from retrain.serving import logged_model
 from retrain.training.families import build_model, example_rows, fit_model
 
 KINDS = {

@@ -40,9 +40,10 @@ from retrain.data.features import prepare_features
 from retrain.data.split import dataset_of
 from retrain.io import store, tracking
 from retrain.io.bundled_iris import write_bundled_iris
+from retrain.model import logged_model
 from retrain.promotion import promote
 from retrain.promotion.rules import PromotionRules
-from retrain.serving import deploy, haproxy, logged_model, model_server
+from retrain.serving import deploy, haproxy, model_server
 from retrain.training.families import fit_model, pipeline_of
 from retrain.training.tuning import log_and_register
 from tests.support.services import stop_model_server

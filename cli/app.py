@@ -427,7 +427,7 @@ def serve_status(
     ),
 ) -> None:
     """Pid, port, version, health, and whether the served version is the champion."""
-    from retrain.promotion.champion_lookup import look_up_champion
+    from retrain.model.champion_lookup import look_up_champion
     from retrain.serving import model_server
 
     settings = check_settings()

@@ -25,7 +25,7 @@ INSTALL_HINT = (
     "score ...`, or `pip install pyspark`) and Java 17 (apt-get install openjdk-17-jre-headless)"
 )
 PARTITION_BITS = 33  # monotonically_increasing_id: partition id above, row number below
-# The model's input types (retrain.serving.pyfunc_model.SPEC_TYPES), as Spark casts them from text.
+# The model's input types (retrain.model.pyfunc_model.SPEC_TYPES), as Spark casts them from text.
 SPARK_TYPES = {"numeric": "double", "integer": "double", "boolean": "boolean"}
 
 

@@ -413,7 +413,7 @@ def read_aliases(client: MlflowClient, model_name: str) -> dict[str, str | None]
 
 
 def set_alias(client: MlflowClient, model_name: str, alias: str, version: str | None) -> None:
-    """Point `alias` at `version`, or remove it (None). Only `promotion.aliases` calls this."""
+    """Point `alias` at `version`, or remove it (None). Only `model.aliases` calls this."""
     if version is not None:
         client.set_registered_model_alias(model_name, alias, version)
     elif alias_version(client, model_name, alias) is not None:

@@ -13,9 +13,9 @@ from retrain.errors import StageFailed
 from retrain.io import audit, engines, store, tracking
 from retrain.io.audit import Attempt
 from retrain.io.store import DatasetTables
-from retrain.promotion.aliases import Aliases, aliases_for
+from retrain.model import logged_model
+from retrain.model.aliases import Aliases, aliases_for
 from retrain.promotion.rules import Bootstrap, Decision, PromotionRules, decide, paired_bootstrap
-from retrain.serving import logged_model
 from retrain.training.families import auroc
 from retrain.training.notes import version_note
 

@@ -18,8 +18,8 @@ from retrain.config.settings import Settings
 from retrain.errors import BadInput, StageFailed
 from retrain.io import scores_table, tracking
 from retrain.io.engines import make_engine, now_utc
-from retrain.serving import logged_model
-from retrain.serving.pyfunc_model import PROBABILITIES
+from retrain.model import logged_model
+from retrain.model.pyfunc_model import PROBABILITIES
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

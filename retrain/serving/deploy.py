@@ -22,11 +22,12 @@ from retrain.config.settings import Settings
 from retrain.errors import BadInput, StageFailed
 from retrain.io import audit, store, tracking
 from retrain.io.audit import Attempt
-from retrain.promotion.aliases import aliases_for
+from retrain.model import logged_model
+from retrain.model.aliases import aliases_for
+from retrain.model.instruments import ServingContext
 from retrain.promotion.promote import PromotionReport, note_decision
 from retrain.promotion.rules import Decision
-from retrain.serving import haproxy, logged_model, model_server
-from retrain.serving.instruments import ServingContext
+from retrain.serving import haproxy, model_server
 from retrain.serving.model_server import Served, ServeFailed
 
 AnswerCheck = Callable[[list, list], str | None]

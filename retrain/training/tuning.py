@@ -31,8 +31,8 @@ from retrain.errors import BadInput, StageFailed
 from retrain.io import engines, store, tracking
 from retrain.io.store import DatasetTables
 from retrain.io.trial_claims import STOPPED_ATTR, TrialClaims
-from retrain.promotion.aliases import aliases_for
-from retrain.serving import logged_model
+from retrain.model import logged_model
+from retrain.model.aliases import aliases_for
 from retrain.training import pictures
 from retrain.training.families import (
     build_model,

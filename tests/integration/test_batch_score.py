@@ -16,8 +16,8 @@ from sqlalchemy import text
 
 from retrain.io import tracking
 from retrain.io.engines import make_engine
+from retrain.model import logged_model
 from retrain.scoring.batch_score import file_digest
-from retrain.serving import logged_model
 from tests.support import fish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,8 +13,9 @@ import pytest
 import retrain.pyfunc
 from retrain.config.settings import load_settings
 from retrain.io import store, tracking
-from retrain.serving import deploy, logged_model, model_server
-from retrain.serving.pyfunc_model import ClassifierModel
+from retrain.model import logged_model
+from retrain.model.pyfunc_model import ClassifierModel
+from retrain.serving import deploy, model_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,9 +22,10 @@ from retrain.data.split import dataset_of
 from retrain.errors import StageFailed
 from retrain.io import alias_log, audit, store, tracking
 from retrain.io.bundled_iris import write_bundled_iris
+from retrain.model import logged_model
 from retrain.promotion import promote
 from retrain.promotion.rules import PromotionRules
-from retrain.serving import deploy, haproxy, logged_model, model_server
+from retrain.serving import deploy, haproxy, model_server
 from retrain.serving.deploy import serve_verified
 from retrain.serving.model_server import ServeFailed
 from retrain.training.families import fit_model, pipeline_of

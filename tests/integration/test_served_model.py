@@ -33,10 +33,11 @@ from retrain.config.settings import load_settings
 from retrain.io import tracking
 from retrain.io.engines import make_engine
 from retrain.io.prediction_log import Record, predictions_table, write_rows
+from retrain.model import logged_model
+from retrain.model.instruments import ServingContext
 from retrain.monitoring import inference_runs
-from retrain.serving import haproxy, logged_model, model_server
+from retrain.serving import haproxy, model_server
 from retrain.serving.deploy import compare_answers
-from retrain.serving.instruments import ServingContext
 from tests.support.fish import LABELS, MODEL, log_and_register, raw_rows
 from tests.support.services import (
     free_port,

@@ -15,9 +15,9 @@ from sklearn.linear_model import LogisticRegression
 
 from retrain.config.settings import load_settings
 from retrain.io import engines, tracking
-from retrain.promotion.aliases import Aliases
-from retrain.promotion.champion_lookup import look_up_champion
-from retrain.serving import logged_model
+from retrain.model import logged_model
+from retrain.model.aliases import Aliases
+from retrain.model.champion_lookup import look_up_champion
 from tests.support.fish import (
     LABELS,
     MODEL,

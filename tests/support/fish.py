@@ -13,8 +13,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from retrain.io import tracking
-from retrain.serving import logged_model
-from retrain.serving.pyfunc_model import prepare_features
+from retrain.model import logged_model
+from retrain.model.pyfunc_model import prepare_features
 
 KINDS = {"size": "numeric", "count": "integer", "member": "boolean", "colour": "categorical"}
 NULLABLE = {"count", "member", "colour"}

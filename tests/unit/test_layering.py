@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
 CORE = ROOT / "retrain"
-ROOMS = ("config", "io", "data", "training", "promotion", "serving", "monitoring", "scoring")
+ROOMS = ("config", "io", "data", "model", "training", "promotion", "serving", "monitoring",
+         "scoring")  # fmt: skip
 STAGE_ROOMS = ROOMS[2:]
 # DataFrames, arrays and figures in, the same out: no database, MLflow, process or network.
 PURE = (
@@ -72,6 +73,17 @@ def test_pure_modules_import_no_adapter() -> None:
     wrong = {
         (m, i) for m in PURE for i in imports_of(core_modules()[m])
         if names(i, (*ADAPTER_LIBRARIES, "retrain.io"))
+    }  # fmt: skip
+    assert wrong == set()
+
+
+def test_the_model_room_imports_no_stage_room_but_the_features() -> None:
+    """Every stage imports `retrain.model`; it imports none of them (rows are prepared for the
+    Pipelines by `data.features`, the one part of a stage the served model needs)."""
+    stage = tuple(f"retrain.{r}" for r in STAGE_ROOMS if r != "model")
+    wrong = {
+        (m, i) for m, p in core_modules().items() if m.startswith("retrain.model.")
+        for i in imports_of(p) if names(i, stage) and i != "retrain.data.features"
     }  # fmt: skip
     assert wrong == set()
 

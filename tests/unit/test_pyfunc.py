@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from retrain.data.features import FeatureError
-from retrain.serving.pyfunc_model import ClassifierModel, build_signature, prepare_features
+from retrain.model.pyfunc_model import ClassifierModel, build_signature, prepare_features
 
 KINDS = {"size": "numeric", "count": "integer", "member": "boolean", "colour": "categorical"}
 
@@ -203,7 +203,7 @@ def test_a_version_logged_with_the_earlier_typed_signature_still_loads_and_answe
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from retrain.serving.pyfunc_model import PIPELINE_ARTIFACT, SPEC_TYPES
+    from retrain.model.pyfunc_model import PIPELINE_ARTIFACT, SPEC_TYPES
 
     model = fitted_model(["no", "yes"])
     typed = Schema(

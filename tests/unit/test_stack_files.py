@@ -270,7 +270,7 @@ def exported_metric_names(log_folder: Path) -> set[str]:
     from prometheus_client.parser import text_string_to_metric_families
 
     from retrain.io.nightly_metrics import NightlyFigures, nightly_registry
-    from retrain.serving.instruments import Instruments, ServingContext
+    from retrain.model.instruments import Instruments, ServingContext
 
     served = Instruments(ServingContext("d", "m", "1", log_url=f"sqlite:///{log_folder}/log.db"))
     served.observe(__import__("pandas").DataFrame({"x": [1]}), ["a"], 0.01)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from retrain.io import tracking
 from retrain.io.tracking import LoggedModel
-from retrain.serving.pyfunc_model import PIPELINE_ARTIFACT, ClassifierModel, build_signature
+from retrain.model.pyfunc_model import PIPELINE_ARTIFACT, ClassifierModel, build_signature
 
 
 def log_model(

@@ -46,7 +46,7 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
         self.pipeline = pipeline
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        from retrain.serving.instruments import instruments_from_environment
+        from retrain.model.instruments import instruments_from_environment
 
         self.pipeline = joblib.load(context.artifacts[PIPELINE_ARTIFACT])
         self.instruments = instruments_from_environment()  # only in a served process
