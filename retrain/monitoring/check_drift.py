@@ -1,5 +1,5 @@
-"""Drift of a newly cleaned batch against the rows the champion was trained on (store and
-MLflow; the verdicts themselves are `retrain.monitoring.drift`).
+"""The drift check of a stored batch: its cleaned rows and the champion's training rows read
+from the store, the verdicts (`retrain.monitoring.drift`) logged as an MLflow run.
 
 The champion's training rows are the training part (not the holdout) of the batches loaded
 before its tuning run started: the nightly order (ingest, clean, tune) means those are the

@@ -1,4 +1,4 @@
-"""Drift of a new batch against the rows the champion was trained on, feature by feature.
+"""The drift verdicts, pure: a batch's rows against the training rows, feature by feature.
 
 Pure logic (pandas and scipy's two-sample statistics): frames in, a report out. The test
 follows the sample size, as Evidently's defaults do: with at most `SMALL` rows on either side,

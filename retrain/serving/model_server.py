@@ -1,4 +1,4 @@
-"""The model-server supervisor: owns `mlflow models serve` processes (no Prefect here).
+"""The model servers: starts, checks, records and stops `mlflow models serve` processes.
 
 A server runs detached in its own session so it outlives the flow that started it. What runs
 on the main port is written to `<RETRAIN_HOME>/serving.json` with the process's start time
