@@ -234,7 +234,12 @@ def base_env(work: Path, db_url: str | None) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith("RETRAIN_") and k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")
     }
-    env |= {"PREFECT_HOME": str(work / "prefect"), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    env |= {
+        "PREFECT_HOME": str(work / "prefect"),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # as `retrain` itself: no telemetry (offline, its writes lock the new database)
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     if db_url:
         env["RETRAIN_DB_URL"] = db_url
     return env

@@ -16,7 +16,7 @@ from flows.hooks import log_mlflow_links, publish_tuning, run_name
 from retrain.config.settings import Settings, load_settings
 from retrain.errors import StageFailed
 from retrain.training.families import resolve_families
-from retrain.training.tuning import TuneConfig, TuneReport, TuningRun
+from retrain.training.tuning import TuneConfig, TuneReport, TuningRun, tune_config_of
 from tasks.training import abandon_study, register_best, run_trial_worker, start_study
 
 if TYPE_CHECKING:
@@ -95,17 +95,7 @@ def tune(
     families, note = resolve_families(settings.families)
     if note:
         logger.warning(note)
-    config = TuneConfig(
-        trials=settings.trials,
-        families=families,
-        objective=settings.objective,
-        seed=settings.seed,
-        workers=settings.workers,
-        budget=settings.tune_budget,
-        sample_rows=settings.tune_sample_rows,
-        prune=settings.tune_prune,
-        heartbeat=settings.tune_heartbeat,
-    )
+    config = tune_config_of(settings, families)
     run = start_study(settings, config)
     logger.info(
         f"study {run.study_name}: at most {config.trials} trials in {config.budget:.0f} s on "
