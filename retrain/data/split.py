@@ -33,6 +33,61 @@ def holdout_rule(share: float = HOLDOUT_SHARE) -> str:
 
 
 @dataclass(frozen=True)
+class TimeHoldout:
+    """Which rows are the newest: `mask` (True: holdout) and the rule in words for lineage,
+    with the time range it covers and whether it had to widen."""
+
+    mask: np.ndarray
+    rule: str
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    widened: bool
+
+
+def time_holdout(
+    times: pd.Series,
+    labels: np.ndarray,
+    days: float | None = None,
+    share: float = HOLDOUT_SHARE,
+    min_rows: int = 200,
+    min_per_class: int = 20,
+) -> TimeHoldout:
+    """The newest rows by `times` as the holdout: those of the last `days` days before the
+    newest time, else the newest `share` of the rows; widened, newest first, until it holds
+    `min_rows` rows and `min_per_class` of each class (or all a class has), and cut at a time
+    so no timestamp lies on both sides. Rows without a time always train."""
+    stamps = pd.to_datetime(times, errors="coerce", utc=True)
+    order = np.argsort(-stamps.to_numpy(dtype="datetime64[ns]").astype("int64"), kind="stable")
+    order = order[stamps.iloc[order].notna().to_numpy()]
+    if len(order) == 0:
+        return TimeHoldout(np.zeros(len(times), dtype=bool), "no row has a time", None, None, False)
+    newest = stamps.iloc[order[0]]
+    if days is not None:
+        wanted = int((stamps.iloc[order] > newest - pd.Timedelta(days=days)).sum())
+    else:
+        wanted = int(np.ceil(share * len(order)))
+    needed = rows_needed(labels[order], min_rows, min_per_class)
+    count = min(max(wanted, needed, 1), len(order))
+    cut = stamps.iloc[order[count - 1]]
+    mask = (stamps >= cut).fillna(False).to_numpy(dtype=bool)
+    said = f"last {days:g} days" if days is not None else f"newest {share:.0%} of rows"
+    widened = needed > wanted
+    rule = f"{times.name} >= {cut.isoformat()} ({said}{', widened' if widened else ''})"
+    return TimeHoldout(mask, rule, cut, newest, widened)
+
+
+def rows_needed(newest_first: np.ndarray, min_rows: int, min_per_class: int) -> int:
+    """How many of the newest rows hold `min_rows` rows and `min_per_class` of each class
+    (all of a class that has fewer)."""
+    needed = min(min_rows, len(newest_first))
+    for label in np.unique(newest_first):
+        where = np.flatnonzero(newest_first == label)
+        enough = min(min_per_class, len(where))
+        needed = max(needed, int(where[enough - 1]) + 1)
+    return needed
+
+
+@dataclass(frozen=True)
 class Dataset:
     """Training and holdout rows of the current cleaned data, split by row hash; `kinds`
     maps each feature to numeric, integer, boolean or categorical."""

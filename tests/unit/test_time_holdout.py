@@ -1,0 +1,52 @@
+"""The out-of-time holdout on tiny frames: the newest rows, widened until every class is
+there, cut at a time so no timestamp lies on both sides, rows without a time kept training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from retrain.data.split import time_holdout
+
+
+def days(*offsets: float) -> pd.Series:
+    start = pd.Timestamp("2026-12-01")
+    return pd.Series([start + pd.Timedelta(days=d) for d in offsets], name="seen_at")
+
+
+def test_the_newest_share_is_the_holdout() -> None:
+    times = days(*range(10))
+    labels = np.array(["a", "b"] * 5)
+    held = time_holdout(times, labels, share=0.2, min_rows=1, min_per_class=1)
+    assert held.mask.tolist() == [False] * 8 + [True] * 2
+    assert held.start == pd.Timestamp("2026-12-09", tz="UTC") and not held.widened
+    assert held.rule.startswith("seen_at >= 2026-12-09") and "newest 20% of rows" in held.rule
+
+
+def test_the_last_days_are_the_holdout() -> None:
+    times = days(0, 1, 2, 3, 4, 5)
+    labels = np.array(["a", "b", "a", "b", "a", "b"])
+    held = time_holdout(times, labels, days=2, min_rows=1, min_per_class=1)
+    assert held.mask.tolist() == [False, False, False, False, True, True]
+    assert "last 2 days" in held.rule
+
+
+def test_it_widens_until_each_class_is_there_and_says_so() -> None:
+    times = days(0, 1, 2, 3, 4, 5, 6, 7)
+    labels = np.array(["b", "a", "a", "a", "a", "a", "a", "a"])  # the only b is the oldest
+    held = time_holdout(times, labels, share=0.25, min_rows=2, min_per_class=1)
+    assert held.mask.all() and held.widened and "widened" in held.rule
+
+
+def test_a_timestamp_never_lies_on_both_sides_and_rows_without_time_train() -> None:
+    times = days(0, 1, 2, 2, 2, 3)
+    times[0] = pd.NaT
+    labels = np.array(["a", "b", "a", "b", "a", "b"])
+    held = time_holdout(times, labels, share=0.5, min_rows=1, min_per_class=1)
+    # the newest half of the 5 timed rows is 3 rows, cut inside day 2: all of day 2 goes
+    assert held.mask.tolist() == [False, False, True, True, True, True]
+
+
+def test_no_time_at_all_holds_nothing_out() -> None:
+    held = time_holdout(pd.Series([None, None], name="t"), np.array(["a", "b"]))
+    assert not held.mask.any() and held.rule == "no row has a time"
