@@ -173,6 +173,19 @@ class Settings(BaseSettings):
     snapshot_max_bytes: int = Field(
         5_000_000, ge=0, description="largest CSV snapshot of training/holdout rows logged"
     )
+    holdout: str = Field(
+        "auto",
+        pattern="^(auto|time|hash)$",
+        description="holdout rows: time (the newest by the time column), hash (a fixed fifth "
+        "by row hash); auto: time when the schema names a timestamp, else hash",
+    )
+    holdout_days: float | None = Field(
+        None, gt=0, description="a time holdout's days before the newest row (default: newest 20%)"
+    )
+    time_column: str | None = Field(
+        None,
+        description="the time column of a time holdout (default: the schema's first timestamp)",
+    )
 
     @field_validator("home")
     @classmethod

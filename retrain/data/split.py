@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.config.dataset_schema import DatasetSchema
+from retrain.config.settings import Settings
 from retrain.errors import StageFailed
 
 HOLDOUT_BUCKETS = 10_000
@@ -55,7 +56,8 @@ def time_holdout(
     """The newest rows by `times` as the holdout: those of the last `days` days before the
     newest time, else the newest `share` of the rows; widened, newest first, until it holds
     `min_rows` rows and `min_per_class` of each class (or all a class has), and cut at a time
-    so no timestamp lies on both sides. Rows without a time always train."""
+    so no timestamp lies on both sides; widening stops at half the rows. Rows without a time
+    always train."""
     stamps = pd.to_datetime(times, errors="coerce", utc=True)
     order = np.argsort(-stamps.to_numpy(dtype="datetime64[ns]").astype("int64"), kind="stable")
     order = order[stamps.iloc[order].notna().to_numpy()]
@@ -67,7 +69,8 @@ def time_holdout(
     else:
         wanted = int(np.ceil(share * len(order)))
     needed = rows_needed(labels[order], min_rows, min_per_class)
-    count = min(max(wanted, needed, 1), len(order))
+    ceiling = max(wanted, len(order) // 2)  # widening never takes most of the rows
+    count = min(max(wanted, min(needed, ceiling), 1), len(order))
     cut = stamps.iloc[order[count - 1]]
     mask = (stamps >= cut).fillna(False).to_numpy(dtype=bool)
     said = f"last {days:g} days" if days is not None else f"newest {share:.0%} of rows"
@@ -98,6 +101,7 @@ class Dataset:
     target: str
     positive: Any = None
     passengers: tuple[str, ...] = ()  # id and timestamp columns: sent along, never features
+    holdout_rule: str = ""  # which rows are the holdout, in words (lineage, run params)
 
     @property
     def features(self) -> list[str]:
@@ -117,6 +121,56 @@ class Dataset:
         return part[self.target].to_numpy()
 
 
+@dataclass(frozen=True)
+class HoldoutChoice:
+    """How the holdout is drawn: `time` (the newest rows by `time_column`: the last `days`,
+    else the newest `share`) or `hash` (a fixed `share` by row hash)."""
+
+    kind: str = "hash"
+    share: float = HOLDOUT_SHARE
+    days: float | None = None
+    time_column: str | None = None
+
+
+def choose_holdout(
+    wanted: str, timestamps: tuple[str, ...], time_column: str | None, days: float | None
+) -> HoldoutChoice:
+    """RETRAIN_HOLDOUT applied to the schema: `auto` is `time` when there is a time column
+    (RETRAIN_TIME_COLUMN, else the schema's first timestamp), else `hash`."""
+    column = time_column or (timestamps[0] if timestamps else None)
+    if wanted == "time" and column is None:
+        raise StageFailed(
+            "RETRAIN_HOLDOUT=time needs a time column: name one in the schema's `timestamps` "
+            "or set RETRAIN_TIME_COLUMN"
+        )
+    if wanted == "hash" or column is None:
+        return HoldoutChoice("hash")
+    return HoldoutChoice("time", HOLDOUT_SHARE, days, column)
+
+
+def holdout_choice_of(settings: Settings, schema: DatasetSchema) -> HoldoutChoice:
+    """The holdout the settings ask for, on this dataset's schema."""
+    return choose_holdout(
+        settings.holdout, schema.roles.timestamps, settings.time_column, settings.holdout_days
+    )
+
+
+def holdout_of(cleaned: pd.DataFrame, target: str, choice: HoldoutChoice) -> tuple[np.ndarray, str]:
+    """(holdout mask, its rule in words) of the cleaned rows."""
+    if choice.kind == "hash":
+        return holdout_mask(cleaned["row_hash"], choice.share), holdout_rule(choice.share)
+    if choice.time_column not in cleaned.columns:
+        raise StageFailed(
+            f"the time column {choice.time_column!r} is not in the cleaned data; check "
+            "RETRAIN_TIME_COLUMN and the schema's timestamps"
+        )
+    times = cleaned[choice.time_column]
+    if pd.api.types.is_numeric_dtype(times):
+        times = pd.to_datetime(times, unit="s", errors="coerce").rename(choice.time_column)
+    held = time_holdout(times, cleaned[target].to_numpy(), choice.days, choice.share)
+    return held.mask, held.rule
+
+
 def split_dataset(
     cleaned: pd.DataFrame,
     kinds: dict[str, str],
@@ -124,6 +178,7 @@ def split_dataset(
     share: float = HOLDOUT_SHARE,
     positive: Any = None,
     passengers: tuple[str, ...] = (),
+    choice: HoldoutChoice | None = None,
 ) -> Dataset:
     """Training rows and holdout rows; refuses data too small or with a single class."""
     missing = [c for c in (target, *kinds) if c not in cleaned.columns]
@@ -131,8 +186,8 @@ def split_dataset(
         raise StageFailed(
             f"columns {missing} are not in the cleaned data; check RETRAIN_TARGET and the schema"
         )
-    mask = holdout_mask(cleaned["row_hash"], share)
-    data = Dataset(cleaned[~mask], cleaned[mask], kinds, target, positive, passengers)
+    mask, rule = holdout_of(cleaned, target, choice or HoldoutChoice("hash", share))
+    data = Dataset(cleaned[~mask], cleaned[mask], kinds, target, positive, passengers, rule)
     if data.train[target].nunique() < 2 or len(data.holdout) == 0:
         raise StageFailed(
             f"not enough cleaned data to tune ({len(cleaned)} rows, "
@@ -143,12 +198,16 @@ def split_dataset(
 
 
 def dataset_of(
-    cleaned: pd.DataFrame, schema: DatasetSchema, share: float = HOLDOUT_SHARE
+    cleaned: pd.DataFrame,
+    schema: DatasetSchema,
+    share: float = HOLDOUT_SHARE,
+    choice: HoldoutChoice | None = None,
 ) -> Dataset:
-    """The train/holdout split of the cleaned rows, with the schema's features and roles."""
+    """The train/holdout split of the cleaned rows, with the schema's features and roles
+    (`choice` None: the hash holdout of `share`)."""
     return split_dataset(
         cleaned, schema.feature_kinds, schema.target, share, schema.positive_class,
-        (*schema.roles.ids, *schema.roles.timestamps),
+        (*schema.roles.ids, *schema.roles.timestamps), choice,
     )  # fmt: skip
 
 

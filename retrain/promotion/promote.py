@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retrain.config.settings import Settings
-from retrain.data.split import HOLDOUT_SHARE, Dataset, align_proba, dataset_of
+from retrain.data.split import HOLDOUT_SHARE, Dataset, align_proba, dataset_of, holdout_choice_of
 from retrain.errors import StageFailed
 from retrain.io import audit, engines, store, tracking
 from retrain.io.audit import Attempt
@@ -75,7 +75,9 @@ def promote_if_better(
         decision = Decision(False, f"version {challenger} is already the champion")
         return _record(engine, settings, decision, before, challenger, None, None, flow_run_id)
     with engines.reporting_errors(engine), engine.connect() as conn:
-        data = dataset_of(store.read_cleaned(conn, tables), settings.load_schema(), HOLDOUT_SHARE)
+        cleaned = store.read_cleaned(conn, tables)
+    schema = settings.load_schema()
+    data = dataset_of(cleaned, schema, HOLDOUT_SHARE, holdout_choice_of(settings, schema))
     aurocs, boot = compare_on_holdout(settings, data, rules, challenger, champion)
     decision = decide(aurocs[challenger], aurocs.get(champion), rules, boot)
     apply_decision(aliases_for(client, engine, settings, flow_run_id), decision, challenger)

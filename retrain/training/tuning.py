@@ -26,7 +26,13 @@ from sklearn.pipeline import Pipeline
 
 from retrain.config.settings import FAMILIES, Settings
 from retrain.data.features import compact_features
-from retrain.data.split import HOLDOUT_SHARE, Dataset, dataset_of, holdout_rule
+from retrain.data.split import (
+    HOLDOUT_SHARE,
+    Dataset,
+    HoldoutChoice,
+    dataset_of,
+    holdout_choice_of,
+)
 from retrain.errors import BadInput, StageFailed
 from retrain.io import engines, store, tracking
 from retrain.io.store import DatasetTables
@@ -64,6 +70,7 @@ class TuneConfig:
     sample_rows: int | None = None  # above this many training rows, tune on a subsample
     prune: bool = True  # stop trials that are behind after a round of folds
     heartbeat: int = 30  # seconds between a shared study's trial heartbeats
+    holdout: HoldoutChoice | None = None  # None: the hash holdout of `holdout_share`
 
     def as_params(self) -> dict[str, str]:
         """The tuning settings as the parent run's params (what a night was asked to do)."""
@@ -73,6 +80,7 @@ class TuneConfig:
             "holdout_share": str(self.holdout_share), "workers": str(self.workers),
             "budget_seconds": str(self.budget or ""), "sample_rows": str(self.sample_rows or ""),
             "prune": str(self.prune).lower(), "heartbeat_seconds": str(self.heartbeat),
+            "holdout": self.holdout.kind if self.holdout else "hash",
         }  # fmt: skip
 
 
@@ -84,6 +92,7 @@ def tune_config_of(settings: Settings, families: tuple[str, ...]) -> TuneConfig:
         seed=settings.seed, workers=settings.workers, budget=settings.tune_budget,
         sample_rows=settings.tune_sample_rows, prune=settings.tune_prune,
         heartbeat=settings.tune_heartbeat,
+        holdout=holdout_choice_of(settings, settings.load_schema()),
     )  # fmt: skip
 
 
@@ -418,9 +427,8 @@ class TuningRun:
     def without_rows(self) -> TuningRun:
         return replace(self, data=None)
 
-    def lineage(self, holdout_share: float) -> dict[str, dict[str, str]]:
+    def lineage(self, rule: str) -> dict[str, dict[str, str]]:
         """Input tags of the training and holdout parts: the SQL source and the split."""
-        rule = holdout_rule(holdout_share)
         return {
             "training": {**self.source, "retrain.split": f"not ({rule})"},
             "holdout": {**self.source, "retrain.split": rule},
@@ -440,12 +448,12 @@ def start_tuning(
     check_config(config, storage)
     deadline = time.time() + config.budget if config.budget else None  # reading rows counts
     cleaned = read_rows(engine, tables)
-    data = dataset_of(cleaned, settings.load_schema(), config.holdout_share)
+    data = dataset_of(cleaned, settings.load_schema(), config.holdout_share, config.holdout)
     experiment_id = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
     name = f"{settings.dataset}-{datetime.now(UTC):%Y-%m-%d-%H%M}"
     run_tags = {"retrain.stage": "tune", **tracking.source_tags(code_version()), **(tags or {})}
     parent = tracking.start_parent_run(client, experiment_id, name, run_tags)
-    tracking.log_params(client, parent, config.as_params())
+    tracking.log_params(client, parent, {**config.as_params(), "holdout_rule": data.holdout_rule})
     study_name = f"{settings.dataset}-tune-{parent}"
     tracking.tag_run(client, parent, "optuna.study_name", study_name)
     if storage:
@@ -466,7 +474,7 @@ def start_tuning(
 def log_lineage(run: TuningRun, settings: Settings, config: TuneConfig) -> None:
     """The training and holdout rows as the parent run's dataset inputs (and snapshots)."""
     parts = {"training": run.data.train, "holdout": run.data.holdout}
-    lineage = run.lineage(config.holdout_share)
+    lineage = run.lineage(run.data.holdout_rule)
     tracking.log_training_data(
         settings.tracking_uri, run.parent_run_id, parts, settings.snapshot_max_bytes, lineage
     )
@@ -489,7 +497,8 @@ def with_rows(
     """The run with its rows: read once per worker, the study's batches only, so a worker on
     another machine tunes on exactly the rows the study started with."""
     cleaned = read_rows(engine, tables, run.batch_ids.split(","))
-    return replace(run, data=dataset_of(cleaned, settings.load_schema(), config.holdout_share))
+    data = dataset_of(cleaned, settings.load_schema(), config.holdout_share, config.holdout)
+    return replace(run, data=data)
 
 
 def study_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:

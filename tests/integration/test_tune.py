@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -155,3 +156,47 @@ def test_a_spent_budget_fails_the_stage_and_snapshots_respect_their_cap(
     assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"training", "holdout"}
     snapshot = {a.path for a in client.list_artifacts(report.parent_run_id, "data")}
     assert snapshot == {"data/holdout.csv"}  # the ~8 kB of training rows are over the cap
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_table_with_a_timestamp_is_judged_on_its_newest_rows(
+    env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RETRAIN_HOLDOUT=auto with a schema that names a timestamp: the holdout is the newest
+    rows (widened to 200 rows here, and said), logged as the tuning run's params and as the
+    split of its dataset inputs; the promotion is judged on the same rows."""
+    import numpy as np
+
+    from retrain.data.infer_schema import InferRequest, infer_from_csv
+    from retrain.promotion.promote import promote_if_better
+    from retrain.promotion.rules import PromotionRules
+    from retrain.training.tuning import tune_config_of
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=600)
+    lines = [f"{i},2026-11-{1 + i // 20:02d},{v:.4f},{'yes' if v + rng.normal() > 0 else 'no'}"
+             for i, v in enumerate(x)]  # fmt: skip
+    source = write_csv(tmp_path, "visits.csv", lines, header="visit_id,seen_at,x,converted")
+    schema = tmp_path / "visits.yaml"
+    request = InferRequest("converted", "yes", ids=("visit_id",), timestamps=("seen_at",))
+    schema.write_text(infer_from_csv(source, request))
+    monkeypatch.setenv("RETRAIN_SCHEMA", str(schema))
+    settings = load_settings()
+    engine, tables = open_store()
+    batch = ingest.load_file(engine, tables, source, "utf-8").batch_id
+    clean.clean_batch(engine, tables, settings.load_schema(), batch, 0.2)
+    client = tracking.make_client(settings.tracking_uri)
+    config = replace(tune_config_of(settings, ("random_forest",)), trials=2, parallel_folds=1)
+    report = tune_and_register(engine, tables, client, settings, config)
+    params = client.get_run(report.parent_run_id).data.params
+    assert params["holdout"] == "time"
+    assert (
+        params["holdout_rule"].startswith("seen_at >= 2026-11-21")
+        and "widened" in params["holdout_rule"]
+    )
+    inputs = {d.dataset.name: d for d in client.get_run(report.parent_run_id).inputs.dataset_inputs}
+    split = {t.key: t.value for t in inputs["holdout"].tags}["retrain.split"]
+    assert split == params["holdout_rule"]
+    assert {t.key: t.value for t in inputs["holdout"].tags}["retrain.rows"] == "200"
+    promoted = promote_if_better(engine, tables, client, settings, PromotionRules())
+    assert promoted.promoted and promoted.challenger_auroc == pytest.approx(report.test_auroc)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from retrain.data.split import time_holdout
+from retrain.errors import StageFailed
 
 
 def days(*offsets: float) -> pd.Series:
@@ -33,9 +35,13 @@ def test_the_last_days_are_the_holdout() -> None:
 
 def test_it_widens_until_each_class_is_there_and_says_so() -> None:
     times = days(0, 1, 2, 3, 4, 5, 6, 7)
-    labels = np.array(["b", "a", "a", "a", "a", "a", "a", "a"])  # the only b is the oldest
+    labels = np.array(["a", "a", "a", "a", "b", "a", "a", "a"])  # the newest b is day 4
     held = time_holdout(times, labels, share=0.25, min_rows=2, min_per_class=1)
-    assert held.mask.all() and held.widened and "widened" in held.rule
+    assert held.mask.tolist() == [False] * 4 + [True] * 4
+    assert held.widened and "widened" in held.rule
+    older = np.array(["b", "a", "a", "a", "a", "a", "a", "a"])  # only the oldest is b
+    capped = time_holdout(times, older, share=0.25, min_rows=2, min_per_class=1)
+    assert capped.mask.tolist() == [False] * 4 + [True] * 4  # never more than half
 
 
 def test_a_timestamp_never_lies_on_both_sides_and_rows_without_time_train() -> None:
@@ -50,3 +56,33 @@ def test_a_timestamp_never_lies_on_both_sides_and_rows_without_time_train() -> N
 def test_no_time_at_all_holds_nothing_out() -> None:
     held = time_holdout(pd.Series([None, None], name="t"), np.array(["a", "b"]))
     assert not held.mask.any() and held.rule == "no row has a time"
+
+
+def test_auto_is_time_with_a_timestamp_and_hash_without() -> None:
+    from retrain.data.split import choose_holdout
+
+    assert choose_holdout("auto", ("seen_at",), None, None).kind == "time"
+    assert choose_holdout("auto", ("seen_at",), None, 7).days == 7
+    assert choose_holdout("auto", (), None, None).kind == "hash"
+    assert choose_holdout("hash", ("seen_at",), None, None).kind == "hash"
+    assert choose_holdout("auto", ("a", "b"), "b", None).time_column == "b"
+    with pytest.raises(StageFailed, match="RETRAIN_HOLDOUT=time needs a time column"):
+        choose_holdout("time", (), None, None)
+
+
+def test_a_dataset_split_by_time_trains_on_the_past_and_holds_out_the_newest() -> None:
+    from retrain.data.split import HoldoutChoice, split_dataset
+
+    n = 40
+    cleaned = pd.DataFrame({
+        "x": np.arange(n, dtype=float),
+        "y": ["a", "b"] * (n // 2),
+        "seen_at": [f"2026-12-{1 + i // 4:02d}" for i in range(n)],
+        "row_hash": [f"{i:032x}" for i in range(n)],
+    })  # fmt: skip
+    choice = HoldoutChoice("time", 0.25, None, "seen_at")
+    data = split_dataset(cleaned, {"x": "numeric"}, "y", choice=choice)
+    assert data.train["seen_at"].max() < data.holdout["seen_at"].min()
+    # 200 rows and 20 of each class are more than 40 rows hold: widened to half, and said
+    assert len(data.holdout) == 20 and data.holdout_rule.startswith("seen_at >= 2026-12-06")
+    assert "widened" in data.holdout_rule
