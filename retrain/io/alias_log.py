@@ -22,7 +22,7 @@ from sqlalchemy import (
     select,
 )
 
-from retrain.io.engines import now_utc, reporting_errors
+from retrain.io.engines import INNODB_UTF8, now_utc, reporting_errors
 
 ALIAS_MOVES = Table(
     "alias_moves",
@@ -35,8 +35,7 @@ ALIAS_MOVES = Table(
     Column("previous", String(32)),
     Column("why", Text, nullable=False),
     Column("flow_run_id", String(64)),
-    mysql_engine="InnoDB",
-    mysql_charset="utf8mb4",
+    **INNODB_UTF8,
 )
 
 

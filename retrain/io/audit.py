@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 
-from retrain.io.engines import now_utc, reporting_errors
+from retrain.io.engines import INNODB_UTF8, now_utc, reporting_errors
 
 DECISIONS = ("promoted", "kept", "rolled_back", "deploy_failed")
 
@@ -41,8 +41,7 @@ PROMOTIONS = Table(
     Column("decision", String(16), nullable=False),
     Column("reason", Text, nullable=False),
     Column("flow_run_id", String(64)),
-    mysql_engine="InnoDB",
-    mysql_charset="utf8mb4",
+    **INNODB_UTF8,
 )
 
 

@@ -25,6 +25,8 @@ from retrain.errors import (
     StoreUnreachable,
 )
 
+INNODB_UTF8 = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}  # retrain's own tables
+
 
 @cache
 def make_engine(url: str) -> Engine:
