@@ -1,6 +1,6 @@
 """A champion registered by retrain 0.1.0 (the flat layout, whose pickles name
-`retrain.pyfunc.ClassifierModel`) still loads in this process and is served by a real
-`mlflow models serve`, through the deploy stage's own checks."""
+`retrain.pyfunc.ClassifierModel`) still loads in this process and is served from the registry
+by a real `mlflow models serve` (as `retrain serve start` serves it)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 import retrain.pyfunc
 from retrain.config.settings import load_settings
-from retrain.io import store, tracking
+from retrain.io import tracking
 from retrain.model import logged_model
 from retrain.model.pyfunc_model import ClassifierModel
 from retrain.serving import deploy, model_server
@@ -39,7 +39,7 @@ def test_an_old_model_loads_in_process() -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_an_old_champion_is_deployed_and_answers(
+def test_an_old_champion_is_served_and_answers(
     env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RETRAIN_PROXY", "off")
@@ -49,8 +49,7 @@ def test_an_old_champion_is_deployed_and_answers(
     client.create_registered_model(settings.model_name)
     version = str(client.create_model_version(settings.model_name, str(source)).version)
     client.set_registered_model_alias(settings.model_name, "champion", version)
-    engine, _ = store.open_dataset(settings)
-    deployed = deploy.deploy_champion(engine, client, settings)
+    started = deploy.serve_start(settings, version, settings.health_timeout, supervised=False)
     served = model_server.read_state(settings.home)
-    assert deployed.changed and served.version == version
+    assert served.pid == started.pid and served.version == version
     assert list(model_server.invoke(served.public_url, CLEAR_ROWS)) == ["yes", "no", "yes"]
