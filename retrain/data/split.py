@@ -155,6 +155,13 @@ def holdout_choice_of(settings: Settings, schema: DatasetSchema) -> HoldoutChoic
     )
 
 
+def holdout_rows(cleaned: pd.DataFrame, settings: Settings) -> np.ndarray:
+    """The holdout mask the settings ask for, on cleaned rows (drift's reference leaves these
+    rows out; `retrain predict` sends them)."""
+    schema = settings.load_schema()
+    return holdout_of(cleaned, schema.target, holdout_choice_of(settings, schema))[0]
+
+
 def holdout_of(cleaned: pd.DataFrame, target: str, choice: HoldoutChoice) -> tuple[np.ndarray, str]:
     """(holdout mask, its rule in words) of the cleaned rows."""
     if choice.kind == "hash":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from retrain.config.settings import Settings
-from retrain.data.split import HOLDOUT_SHARE, holdout_mask
+from retrain.data.split import holdout_rows
 from retrain.io import store, tracking
 from retrain.monitoring.drift import DriftReport, batch_drift
 
@@ -63,7 +63,7 @@ def measure_drift(
         return BatchDrift(batch_id, None, skipped="the batch has no cleaned rows")
     if reference is None or reference.empty:
         return BatchDrift(batch_id, None, skipped="no earlier batch to compare with")
-    reference = reference[~holdout_mask(reference["row_hash"], HOLDOUT_SHARE)]
+    reference = reference[~holdout_rows(reference, settings)]
     if len(reference) > REFERENCE_ROWS:
         reference = reference.sample(REFERENCE_ROWS, random_state=settings.seed)
     report = batch_drift(reference, current, settings.load_schema().feature_kinds)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from retrain.config.settings import Settings
-from retrain.data.split import HOLDOUT_SHARE, holdout_mask
+from retrain.data.split import holdout_rows
 from retrain.errors import StageFailed
 from retrain.io import engines, prediction_log, store, tracking
 from retrain.monitoring import usage
@@ -43,7 +43,7 @@ def load_rows(settings: Settings, source: Path | None, sample: int | None) -> pd
         engine, tables = store.open_dataset(settings)
         with engines.reporting_errors(engine), engine.connect() as conn:
             frame = store.read_cleaned(conn, tables)
-        frame = frame[holdout_mask(frame["row_hash"], HOLDOUT_SHARE)]
+        frame = frame[holdout_rows(frame, settings)]
     return pick_rows(frame, sample, settings.seed)
 
 
