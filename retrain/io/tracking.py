@@ -413,10 +413,11 @@ def read_aliases(client: MlflowClient, model_name: str) -> dict[str, str | None]
 
 
 def set_alias(client: MlflowClient, model_name: str, alias: str, version: str | None) -> None:
-    """Point `alias` at `version`, or remove it (None). Only `model.aliases` calls this."""
+    """Point `alias` at `version`, or remove it (None: the alias must exist). Only
+    `model.aliases` calls this; it knows where the alias pointed before."""
     if version is not None:
         client.set_registered_model_alias(model_name, alias, version)
-    elif alias_version(client, model_name, alias) is not None:
+    else:
         client.delete_registered_model_alias(model_name, alias)
 
 

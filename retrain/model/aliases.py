@@ -38,7 +38,12 @@ class Aliases:
     def move(self, alias: str, version: str | None, why: str) -> AliasMove:
         """Point `alias` at `version` (None: remove it), record and announce the move."""
         previous = tracking.alias_version(self.client, self.model_name, alias)
-        tracking.set_alias(self.client, self.model_name, alias, version)
+        return self.moved(alias, previous, version, why)
+
+    def moved(self, alias: str, previous: str | None, version: str | None, why: str) -> AliasMove:
+        """`move` for a caller that has just read where the alias points (`previous`)."""
+        if (previous, version) != (None, None):
+            tracking.set_alias(self.client, self.model_name, alias, version)
         move = AliasMove(
             self.model_name, alias, version, previous, why, self.flow_run_id, now_utc()
         )
@@ -56,12 +61,12 @@ class Aliases:
         moves = []
         if current and current != version:
             moves.append(self.move("previous_champion", current, why))
-        return [*moves, self.move("champion", version, why)]
+        return [*moves, self.moved("champion", current, version, why)]
 
     def restore(self, snapshot: dict[str, str | None], why: str) -> list[AliasMove]:
         """Every alias back where `snapshot` had it (one that did not exist is removed)."""
         now = self.read()
-        return [self.move(a, v, why) for a, v in snapshot.items() if now.get(a) != v]
+        return [self.moved(a, now.get(a), v, why) for a, v in snapshot.items() if now.get(a) != v]
 
 
 def aliases_for(

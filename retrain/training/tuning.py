@@ -371,9 +371,8 @@ def all_cores_for_a_while(model: Pipeline) -> Iterator[Pipeline]:
         yield model
         return
     before = model[-1].get_params()["n_jobs"]
-    model.set_params(model__n_jobs=os.cpu_count() or 1)
     try:
-        yield model
+        yield all_cores(model)
     finally:
         model.set_params(model__n_jobs=before)
 
