@@ -364,6 +364,45 @@ def predictions(
         typer.echo(f"version {served.version} dropped {dropped} rows from the log (store away)")
 
 
+@app.command()
+def labels(
+    source: Annotated[Path, typer.Option("--source", help="CSV or Parquet file of ids and labels")],
+) -> None:
+    """Load late labels (the schema's id column(s) and the target; `labelled_at` optional)
+    into <dataset>_labels; the latest label per id wins."""
+    check_settings()
+    from flows.performance import labels as labels_flow
+
+    typer.echo(run_flow(lambda: labels_flow(source=str(source.expanduser().resolve()))).describe())
+
+
+@app.command()
+def performance(
+    days: Annotated[int, typer.Option("--days", min=1, help="days back from today (UTC)")] = 14,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Per day and model version: answers, share labelled, realized AUROC with a 95%
+    bootstrap interval, beside the version's holdout AUROC; then the degradation verdict."""
+    import json
+
+    from retrain.monitoring import realized
+    from retrain.monitoring.performance import HEADER
+
+    settings = check_settings()
+    table, verdict = run_stage(lambda: realized.check_degradation(settings, days))
+    if as_json:
+        for day in table:
+            typer.echo(json.dumps(day.as_dict()))
+        return
+    if not table:
+        typer.echo(f"no predictions logged in the last {days} days")
+        return
+    typer.echo(HEADER)
+    for day in table:
+        typer.echo(day.line())
+    typer.echo(verdict.describe())
+
+
 def logged_days(engine: Any, dataset: str, days: int) -> list:
     """The daily summaries of the prediction log's last `days` days."""
     from datetime import timedelta

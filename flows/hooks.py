@@ -174,17 +174,26 @@ def announce_promotion(
         get_run_logger().info("the promotion notice goes out when `retrain deploy` serves it")
 
 
-def notify(settings: Settings, stage: str, reason: str, new: str | None, old: str | None) -> None:
-    """A `notice` to the webhook (a new champion served); a webhook that is down is logged."""
+def notify(
+    settings: Settings,
+    stage: str,
+    reason: str,
+    new: str | None,
+    old: str | None,
+    kind: str = "notice",
+) -> None:
+    """A `notice` to the webhook (a new champion served), or another kind (`degraded`); a
+    webhook that is down is logged."""
     run_id = str(current_run.id) if current_run.id else None
     notice = Alert(
-        "notice", stage, reason, current_run.name, run_id, new, old,
+        kind, stage, reason, current_run.name, run_id, new, old,
         flow_run_url(PREFECT_UI_URL.value(), run_id),
         version_links(settings, challenger=new, champion=old),
     )  # fmt: skip
     problem = send_alert(settings.alert_url, notice)
     if problem:
-        get_run_logger().warning(f"promotion notice not delivered: {problem}")
+        what = "promotion notice" if kind == "notice" else f"{kind} alert"
+        get_run_logger().warning(f"{what} not delivered: {problem}")
 
 
 def announce_rollback(settings: Settings, err: RetrainError) -> None:

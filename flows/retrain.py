@@ -24,6 +24,7 @@ from flows.hooks import (
 )
 from flows.ingest import ingest
 from flows.locking import promotion_section
+from flows.performance import label_batches, performance
 from flows.promote import promote
 from flows.tune import tune
 from retrain.config.settings import FAMILIES, Settings, load_settings
@@ -195,6 +196,8 @@ def retrain(
         summary.loaded = staged(summary, "ingest", lambda: ingest(source=source or None))
         # the drift event's origin keeps retrain-on-drift from starting a second retrain
         summary.cleaned = staged(summary, "clean", lambda: clean(drift_origin="nightly"))
+        new_batches = [r.batch_id for r in summary.cleaned if r.cleaned]
+        informational(summary, "labels", lambda: label_batches(settings, new_batches))
         summary.tuned = staged(
             summary,
             "tune",
@@ -219,6 +222,7 @@ def retrain(
                 announce_promotion(settings, summary.promotion)
         succeeded = True
         informational(summary, "predictions", lambda: report_yesterday(settings))
+        informational(summary, "performance", lambda: performance(days=14))
     finally:
         publish_summary(settings, summary.markdown(settings))
         keep_schedule_named(settings)
@@ -272,4 +276,4 @@ def describe(result: object) -> str:
     """A stage's result in one line (ingest and clean return one report per batch)."""
     if isinstance(result, list):
         return "; ".join(r.describe() for r in result) or "nothing new"
-    return result.describe()
+    return "nothing to do" if result is None else result.describe()

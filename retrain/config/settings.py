@@ -186,6 +186,26 @@ class Settings(BaseSettings):
         None,
         description="the time column of a time holdout (default: the schema's first timestamp)",
     )
+    train_window_days: str | None = Field(
+        None,
+        pattern=r"^(auto|[0-9]+(\.[0-9]+)?)$",
+        description="days of rows before the newest the model trains on (default: all "
+        "history); auto: tuning picks the window, judged forward in time",
+    )
+    train_max_rows: int | None = Field(
+        None, ge=100, description="most training rows, newest first (default: no cap)"
+    )
+    degradation_margin: float = Field(
+        0.02, ge=0.0, le=1.0,
+        description="realized AUROC this far below the holdout AUROC counts as a bad day",
+    )  # fmt: skip
+    degradation_days: int = Field(
+        2, ge=1, description="bad labelled days among the last RETRAIN_DEGRADATION_WINDOW "
+        "that raise retrain.model.degraded",
+    )  # fmt: skip
+    degradation_window: int = Field(
+        5, ge=1, description="labelled days the degradation verdict looks back on"
+    )
 
     @field_validator("home")
     @classmethod

@@ -135,3 +135,25 @@ def to_flag(value: Any) -> float:
     if text in FALSE_TEXT:
         return 0.0
     return np.nan
+
+
+KEY_SEPARATOR = "|"
+
+
+def row_keys(frame: pd.DataFrame, ids: tuple[str, ...] | list[str]) -> list[str | None]:
+    """Each row's key from its id column(s), as text that reads the same from a request's
+    JSON, a CSV file or the cleaned table (`3`, `3.0` and `"3"` are one key); several ids are
+    joined by `|`. None where the frame lacks an id column or a row lacks a value."""
+    if not ids or any(name not in frame.columns for name in ids):
+        return [None] * len(frame)
+    parts = [to_categories(frame[name]) for name in ids]
+    keys = parts[0].astype(object)
+    for part in parts[1:]:
+        keys = keys + KEY_SEPARATOR + part.astype(object)
+    return [key if isinstance(key, str) else None for key in keys]
+
+
+def label_texts(values: pd.Series) -> pd.Series:
+    """Class labels as the text the prediction log keeps (a whole float reads as its integer,
+    booleans as True/False), so that labels from any file compare with logged answers."""
+    return to_categories(values)

@@ -7,13 +7,14 @@ becomes one line whose class says whether a retry can help (`store_error`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -157,3 +158,26 @@ def is_mysql(bind: Engine | Connection) -> bool:
 
 def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def add_missing_columns(bind: Engine | Connection, table: Table) -> None:
+    """Migrate a table an older retrain made: add the nullable columns a newer one keeps,
+    and the indexes it lacks (no row is touched; safe to repeat)."""
+    found = inspect(bind).get_columns(table.name)
+    names = {c["name"] for c in found}
+    preparer = bind.dialect.identifier_preparer
+    statements = [
+        text(
+            f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
+            f"{preparer.format_column(column)} {column.type.compile(dialect=bind.dialect)} NULL"
+        )
+        for column in table.columns
+        if column.name not in names and column.nullable
+    ]
+    indexes = {i["name"] for i in inspect(bind).get_indexes(table.name)}
+    with bind.begin() if isinstance(bind, Engine) else contextlib.nullcontext(bind) as conn:
+        for statement in statements:
+            conn.execute(statement)
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -40,13 +41,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DataError, IntegrityError
 
-from retrain.io.engines import make_engine, now_utc, reporting_errors
+from retrain.io.engines import add_missing_columns, make_engine, now_utc, reporting_errors
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
 COLUMNS = ("request_id", "predicted_at", "model_version", "inputs", "prediction", "latency_ms")
+# Added in 0.3 (nullable, so older tables migrate by ALTER TABLE): the row's id key, for late
+# labels, and the answered probabilities, for the realized AUROC.
+LABEL_COLUMNS = ("row_key", "probabilities")
 MICROSECONDS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 LONG_TEXT = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
@@ -64,7 +68,10 @@ def predictions_table(dataset: str) -> Table:
         Column("inputs", LONG_TEXT, nullable=False),
         Column("prediction", String(255), nullable=False),
         Column("latency_ms", Float, nullable=False),
+        Column("row_key", String(255), nullable=True),
+        Column("probabilities", Text, nullable=True),
         Index(f"ix_{name}_at", "predicted_at"),
+        Index(f"ix_{name}_key", "row_key"),
         mysql_charset="utf8mb4",
     )
 
@@ -78,9 +85,13 @@ class Record:
     inputs: pd.DataFrame
     predictions: list[Any]
     latency_ms: float
+    keys: list[str | None] | None = None
+    probabilities: dict[str, list[float]] | None = None  # per class, one value per row
 
     def rows(self, version: str) -> list[dict[str, Any]]:
         texts = self.inputs.to_json(orient="records", lines=True, date_format="iso")
+        n = len(self.predictions)
+        keys = self.keys or [None] * n
         return [
             {
                 "request_id": self.request_id,
@@ -89,9 +100,18 @@ class Record:
                 "inputs": line,
                 "prediction": str(label)[:255],
                 "latency_ms": self.latency_ms,
+                "row_key": key[:255] if key else None,
+                "probabilities": self.probabilities_of(i),
             }
-            for line, label in zip(texts.splitlines(), self.predictions, strict=True)
+            for i, (line, label, key) in enumerate(
+                zip(texts.splitlines(), self.predictions, keys, strict=True)
+            )
         ]
+
+    def probabilities_of(self, row: int) -> str | None:
+        if not self.probabilities:
+            return None
+        return json.dumps({c: float(p[row]) for c, p in self.probabilities.items()})
 
 
 @dataclass
@@ -126,11 +146,12 @@ class PredictionLog:
             self.dropped += len(record.predictions)
 
     def write_forever(self) -> None:
-        engine, pause, dropped_before = make_engine(self.database_url), 0.0, 0
+        engine, pause, dropped_before, ready = make_engine(self.database_url), 0.0, 0, False
         while True:
             batch = self.take_batch()
             while batch:
                 try:
+                    ready = ready or open_table(engine, self.table)
                     self.written += write_rows(engine, self.table, batch, self.model_version)
                     self.store_up = True
                     batch = self.settle(batch)
@@ -179,11 +200,18 @@ class PredictionLog:
         return batch
 
 
+def open_table(engine: Engine, table: Table) -> bool:
+    """Create the log table, or migrate one an older release made (new nullable columns)."""
+    with engine.begin() as conn:
+        table.create(conn, checkfirst=True)
+    add_missing_columns(engine, table)
+    return True
+
+
 def write_rows(engine: Engine, table: Table, batch: list[Record], version: str) -> int:
     """Insert the rows of a batch of records in one transaction; returns the row count."""
     rows = [row for record in batch for row in record.rows(version)]
     with engine.begin() as conn:
-        table.create(conn, checkfirst=True)
         conn.execute(insert(table), rows)
     return len(rows)
 

@@ -35,7 +35,6 @@ from sqlalchemy import (
     func,
     inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import mysql
@@ -49,6 +48,7 @@ from retrain.errors import (
     SchemaChanged,
     StageFailed,
 )
+from retrain.io import engines
 from retrain.io.engines import describe_url, is_mysql, make_engine, one_line
 from retrain.io.load_data_files import chunked, write_chunks
 
@@ -177,29 +177,8 @@ def create_tables(bind: Engine | Connection, tables: DatasetTables) -> None:
     the schema's columns and types (`SchemaChanged` otherwise)."""
     check_identifiers(bind.dialect, tables)
     tables.raw.metadata.create_all(bind, checkfirst=True)
-    add_missing_columns(bind, tables.batches)
+    engines.add_missing_columns(bind, tables.batches)
     check_tables_match(bind, tables)
-
-
-def add_missing_columns(bind: Engine | Connection, table: Table) -> None:
-    """Add the nullable columns a newer retrain keeps (drift) to a table an older one made."""
-    found = {c["name"] for c in inspect(bind).get_columns(table.name)}
-    preparer = bind.dialect.identifier_preparer
-    statements = [
-        text(
-            f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
-            f"{preparer.format_column(column)} {column.type.compile(dialect=bind.dialect)} NULL"
-        )
-        for column in table.columns
-        if column.name not in found and column.nullable
-    ]
-    if isinstance(bind, Engine) and statements:
-        with bind.begin() as conn:
-            for statement in statements:
-                conn.execute(statement)
-    elif statements:
-        for statement in statements:
-            bind.execute(statement)
 
 
 def identifier_limit(dialect: Dialect) -> int:

@@ -16,15 +16,17 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from retrain.data.features import category_text, row_keys
 from retrain.io.prediction_log import PredictionLog, Record, utc_now
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 ENV = "RETRAIN_SERVING"
@@ -43,6 +45,7 @@ class ServingContext:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     log_capacity: int = 10_000
+    ids: tuple[str, ...] = ()  # the schema's id columns: a request may send them along
 
     def to_environment(self) -> dict[str, str]:
         return {ENV: json.dumps(asdict(self))}
@@ -51,7 +54,10 @@ class ServingContext:
 def context_from_environment() -> ServingContext | None:
     """The context `retrain.server.start` gave this process, or None outside a served model."""
     text = os.environ.get(ENV)
-    return ServingContext(**json.loads(text)) if text else None
+    if not text:
+        return None
+    fields = json.loads(text)
+    return ServingContext(**fields | {"ids": tuple(fields.get("ids") or ())})
 
 
 class LogCounters(Collector):
@@ -97,6 +103,7 @@ class Instruments:
         )  # fmt: skip
         info = Info("retrain_model", "the served model", registry=self.registry)
         info.info({"model": context.model, "version": context.version, "dataset": context.dataset})
+        self.ids = context.ids
         self.prediction_log = (
             PredictionLog(context.log_url, context.dataset, context.version, context.log_capacity)
             if context.log_url
@@ -107,15 +114,23 @@ class Instruments:
         if context.metrics_port:
             start_http_server(context.metrics_port, context.metrics_host, registry=self.registry)
 
-    def observe(self, frame: pd.DataFrame, labels: Any, seconds: float) -> None:
-        """Record one answered call; cheap (counters and one queue append)."""
+    def observe(
+        self, frame: pd.DataFrame, proba: np.ndarray, classes: np.ndarray, seconds: float
+    ) -> None:
+        """Record one answered call; cheap (counters and one queue append): the answered
+        labels and probabilities, and each row's id key when the request sent the ids."""
         self.requests.labels("ok").inc()
         self.latency.observe(seconds)
+        labels = classes[proba.argmax(axis=1)]
         values = [label.item() if hasattr(label, "item") else label for label in labels]
         for label, count in collections.Counter(values).items():
             self.predictions.labels(str(label)).inc(count)
         if self.prediction_log:
-            record = Record(str(uuid.uuid4()), utc_now(), frame, values, seconds * 1000)
+            by_class = {category_text(c): proba[:, i] for i, c in enumerate(classes)}
+            record = Record(
+                str(uuid.uuid4()), utc_now(), frame, values, seconds * 1000,
+                row_keys(frame, self.ids), by_class,
+            )  # fmt: skip
             self.prediction_log.add(record)
 
     def failed(self) -> None:

@@ -79,7 +79,7 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
             raise
         labels = self.classes[proba.argmax(axis=1)]
         if instruments:
-            instruments.observe(model_input, labels, time.perf_counter() - started)
+            instruments.observe(model_input, proba, self.classes, time.perf_counter() - started)
         if not (params or {}).get(PROBABILITIES):
             return labels
         table = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes])

@@ -63,7 +63,10 @@ def predict_served(
         raise StageFailed("no model is being served; run `retrain serve start` or `retrain run`")
     schema = settings.load_schema()
     target = schema.target
-    features = rows[[c for c in schema.features if c in rows.columns]]
+    # the id and timestamp columns go along: the served model logs them with its answers,
+    # so that labels arriving later are joined to what it answered
+    sent = [*schema.features, *schema.roles.ids, *schema.roles.timestamps]
+    features = rows[[c for c in dict.fromkeys(sent) if c in rows.columns]]
     started = time.perf_counter()
     try:
         predictions = model_server.invoke(served.public_url, features)

@@ -309,7 +309,7 @@ def start_server(settings: Settings, model_uri: str, version: str, host: str, po
     context = ServingContext(
         settings.dataset, settings.model_name, version,
         settings.database_url if settings.prediction_log else None, "127.0.0.1", metrics_port,
-        settings.prediction_buffer,
+        settings.prediction_buffer, settings.load_schema().roles.ids,
     )  # fmt: skip
     return model_server.start(
         settings.home, settings.tracking_uri, model_uri, version, host, port,

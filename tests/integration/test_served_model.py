@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -38,7 +39,7 @@ from retrain.model.instruments import ServingContext
 from retrain.monitoring import inference_runs
 from retrain.serving import haproxy, model_server
 from retrain.serving.deploy import compare_answers
-from tests.support.fish import LABELS, MODEL, log_and_register, raw_rows
+from tests.support.fish import LABELS, MODEL, PASSENGERS, log_and_register, raw_rows, training_rows
 from tests.support.services import (
     free_port,
     post_invocations,
@@ -94,7 +95,7 @@ def fish(mysql_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     user, log_url = log_user(mysql_url)
     dataset, metrics_port = f"fish{uuid.uuid4().hex[:6]}", free_port()
     context = ServingContext(
-        dataset, MODEL, version, log_url, "127.0.0.1", metrics_port, CAPACITY
+        dataset, MODEL, version, log_url, "127.0.0.1", metrics_port, CAPACITY, PASSENGERS
     )  # fmt: skip
     home, uri = folder / "home", tracking.model_uri(MODEL, version)
     served = model_server.start(
@@ -334,6 +335,68 @@ def test_the_nightly_run_logs_a_served_day_once_and_prunes_past_retention(
     assert run.info.run_name == f"served-{yesterday.isoformat()}"
     assert run.data.metrics["requests"] == 2 and run.data.metrics["share_pike"] == 2 / 3
     assert run.data.metrics["latency_p50_ms"] == 5.0
+
+
+def fish_schema(folder: Path) -> Path:
+    """The fish rows' schema file as `retrain schema infer` writes it, `id` their id."""
+    frame, y = training_rows()
+    source, schema = folder / "fish.csv", folder / "fish.yaml"
+    frame.assign(id=[f"f{i}" for i in range(len(frame))], species=y).to_csv(source, index=False)
+    done = subprocess.run(
+        [RETRAIN, "schema", "infer", "--source", str(source), "--target", "species",
+         "--id", "id", "--output", str(schema)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return schema
+
+
+def test_labels_a_day_later_give_the_served_models_realized_auroc(
+    fish: ServedFish, prefect_api: str, tmp_path: Path
+) -> None:
+    frame, y = training_rows(90)
+    ids = [f"late-{i}" for i in range(len(frame))]
+    sent = frame.assign(id=ids)
+    before = settled_rows(fish)
+    split = json.loads(sent.to_json(orient="split", index=False))
+    body = {"dataframe_split": split, "params": {"probabilities": True}}
+    answered = pd.DataFrame(post_invocations(fish.served.url, body))
+    assert wait_for_rows(fish, before + len(sent)) == before + len(sent)
+    # the next day: labels for every row, one of them twice (the later one wins), and one
+    # for an id the model never answered (kept and counted)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    truth = pd.DataFrame({"id": ids, "species": y, "labelled_at": tomorrow})
+    wrong_first = pd.DataFrame({"id": [ids[0]], "species": ["pike" if y[0] != "pike" else "bream"],
+                                "labelled_at": ["2000-01-01"]})  # fmt: skip
+    stranger = pd.DataFrame({"id": ["never-seen"], "species": ["pike"], "labelled_at": tomorrow})
+    labels_file = tmp_path / "labels.csv"
+    pd.concat([wrong_first, truth, stranger]).to_csv(labels_file, index=False)
+    env = {"PATH": str(Path(sys.executable).parent), "RETRAIN_HOME": str(tmp_path / "home"),
+           "RETRAIN_DB_URL": fish.log_url, "RETRAIN_DATASET": fish.dataset,
+           "RETRAIN_SCHEMA": str(fish_schema(tmp_path)), "PREFECT_API_URL": prefect_api,
+           "MLFLOW_TRACKING_URI": fish.tracking_uri, "RETRAIN_MODEL_NAME": MODEL}  # fmt: skip
+    loaded = subprocess.run(
+        [RETRAIN, "labels", "--source", str(labels_file)], capture_output=True, text=True, env=env
+    )
+    assert loaded.returncode == 0, loaded.stderr[-1500:]
+    assert "91 labels (1 repeated keys" in loaded.stdout and "1 match no logged" in loaded.stdout
+    shown = subprocess.run(
+        [RETRAIN, "performance", "--days", "1", "--json"], capture_output=True, text=True, env=env
+    )
+    assert shown.returncode == 0, shown.stderr[-1500:]
+    [today] = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert today["version"] == fish.version and today["labelled"] == len(sent)
+    assert today["predictions"] == before + len(sent)  # unlabelled answers count, unjudged
+    by_hand = roc_auc_score(
+        y, answered[[f"proba_{c}" for c in LABELS]].to_numpy(), multi_class="ovo", labels=LABELS
+    )
+    assert abs(today["auroc"] - by_hand) < 1e-6
+    assert today["auroc_low"] <= today["auroc"] <= today["auroc_high"]
+    with create_engine(fish.admin_url).connect() as conn:
+        keys = conn.execute(
+            text(f"SELECT row_key FROM {fish.dataset}_predictions WHERE row_key LIKE 'late-%'")
+        ).scalars().all()  # fmt: skip
+    assert sorted(keys) == sorted(ids)
 
 
 def query(prometheus: str, expr: str) -> float | None:

@@ -21,7 +21,7 @@ PURE = (
     "retrain.config.dataset_schema", "retrain.data.cleaning_rules", "retrain.data.features",
     "retrain.data.split", "retrain.training.families", "retrain.training.pictures",
     "retrain.training.notes", "retrain.promotion.rules", "retrain.monitoring.drift",
-    "retrain.monitoring.usage",
+    "retrain.monitoring.usage", "retrain.monitoring.performance",
 )  # fmt: skip
 ADAPTER_LIBRARIES = ("sqlalchemy", "pymysql", "mlflow", "prefect", "subprocess", "pyspark",
                      "urllib.request", "requests", "httpx", "socket")  # fmt: skip

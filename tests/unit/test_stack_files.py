@@ -266,6 +266,8 @@ def exported_metric_names(log_folder: Path) -> set[str]:
     """Every metric name retrain exports (the served model's, with its prediction log, and
     the nightly run's), with the suffixes Prometheus adds, plus the two the stack reads from
     others: HAProxy's responses and Prometheus's own `up`."""
+    import numpy as np
+    import pandas as pd
     from prometheus_client.exposition import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -273,7 +275,7 @@ def exported_metric_names(log_folder: Path) -> set[str]:
     from retrain.model.instruments import Instruments, ServingContext
 
     served = Instruments(ServingContext("d", "m", "1", log_url=f"sqlite:///{log_folder}/log.db"))
-    served.observe(__import__("pandas").DataFrame({"x": [1]}), ["a"], 0.01)
+    served.observe(pd.DataFrame({"x": [1]}), np.array([[0.4, 0.6]]), np.array(["a", "b"]), 0.01)
     figures = NightlyFigures("d", True, "promoted", 1, 1, 0, 0.9, 0.8, {"tune": 1.0})
     names = set()
     for registry in (served.registry, nightly_registry(figures)):

@@ -1,0 +1,60 @@
+"""The labels table and the prediction log's new columns on both stores (SQLite, MariaDB): a
+log table an older release made migrates without losing a row, late and repeated labels keep
+the latest, and the join counts answers and judges only the labelled ones."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import pytest
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text, select
+
+from retrain.io import labels
+from retrain.io.engines import make_engine
+from retrain.io.prediction_log import Record, open_table, predictions_table, write_rows
+
+pytestmark = pytest.mark.integration
+DAY = datetime(2026, 12, 5, 9, 30)
+
+
+def old_log_table(name: str) -> Table:
+    """`<dataset>_predictions` as release 0.2 made it (no row key, no probabilities)."""
+    return Table(
+        name, MetaData(),
+        Column("id", Integer, primary_key=True), Column("request_id", String(36)),
+        Column("predicted_at", DateTime), Column("model_version", String(32)),
+        Column("inputs", Text), Column("prediction", String(255)), Column("latency_ms", Float),
+    )  # fmt: skip
+
+
+def test_an_old_log_migrates_and_late_labels_join_the_answers(db_url: str, dataset: str) -> None:
+    engine = make_engine(db_url)
+    old = old_log_table(f"{dataset}_predictions")
+    with engine.begin() as conn:
+        old.create(conn)
+        conn.execute(old.insert(), [{"request_id": "r0", "predicted_at": DAY,
+                                     "model_version": "1", "inputs": "{}", "prediction": "no",
+                                     "latency_ms": 1.0}])  # fmt: skip
+    log = predictions_table(dataset)
+    assert open_table(engine, log) and open_table(engine, log)  # safe to repeat
+    frame = pd.DataFrame({"id": ["a", "b", "c"]})
+    proba = {"no": [0.9, 0.2, 0.6], "yes": [0.1, 0.8, 0.4]}
+    record = Record("r1", DAY, frame, ["no", "yes", "no"], 2.0, ["a", "b", "c"], proba)
+    write_rows(engine, log, [record], "2")
+    with engine.connect() as conn:
+        rows = conn.execute(select(log.c.request_id, log.c.row_key).order_by(log.c.id)).all()
+    assert [tuple(r) for r in rows] == [("r0", None), ("r1", "a"), ("r1", "b"), ("r1", "c")]
+
+    first = pd.DataFrame({"row_key": ["a", "b"], "label": ["yes", "yes"],
+                          "labelled_at": [DAY, DAY]})  # fmt: skip
+    assert labels.write_labels(engine, dataset, first, DAY) == labels.LabelsWritten(2, 0, 0, 0)
+    times = [datetime(2026, 12, 6), datetime(2026, 12, 1), DAY]  # newer, older, new key
+    later = pd.DataFrame({"row_key": ["a", "b", "zz"], "label": ["no", "no", "yes"],
+                          "labelled_at": times})  # fmt: skip
+    written = labels.write_labels(engine, dataset, later, DAY)
+    assert written == labels.LabelsWritten(new=1, replaced=1, stale=1, unmatched=1)
+    joined = labels.read_labelled_answers(engine, dataset, datetime(2026, 12, 5))
+    assert sorted((r[1], r[3]) for r in joined) == [("2", "no"), ("2", "yes")]  # a now no, b yes
+    counts = labels.count_answers(engine, dataset, datetime(2026, 12, 5))
+    assert sorted(counts) == [("2026-12-05", "1", 1), ("2026-12-05", "2", 3)]
