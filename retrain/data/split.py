@@ -90,6 +90,69 @@ def rows_needed(newest_first: np.ndarray, min_rows: int, min_per_class: int) -> 
     return needed
 
 
+AUTO_WINDOWS = (None, 14.0, 7.0, 3.0, 1.0)  # days; None: all history
+
+
+@dataclass(frozen=True)
+class TrainWindow:
+    """Which rows the model learns from: those of the last `days` days before the newest
+    row (None: all history), at most `max_rows` of them, newest first. `auto`: the tuning
+    picks the days among AUTO_WINDOWS, so every row is read."""
+
+    days: float | None = None
+    max_rows: int | None = None
+    auto: bool = False
+
+    @property
+    def everything(self) -> bool:
+        return self.auto or (self.days is None and self.max_rows is None)
+
+    def describe(self) -> str:
+        if self.auto:
+            return "auto"
+        days = "all history" if self.days is None else f"last {self.days:g} days"
+        return days + (f", newest {self.max_rows} rows" if self.max_rows else "")
+
+
+def train_window_of(settings: Settings) -> TrainWindow:
+    """RETRAIN_TRAIN_WINDOW_DAYS (a number, or auto) and RETRAIN_TRAIN_MAX_ROWS."""
+    text = settings.train_window_days
+    if text == "auto":
+        return TrainWindow(None, settings.train_max_rows, auto=True)
+    return TrainWindow(float(text) if text else None, settings.train_max_rows)
+
+
+def as_times(values: pd.Series) -> pd.Series:
+    """A time column as UTC timestamps: numbers as Unix seconds, text parsed; NaT where a
+    value is missing or no time."""
+    if pd.api.types.is_numeric_dtype(values):
+        return pd.to_datetime(values, unit="s", errors="coerce", utc=True)
+    return pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+
+
+def newest_first(stamps: pd.Series) -> np.ndarray:
+    """Row positions by time, newest first, rows without a time last (stable)."""
+    keys = stamps.to_numpy(dtype="datetime64[ns]").astype("int64")
+    keys = np.where(stamps.isna().to_numpy(), np.iinfo(np.int64).min + 1, keys)
+    return np.argsort(-keys, kind="stable")
+
+
+def window_mask(times: pd.Series, window: TrainWindow) -> np.ndarray:
+    """True for the rows inside the window: a time within `days` of the newest (a row
+    without a time is outside a window of days), then the newest `max_rows` (stable, so
+    equal times keep their order)."""
+    stamps = as_times(times)
+    inside = np.ones(len(times), dtype=bool)
+    if window.days is not None and stamps.notna().any():
+        cut = stamps.max() - pd.Timedelta(days=window.days)
+        inside = (stamps > cut).fillna(False).to_numpy(dtype=bool)
+    if window.max_rows is not None and inside.sum() > window.max_rows:
+        kept = [i for i in newest_first(stamps) if inside[i]][: window.max_rows]
+        inside = np.zeros(len(times), dtype=bool)
+        inside[kept] = True
+    return inside
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Training and holdout rows of the current cleaned data, split by row hash; `kinds`

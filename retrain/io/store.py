@@ -550,6 +550,26 @@ def read_cleaned(
     return pd.concat(parts, ignore_index=True) if parts else typed_frame([], names, dtypes)
 
 
+def read_times(
+    conn: Connection,
+    tables: DatasetTables,
+    column: str | None,
+    batches: Collection[str] | None = None,
+) -> pd.DataFrame:
+    """`batch_id`, `line_no` and `time` of every cleaned row (of `batches`): the value of the
+    time `column`, or with none the load time of the row's batch. Three narrow columns, so a
+    training window is chosen without reading the rows outside it."""
+    cleaned, loaded = tables.cleaned, tables.batches
+    when = cleaned.c[column] if column else loaded.c.loaded_at
+    query = select(cleaned.c.batch_id, cleaned.c.line_no, when.label("time"))
+    if not column:
+        query = query.join_from(cleaned, loaded, cleaned.c.batch_id == loaded.c.batch_id)
+    if batches is not None:
+        query = query.where(cleaned.c.batch_id.in_(list(batches)))
+    rows = conn.execute(query).all()
+    return typed_frame(rows, ["batch_id", "line_no", "time"], {"line_no": "int64"})
+
+
 def typed_frame(
     rows: list,
     names: list[str],

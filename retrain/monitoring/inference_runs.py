@@ -14,8 +14,9 @@ import pandas as pd
 
 from retrain.config.settings import Settings
 from retrain.data.split import holdout_rows
+from retrain.data.training_rows import read_training_rows
 from retrain.errors import StageFailed
-from retrain.io import engines, prediction_log, store, tracking
+from retrain.io import prediction_log, store, tracking
 from retrain.monitoring import usage
 from retrain.serving import model_server
 
@@ -41,8 +42,7 @@ def load_rows(settings: Settings, source: Path | None, sample: int | None) -> pd
         frame = pd.read_csv(source, encoding=settings.encoding)
     else:
         engine, tables = store.open_dataset(settings)
-        with engines.reporting_errors(engine), engine.connect() as conn:
-            frame = store.read_cleaned(conn, tables)
+        frame = read_training_rows(engine, tables, settings)[0]
         frame = frame[holdout_rows(frame, settings)]
     return pick_rows(frame, sample, settings.seed)
 

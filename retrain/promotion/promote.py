@@ -9,8 +9,9 @@ import numpy as np
 
 from retrain.config.settings import Settings
 from retrain.data.split import HOLDOUT_SHARE, Dataset, align_proba, dataset_of, holdout_choice_of
+from retrain.data.training_rows import read_training_rows
 from retrain.errors import StageFailed
-from retrain.io import audit, engines, store, tracking
+from retrain.io import audit, store, tracking
 from retrain.io.audit import Attempt
 from retrain.io.store import DatasetTables
 from retrain.model import logged_model
@@ -74,8 +75,7 @@ def promote_if_better(
     if challenger == champion:
         decision = Decision(False, f"version {challenger} is already the champion")
         return _record(engine, settings, decision, before, challenger, None, None, flow_run_id)
-    with engines.reporting_errors(engine), engine.connect() as conn:
-        cleaned = store.read_cleaned(conn, tables)
+    cleaned = read_training_rows(engine, tables, settings)[0]  # the window tuning judged on
     schema = settings.load_schema()
     data = dataset_of(cleaned, schema, HOLDOUT_SHARE, holdout_choice_of(settings, schema))
     aurocs, boot = compare_on_holdout(settings, data, rules, challenger, champion)

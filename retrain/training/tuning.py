@@ -33,8 +33,9 @@ from retrain.data.split import (
     dataset_of,
     holdout_choice_of,
 )
+from retrain.data.training_rows import read_training_rows
 from retrain.errors import BadInput, StageFailed
-from retrain.io import engines, store, tracking
+from retrain.io import store, tracking
 from retrain.io.store import DatasetTables
 from retrain.io.trial_claims import STOPPED_ATTR, TrialClaims
 from retrain.model import logged_model
@@ -446,13 +447,16 @@ def start_tuning(
     storage = settings.optuna_storage_url if config.workers > 1 else None
     check_config(config, storage)
     deadline = time.time() + config.budget if config.budget else None  # reading rows counts
-    cleaned = read_rows(engine, tables)
+    cleaned, window = read_training_rows(engine, tables, settings)
     data = dataset_of(cleaned, settings.load_schema(), config.holdout_share, config.holdout)
     experiment_id = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
     name = f"{settings.dataset}-{datetime.now(UTC):%Y-%m-%d-%H%M}"
     run_tags = {"retrain.stage": "tune", **tracking.source_tags(code_version()), **(tags or {})}
     parent = tracking.start_parent_run(client, experiment_id, name, run_tags)
-    tracking.log_params(client, parent, {**config.as_params(), "holdout_rule": data.holdout_rule})
+    tracking.log_params(
+        client, parent,
+        {**config.as_params(), "holdout_rule": data.holdout_rule, "train_window": window},
+    )  # fmt: skip
     study_name = f"{settings.dataset}-tune-{parent}"
     tracking.tag_run(client, parent, "optuna.study_name", study_name)
     if storage:
@@ -479,13 +483,6 @@ def log_lineage(run: TuningRun, settings: Settings, config: TuneConfig) -> None:
     )
 
 
-def read_rows(
-    engine: store.Engine, tables: DatasetTables, batches: list[str] | None = None
-) -> pd.DataFrame:
-    with engines.reporting_errors(engine), engine.connect() as conn:
-        return store.read_cleaned(conn, tables, batches=batches)
-
-
 def with_rows(
     run: TuningRun,
     engine: store.Engine,
@@ -495,7 +492,7 @@ def with_rows(
 ) -> TuningRun:
     """The run with its rows: read once per worker, the study's batches only, so a worker on
     another machine tunes on exactly the rows the study started with."""
-    cleaned = read_rows(engine, tables, run.batch_ids.split(","))
+    cleaned = read_training_rows(engine, tables, settings, run.batch_ids.split(","))[0]
     data = dataset_of(cleaned, settings.load_schema(), config.holdout_share, config.holdout)
     return replace(run, data=data)
 

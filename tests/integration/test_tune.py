@@ -200,3 +200,13 @@ def test_a_table_with_a_timestamp_is_judged_on_its_newest_rows(
     assert {t.key: t.value for t in inputs["holdout"].tags}["retrain.rows"] == "200"
     promoted = promote_if_better(engine, tables, client, settings, PromotionRules())
     assert promoted.promoted and promoted.challenger_auroc == pytest.approx(report.test_auroc)
+    # a training window of 10 days: only its rows are read, its newest part is the holdout
+    monkeypatch.setenv("RETRAIN_TRAIN_WINDOW_DAYS", "10")
+    windowed = tune_and_register(engine, tables, client, load_settings(), config)
+    params = client.get_run(windowed.parent_run_id).data.params
+    assert params["train_window"] == "last 10 days (by seen_at): 200 of 600 cleaned rows"
+    inputs = {
+        d.dataset.name: d for d in client.get_run(windowed.parent_run_id).inputs.dataset_inputs
+    }
+    rows = {name: {t.key: t.value for t in d.tags}["retrain.rows"] for name, d in inputs.items()}
+    assert rows == {"training": "100", "holdout": "100"}  # widened to half the window

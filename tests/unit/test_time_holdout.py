@@ -86,3 +86,16 @@ def test_a_dataset_split_by_time_trains_on_the_past_and_holds_out_the_newest() -
     # 200 rows and 20 of each class are more than 40 rows hold: widened to half, and said
     assert len(data.holdout) == 20 and data.holdout_rule.startswith("seen_at >= 2026-12-06")
     assert "widened" in data.holdout_rule
+
+
+def test_a_training_window_keeps_the_last_days_then_the_newest_rows() -> None:
+    from retrain.data.split import TrainWindow, window_mask
+
+    times = pd.Series(["2026-01-01", "2026-01-05", None, "2026-01-09", "2026-01-10", "2026-01-07"])
+    assert window_mask(times, TrainWindow()).all()
+    assert window_mask(times, TrainWindow(days=3)).tolist() == [0, 0, 0, 1, 1, 0]  # after 01-07
+    newest_two = window_mask(times, TrainWindow(max_rows=2)).tolist()
+    assert newest_two == [0, 0, 0, 1, 1, 0]
+    unix = pd.Series([0, 86400 * 5, 86400 * 10])  # numbers are Unix seconds
+    assert window_mask(unix, TrainWindow(days=6)).tolist() == [0, 1, 1]
+    assert TrainWindow(days=3, max_rows=100).describe() == "last 3 days, newest 100 rows"
