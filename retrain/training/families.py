@@ -320,6 +320,43 @@ def fold_splits(
         )
 
 
+def forward_splits(
+    newest_first: np.ndarray, y: np.ndarray, n_folds: int = 5
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds that go forward in time: the rows in time order (`newest_first`: positions,
+    newest first) cut into `n_folds + 1` blocks of equal size; fold k trains on the rows
+    older than block k + 1 and validates on it. A validation block lacking a class (or
+    holding too few rows) is widened back in time, newest first, until it holds every class,
+    and trains on what is older still."""
+    order = newest_first[::-1]  # oldest first
+    size = max(len(order) // (n_folds + 1), 1)
+    splits, present = [], np.unique(y)
+    for k in range(1, n_folds + 1):
+        end = len(order) if k == n_folds else (k + 1) * size
+        start = k * size
+        while start > 0 and len(np.unique(y[order[start:end]])) < len(present):
+            start -= max(size // 4, 1)
+        start = max(start, 0)
+        train, valid = order[:start], order[start:end]
+        if len(np.unique(y[train])) >= 2 and len(valid):
+            splits.append((np.sort(train), np.sort(valid)))
+    return splits
+
+
+def restrict_to_window(
+    split: tuple[np.ndarray, np.ndarray], seconds: np.ndarray, days: float | None, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A forward fold whose training rows are only those within `days` days before its
+    validation rows begin (`seconds`: each row's time; None: all history). A window that
+    would leave a single class keeps the fold as it was."""
+    train, valid = split
+    if days is None:
+        return split
+    begins = seconds[valid].min()
+    kept = train[seconds[train] > begins - days * 86400]
+    return (kept, valid) if len(np.unique(y[kept])) >= 2 else split
+
+
 def score_fold(
     model: Pipeline,
     x: pd.DataFrame,

@@ -27,11 +27,17 @@ from sklearn.pipeline import Pipeline
 from retrain.config.settings import FAMILIES, Settings
 from retrain.data.features import compact_features
 from retrain.data.split import (
+    AUTO_WINDOWS,
     HOLDOUT_SHARE,
     Dataset,
     HoldoutChoice,
+    TrainWindow,
+    as_times,
     dataset_of,
     holdout_choice_of,
+    newest_first,
+    train_window_of,
+    window_mask,
 )
 from retrain.data.training_rows import read_training_rows
 from retrain.errors import BadInput, StageFailed
@@ -46,10 +52,12 @@ from retrain.training.families import (
     example_rows,
     fit_model,
     fold_splits,
+    forward_splits,
     is_lightgbm,
     learning_curve,
     predict_aligned,
     prepare_features,
+    restrict_to_window,
     score_fold,
     score_proba,
     suggest_params,
@@ -72,6 +80,12 @@ class TuneConfig:
     prune: bool = True  # stop trials that are behind after a round of folds
     heartbeat: int = 30  # seconds between a shared study's trial heartbeats
     holdout: HoldoutChoice | None = None  # None: the hash holdout of `holdout_share`
+    windows: tuple[float | None, ...] = ()  # training windows (days) a trial picks among
+
+    @property
+    def forward(self) -> bool:
+        """Cross-validation forward in time: the data has a time holdout."""
+        return self.holdout is not None and self.holdout.kind == "time"
 
     def as_params(self) -> dict[str, str]:
         """The tuning settings as the parent run's params (what a night was asked to do)."""
@@ -82,18 +96,32 @@ class TuneConfig:
             "budget_seconds": str(self.budget or ""), "sample_rows": str(self.sample_rows or ""),
             "prune": str(self.prune).lower(), "heartbeat_seconds": str(self.heartbeat),
             "holdout": self.holdout.kind if self.holdout else "hash",
+            "cv": "forward in time" if self.forward else "stratified shuffled folds",
+            "window_candidates": ",".join(window_name(w) for w in self.windows),
         }  # fmt: skip
+
+
+def window_name(days: float | None) -> str:
+    return "all" if days is None else f"{days:g}"
 
 
 def tune_config_of(settings: Settings, families: tuple[str, ...]) -> TuneConfig:
     """The tuning config from the settings (built at the flow's edge), with the families
     resolved to those that load here."""
+    holdout = holdout_choice_of(settings, settings.load_schema())
+    windows = AUTO_WINDOWS if train_window_of(settings).auto else ()
+    if windows and holdout.kind != "time":
+        raise StageFailed(
+            "RETRAIN_TRAIN_WINDOW_DAYS=auto judges windows forward in time, so it needs a time "
+            "column (the schema's timestamps or RETRAIN_TIME_COLUMN) and RETRAIN_HOLDOUT time "
+            "or auto; or give the window in days"
+        )
     return TuneConfig(
         trials=settings.trials, families=families, objective=settings.objective,
         seed=settings.seed, workers=settings.workers, budget=settings.tune_budget,
         sample_rows=settings.tune_sample_rows, prune=settings.tune_prune,
         heartbeat=settings.tune_heartbeat,
-        holdout=holdout_choice_of(settings, settings.load_schema()),
+        holdout=holdout, windows=windows,
     )  # fmt: skip
 
 
@@ -122,11 +150,15 @@ def training_matrix(data: Dataset) -> pd.DataFrame:
 
 def tuning_rows(data: Dataset, config: TuneConfig) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows the study cross-validates: every training row, or above `sample_rows` a
-    stratified, seeded subsample (the best trial is still refit on every training row)."""
+    subsample (the best trial is still refit on every training row): for data judged forward
+    in time the newest rows, else a stratified, seeded sample."""
     x, y = training_matrix(data), data.labels(data.train)
     if not config.sample_rows or len(y) <= config.sample_rows:
         return x, y
     rows = np.arange(len(y))
+    if config.forward:
+        keep = newest_first(row_times(data.train, config))[: config.sample_rows]
+        return x.iloc[np.sort(keep)], y[np.sort(keep)]
     try:
         keep, _ = train_test_split(
             rows, train_size=config.sample_rows, stratify=y, random_state=config.seed
@@ -135,6 +167,52 @@ def tuning_rows(data: Dataset, config: TuneConfig) -> tuple[pd.DataFrame, np.nda
         keep = np.random.default_rng(config.seed).choice(rows, config.sample_rows, replace=False)
     keep = np.sort(keep)
     return x.iloc[keep], y[keep]
+
+
+def row_times(rows: pd.DataFrame, config: TuneConfig) -> pd.Series:
+    return as_times(rows[config.holdout.time_column]).reset_index(drop=True)
+
+
+def row_seconds(times: pd.Series) -> np.ndarray:
+    """Unix seconds of each row; a row without a time is older than any window."""
+    seconds = times.to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9
+    return np.where(times.isna().to_numpy(), -np.inf, seconds)
+
+
+@dataclass
+class Folds:
+    """The study's folds: stratified and shuffled, or forward in time; with windows, each
+    window's folds train only on rows within it (built once per window, on first use)."""
+
+    splits: list
+    seconds: np.ndarray | None = None
+    y: np.ndarray | None = None
+    by_window: dict = field(default_factory=dict)
+
+    def within(self, days: float | None) -> list:
+        if days is None or self.seconds is None:
+            return self.splits
+        if days not in self.by_window:
+            self.by_window[days] = [
+                restrict_to_window(s, self.seconds, days, self.y) for s in self.splits
+            ]
+        return self.by_window[days]
+
+
+def study_folds(data: Dataset, config: TuneConfig, x: pd.DataFrame, y: np.ndarray) -> Folds:
+    if not config.forward:
+        return Folds(fold_splits(y, folds_for(y, config.n_folds), config.seed))
+    times = row_times(data.train.loc[x.index], config)
+    return Folds(forward_splits(newest_first(times), y, config.n_folds), row_seconds(times), y)
+
+
+def suggest_window(trial: optuna.Trial, config: TuneConfig) -> float | None:
+    """A trial's training window in days (None: all history) when the study searches them."""
+    if not config.windows:
+        return None
+    names = [window_name(w) for w in config.windows]
+    chosen = trial.suggest_categorical("window_days", names)
+    return None if chosen == "all" else float(chosen)
 
 
 def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
@@ -159,7 +237,8 @@ def run_trials(
     which the pruner may stop a trial that is behind. A trial is logged by a background
     thread, in order, while the next trial fits."""
     x, y = tuning_rows(data, config)
-    splits = fold_splits(y, folds_for(y, config.n_folds), config.seed)
+    folds = study_folds(data, config, x, y)
+    splits = folds.splits
     fold_rows = float(np.mean([len(train) for train, _ in splits]))
     refit_scale = len(data.train) / fold_rows
     logged: list[Future] = []
@@ -173,21 +252,23 @@ def run_trials(
                 claims.start(trial)  # the trial exists: the next worker may claim its own
             family = trial.suggest_categorical("family", list(config.families))
             params = suggest_params(trial, family)
+            days = suggest_window(trial, config)
+            trial.set_user_attr("window_days", days)
             model = build_model(family, params, data.kinds, config.seed)
             score = functools.partial(score_fold, model, x, y, kinds=data.kinds,
                                       classes=data.classes, positive=data.positive)  # fmt: skip
-            scores, metrics = score_in_rounds(parallel, score, splits, trial, config.objective,
+            scores, metrics = score_in_rounds(parallel, score, folds.within(days), trial,
+                                              config.objective,
                                               lambda: out_of_time(study, deadline))  # fmt: skip
             pruned = len(scores) < len(splits)
             note_trial(trial, family, params, metrics["mean_auroc"], scores, refit_scale)
             metrics |= {"folds_scored": len(scores), "pruned": float(pruned)}
             # in the caller's context: the orchestrator's settings (its API URL) hold there too
             context = contextvars.copy_context()
-            logged.append(
-                logger.submit(
-                    context.run, log_trial, trial.number, {"family": family, **params}, metrics
-                )
-            )
+            shown = {"family": family, **params}
+            if config.windows:
+                shown["window_days"] = window_name(days)
+            logged.append(logger.submit(context.run, log_trial, trial.number, shown, metrics))
             if pruned:
                 raise optuna.TrialPruned()
             return metrics[f"mean_{config.objective}"]
@@ -343,11 +424,18 @@ class Refit:
     holdout_proba: np.ndarray
 
 
-def refit_best(data: Dataset, study: optuna.Study, seed: int) -> Refit:
-    """Fit the best trial's Pipeline on all training rows and score it on the holdout (whose
+def refit_best(
+    data: Dataset, study: optuna.Study, seed: int, time_column: str | None = None
+) -> Refit:
+    """Fit the best trial's Pipeline on all training rows (those of its training window,
+    when the study chose windows along `time_column`) and score it on the holdout (whose
     labels may include one the training rows lack: its column is zero)."""
     best = study.best_trial
     family, params = best.user_attrs["family"], dict(best.user_attrs["params"])
+    days = best.user_attrs.get("window_days")
+    if days is not None and time_column:
+        inside = window_mask(data.train[time_column], TrainWindow(days))
+        data = replace(data, train=data.train[inside])
     x = training_matrix(data)
     model = all_cores(build_model(family, params, data.kinds, seed))
     model = fit_model(model, x, data.labels(data.train), data.kinds)
@@ -623,8 +711,12 @@ def finish_tuning(
     require_a_completed_trial(client, parent, study, config.budget)
     seconds: dict[str, float] = {}
     with timed(seconds, "refit"):
-        refit = refit_best(run.data, study, config.seed)
+        column = config.holdout.time_column if config.windows else None
+        refit = refit_best(run.data, study, config.seed, column)
     best_cv = float(study.best_trial.user_attrs["mean_auroc"])
+    if config.windows:
+        chosen = window_name(study.best_trial.user_attrs.get("window_days"))
+        tracking.log_params(client, parent, {"train_window_chosen": chosen})
     metrics = {"best_cv_auroc": best_cv, "test_auroc": refit.test_auroc,
                "test_accuracy": refit.test_accuracy}  # fmt: skip
     tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
