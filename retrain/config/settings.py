@@ -195,6 +195,13 @@ class Settings(BaseSettings):
     train_max_rows: int | None = Field(
         None, ge=100, description="most training rows, newest first (default: no cap)"
     )
+    refit: str = Field(
+        "auto",
+        pattern=r"^(auto|window\+holdout|training)$",
+        description="what the registered model is fit on after the holdout judged it: "
+        "window+holdout (the newest rows too), training (as judged); auto: window+holdout "
+        "with a time holdout, else training",
+    )
     degradation_margin: float = Field(
         0.02, ge=0.0, le=1.0,
         description="realized AUROC this far below the holdout AUROC counts as a bad day",

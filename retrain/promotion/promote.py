@@ -43,12 +43,17 @@ class PromotionReport:
         return f"{verb} challenger version {self.challenger}: {self.decision.reason}"
 
 
-def holdout_scores(settings: Settings, data: Dataset, versions: list[str]) -> dict[str, np.ndarray]:
-    """Each version's probabilities on the holdout rows, one column per known class."""
+def holdout_scores(
+    settings: Settings, data: Dataset, versions: list[str], judged: str | None = None
+) -> dict[str, np.ndarray]:
+    """Each version's probabilities on the holdout rows, one column per known class; the
+    `judged` version by the Pipeline that did not see the holdout (refit versions keep it)."""
     scores = {}
     for version in versions:
         try:
-            model = logged_model.load_version(settings.tracking_uri, settings.model_name, version)
+            model = logged_model.load_version(
+                settings.tracking_uri, settings.model_name, version, judged=version == judged
+            )
         except Exception as err:  # any loader error: this version cannot be compared
             raise StageFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
         proba = model.predict_proba(data.holdout[data.features])
@@ -101,7 +106,7 @@ def compare_on_holdout(
 ) -> tuple[dict[str, float], Bootstrap | None]:
     """Each version's holdout AUROC, and the paired bootstrap when the rules require it."""
     y = data.holdout[data.target].to_numpy()
-    scores = holdout_scores(settings, data, [v for v in (challenger, champion) if v])
+    scores = holdout_scores(settings, data, [v for v in (challenger, champion) if v], challenger)
     classes = data.known_classes
     aurocs = {v: auroc(y, proba, classes, data.positive) for v, proba in scores.items()}
     if not (champion and rules.require_significance):

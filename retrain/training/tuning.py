@@ -81,6 +81,7 @@ class TuneConfig:
     heartbeat: int = 30  # seconds between a shared study's trial heartbeats
     holdout: HoldoutChoice | None = None  # None: the hash holdout of `holdout_share`
     windows: tuple[float | None, ...] = ()  # training windows (days) a trial picks among
+    refit_holdout: bool = False  # register a model refit on the holdout rows too
 
     @property
     def forward(self) -> bool:
@@ -98,6 +99,7 @@ class TuneConfig:
             "holdout": self.holdout.kind if self.holdout else "hash",
             "cv": "forward in time" if self.forward else "stratified shuffled folds",
             "window_candidates": ",".join(window_name(w) for w in self.windows),
+            "refit": "window+holdout" if self.refit_holdout else "training",
         }  # fmt: skip
 
 
@@ -122,6 +124,8 @@ def tune_config_of(settings: Settings, families: tuple[str, ...]) -> TuneConfig:
         sample_rows=settings.tune_sample_rows, prune=settings.tune_prune,
         heartbeat=settings.tune_heartbeat,
         holdout=holdout, windows=windows,
+        refit_holdout=settings.refit == "window+holdout"
+        or (settings.refit == "auto" and holdout.kind == "time"),
     )  # fmt: skip
 
 
@@ -422,6 +426,7 @@ class Refit:
     test_auroc: float
     test_accuracy: float
     holdout_proba: np.ndarray
+    train: pd.DataFrame  # the rows it was fit on (the chosen window's)
 
 
 def refit_best(
@@ -445,7 +450,19 @@ def refit_best(
     proba = predict_aligned(model, prepare_features(data.holdout, data.kinds), classes)
     y_test = data.labels(data.holdout)
     test_auroc, test_accuracy = score_proba(classes, y_test, proba, classes, data.positive)
-    return Refit(model, params, family, test_auroc, test_accuracy, proba)
+    return Refit(model, params, family, test_auroc, test_accuracy, proba, data.train)
+
+
+def refit_with_holdout(data: Dataset, refit: Refit, seed: int) -> Pipeline:
+    """After the holdout judged `refit`: the same Pipeline fit on its rows and the holdout
+    rows, the newest (what a drifting table's next rows resemble most)."""
+    rows = pd.concat([refit.train, data.holdout])
+    x = compact_features(prepare_features(rows, data.kinds))
+    model = all_cores(build_model(refit.family, refit.params, data.kinds, seed))
+    model = fit_model(model, x, rows[data.target].to_numpy(), data.kinds)
+    if uses_threads(model):
+        model[-1].set_params(n_jobs=1)
+    return model
 
 
 def uses_threads(model: Pipeline) -> bool:
@@ -724,8 +741,14 @@ def finish_tuning(
         log_pictures(run, client, study, refit, config.objective)
     tags = {**run.tags, "batch_ids": run.batch_ids[:5000], "code_version": code_version(),
             "family": refit.family}  # fmt: skip
+    served, judged = refit.model, None
+    if config.refit_holdout:
+        with timed(seconds, "refit_holdout"):
+            served, judged = refit_with_holdout(run.data, refit, config.seed), refit.model
+        tags["retrain.refit"] = "window+holdout"
+        tracking.tag_run(client, parent, "retrain.refit", "window+holdout")
     with timed(seconds, "register"):
-        version = log_and_register(settings, client, parent, refit.model, run.data, tags, engine)
+        version = log_and_register(settings, client, parent, served, run.data, tags, engine, judged)
     finish = {f"finish_seconds_{k}": v for k, v in seconds.items()}
     finish["finish_seconds_reserved"] = refit_reserve(study)  # what the search kept back
     tracking.log_parent_summary(client, parent, {}, finish)
@@ -776,12 +799,15 @@ def log_and_register(
     data: Dataset,
     tags: dict[str, str],
     engine: store.Engine | None = None,
+    judged: object = None,
 ) -> str:
-    """Log a fitted Pipeline as the served pyfunc model under `run_id` and register it as the
-    challenger (the move recorded in `engine`'s alias log when given); returns the version."""
+    """Log a fitted Pipeline as the served pyfunc model under `run_id` (with `judged`, the
+    Pipeline the holdout judged, when the served one was refit on the holdout too) and
+    register it as the challenger (the move recorded in `engine`'s alias log when given);
+    returns the version."""
     example = example_rows(data.train.head(5), data.kinds)
     logged = logged_model.log_model(
-        settings.tracking_uri, run_id, pipeline, example, data.kinds, data.passengers
+        settings.tracking_uri, run_id, pipeline, example, data.kinds, data.passengers, judged
     )
     version = tracking.register_version(client, settings.model_name, logged, tags)
     moved_by = tags.get("prefect.tune_flow_run_id") or tags.get("prefect.flow_run_id")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -168,6 +169,7 @@ def test_a_table_with_a_timestamp_is_judged_on_its_newest_rows(
     import numpy as np
 
     from retrain.data.infer_schema import InferRequest, infer_from_csv
+    from retrain.model import logged_model
     from retrain.promotion.promote import promote_if_better
     from retrain.promotion.rules import PromotionRules
     from retrain.training.tuning import tune_config_of
@@ -198,6 +200,16 @@ def test_a_table_with_a_timestamp_is_judged_on_its_newest_rows(
     split = {t.key: t.value for t in inputs["holdout"].tags}["retrain.split"]
     assert split == params["holdout_rule"]
     assert {t.key: t.value for t in inputs["holdout"].tags}["retrain.rows"] == "200"
+    # judged, then refit on the holdout rows too: served that way, promoted as judged
+    assert client.get_run(report.parent_run_id).data.tags["retrain.refit"] == "window+holdout"
+    version = client.get_model_version(settings.model_name, report.version)
+    assert version.tags["retrain.refit"] == "window+holdout"
+    served, judged = (
+        logged_model.load_version(settings.tracking_uri, settings.model_name, report.version, j)
+        for j in (False, True)
+    )
+    rows = pd.read_csv(source).tail(200)  # the newest rows: the holdout
+    assert not np.allclose(served.predict_proba(rows), judged.predict_proba(rows))
     promoted = promote_if_better(engine, tables, client, settings, PromotionRules())
     assert promoted.promoted and promoted.challenger_auroc == pytest.approx(report.test_auroc)
     # a training window of 10 days: only its rows are read, its newest part is the holdout
