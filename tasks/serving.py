@@ -33,6 +33,7 @@ def rules_from(settings: Settings) -> PromotionRules:
         require_significance=settings.require_significance,
         confidence=settings.confidence,
         seed=settings.seed,
+        max_brier_increase=settings.max_brier_increase,
     )
 
 

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
         description="a challenger must beat the champion's AUROC by more than this",
     )
     min_auroc: float = Field(0.5, ge=0.0, le=1.0, description="floor for the first champion")
+    max_brier_increase: float | None = Field(
+        None, ge=0.0, description="keep the champion when the challenger's holdout Brier score "
+        "is worse by more than this (default: calibration does not decide)",
+    )  # fmt: skip
     require_significance: bool = Field(
         False, description="also require a paired bootstrap to find the challenger better"
     )

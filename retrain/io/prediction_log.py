@@ -212,6 +212,7 @@ def write_rows(engine: Engine, table: Table, batch: list[Record], version: str) 
     """Insert the rows of a batch of records in one transaction; returns the row count."""
     rows = [row for record in batch for row in record.rows(version)]
     with engine.begin() as conn:
+        table.create(conn, checkfirst=True)
         conn.execute(insert(table), rows)
     return len(rows)
 

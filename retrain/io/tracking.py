@@ -257,9 +257,21 @@ def log_figures(client: MlflowClient, run_id: str, figures: dict[str, Any]) -> N
 
 
 def uses_lightgbm(pipeline: Any) -> bool:
-    """True when the Pipeline (or any estimator nested in it) comes from lightgbm."""
-    parts = [pipeline, *pipeline.get_params(deep=True).values()]
-    return any(type(part).__module__.split(".")[0] == "lightgbm" for part in parts)
+    """True when the Pipeline (or any estimator nested in it, also inside a calibrator's
+    frozen estimator) comes from lightgbm."""
+    return any(
+        type(part).__module__.split(".")[0] == "lightgbm" for part in estimators_in(pipeline)
+    )
+
+
+def estimators_in(model: Any, depth: int = 0) -> list[Any]:
+    """The model and every estimator its params hold, nested ones too (a few levels)."""
+    found = [model]
+    if depth < 4 and hasattr(model, "get_params"):
+        for value in model.get_params(deep=True).values():
+            if hasattr(value, "get_params") and value is not model:
+                found += estimators_in(value, depth + 1)
+    return found
 
 
 def pip_requirements(pipeline: Any = None) -> list[str]:
@@ -437,6 +449,7 @@ def log_promotion(
     decision: str,
     challenger_auroc: float | None = None,
     champion_auroc: float | None = None,
+    extra: dict[str, float | None] | None = None,
 ) -> None:
     """The promotion comparison on the run that produced `version` (the night's tuning run),
     so champion and challenger AUROC and the decision chart night after night in MLflow. A
@@ -447,6 +460,7 @@ def log_promotion(
         "promotion_challenger_auroc": challenger_auroc,
         "promotion_champion_auroc": champion_auroc,
         "promoted": float(decision == "promoted"),
+        **(extra or {}),
     }
     client.log_batch(
         run_id,

@@ -16,7 +16,15 @@ from retrain.io.audit import Attempt
 from retrain.io.store import DatasetTables
 from retrain.model import logged_model
 from retrain.model.aliases import Aliases, aliases_for
-from retrain.promotion.rules import Bootstrap, Decision, PromotionRules, decide, paired_bootstrap
+from retrain.promotion.rules import (
+    Bootstrap,
+    Decision,
+    PromotionRules,
+    check_calibration,
+    decide,
+    paired_bootstrap,
+)
+from retrain.training.calibration import brier, expected_calibration_error
 from retrain.training.families import auroc
 from retrain.training.notes import version_note
 
@@ -83,12 +91,14 @@ def promote_if_better(
     cleaned = read_training_rows(engine, tables, settings)[0]  # the window tuning judged on
     schema = settings.load_schema()
     data = dataset_of(cleaned, schema, HOLDOUT_SHARE, holdout_choice_of(settings, schema))
-    aurocs, boot = compare_on_holdout(settings, data, rules, challenger, champion)
+    aurocs, boot, calibration = compare_on_holdout(settings, data, rules, challenger, champion)
     decision = decide(aurocs[challenger], aurocs.get(champion), rules, boot)
+    briers = {v: c[0] for v, c in calibration.items()}
+    decision = check_calibration(decision, briers[challenger], briers.get(champion), rules)
     apply_decision(aliases_for(client, engine, settings, flow_run_id), decision, challenger)
     tracking.log_promotion(
         client, settings.model_name, challenger, decision.name, aurocs[challenger],
-        aurocs.get(champion),
+        aurocs.get(champion), calibration_metrics(calibration, challenger, champion),
     )  # fmt: skip
     note_decision(client, settings.model_name, challenger, decision.name, aurocs.get(champion))
     return _record(
@@ -103,16 +113,32 @@ def compare_on_holdout(
     rules: PromotionRules,
     challenger: str,
     champion: str | None,
-) -> tuple[dict[str, float], Bootstrap | None]:
-    """Each version's holdout AUROC, and the paired bootstrap when the rules require it."""
+) -> tuple[dict[str, float], Bootstrap | None, dict[str, tuple[float, float]]]:
+    """Each version's holdout AUROC, the paired bootstrap when the rules require it, and each
+    version's (Brier score, ECE) on the same rows."""
     y = data.holdout[data.target].to_numpy()
     scores = holdout_scores(settings, data, [v for v in (challenger, champion) if v], challenger)
-    classes = data.known_classes
-    aurocs = {v: auroc(y, proba, classes, data.positive) for v, proba in scores.items()}
+    classes, positive = data.known_classes, data.positive
+    aurocs = {v: auroc(y, proba, classes, positive) for v, proba in scores.items()}
+    calibration = {
+        v: (brier(y, p, classes, positive), expected_calibration_error(y, p, classes, positive))
+        for v, p in scores.items()
+    }
     if not (champion and rules.require_significance):
-        return aurocs, None
-    boot = paired_bootstrap(y, scores[challenger], scores[champion], classes, rules, data.positive)
-    return aurocs, boot
+        return aurocs, None, calibration
+    boot = paired_bootstrap(y, scores[challenger], scores[champion], classes, rules, positive)
+    return aurocs, boot, calibration
+
+
+def calibration_metrics(
+    calibration: dict[str, tuple[float, float]], challenger: str, champion: str | None
+) -> dict[str, float | None]:
+    """`promotion_<model>_brier` and `_ece` beside the AUROCs on the challenger's run."""
+    out: dict[str, float | None] = {}
+    for role, version in (("challenger", challenger), ("champion", champion)):
+        if version in calibration:
+            out[f"promotion_{role}_brier"], out[f"promotion_{role}_ece"] = calibration[version]
+    return out
 
 
 def note_decision(

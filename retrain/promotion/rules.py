@@ -23,6 +23,7 @@ class PromotionRules:
     confidence: float = 0.95
     resamples: int = 1000
     seed: int = 42
+    max_brier_increase: float | None = None  # None: calibration does not decide
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,23 @@ def decide(
         f"challenger AUROC {challenger_auroc:.4f} beats champion {champion_auroc:.4f} "
         f"({gain:+.4f})",
     )
+
+
+def check_calibration(
+    decision: Decision,
+    challenger_brier: float | None,
+    champion_brier: float | None,
+    rules: PromotionRules,
+) -> Decision:
+    """A promotion stands only if the challenger's Brier score is not worse than the
+    champion's by more than `max_brier_increase` (when set and both are known)."""
+    limit = rules.max_brier_increase
+    if not decision.promote or limit is None or None in (challenger_brier, champion_brier):
+        return decision
+    if challenger_brier - champion_brier > limit:
+        return Decision(
+            False,
+            f"challenger Brier score {challenger_brier:.4f} is worse than the champion's "
+            f"{champion_brier:.4f} by more than RETRAIN_MAX_BRIER_INCREASE {limit:.4f}",
+        )
+    return decision

@@ -7,11 +7,14 @@ Optuna's matplotlib backend is used because its plotly PNG export needs a browse
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import optuna
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+from retrain.training.calibration import expected_calibration_error, reliability_points
 
 
 def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> Figure:
@@ -40,6 +43,25 @@ def roc_figure(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> Fi
     ax.set_title(f"Holdout ROC: {which} vs the rest")
     ax.set_xlabel("False positive rate")  # not scikit-learn's "(Positive label: 1)"
     ax.set_ylabel("True positive rate")
+    return figure
+
+
+def reliability_figure(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, positive: Any, method: str
+) -> Figure:
+    """Predicted probability against observed frequency on the holdout, per bin of the ECE
+    (marker area by rows): on the diagonal, the probabilities mean what they say."""
+    predicted, observed, rows = reliability_points(y_true, proba, classes, positive)
+    figure = Figure(figsize=(5, 4.5), layout="constrained")
+    ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.plot(predicted, observed, color="tab:blue")
+    ax.scatter(predicted, observed, s=20 + 200 * rows / max(rows.max(), 1), color="tab:blue")
+    what = "positive class" if len(classes) == 2 else "top label"
+    ax.set_xlabel(f"Predicted probability ({what})")
+    ax.set_ylabel("Observed frequency")
+    ece = expected_calibration_error(y_true, proba, classes, positive)
+    ax.set_title(f"Holdout reliability ({method}), ECE {ece:.3f}")
     return figure
 
 

@@ -47,6 +47,13 @@ from retrain.io.trial_claims import STOPPED_ATTR, TrialClaims
 from retrain.model import logged_model
 from retrain.model.aliases import aliases_for
 from retrain.training import pictures
+from retrain.training.calibration import (
+    brier,
+    calibrate,
+    calibrator,
+    expected_calibration_error,
+    held_back_rows,
+)
 from retrain.training.families import (
     build_model,
     example_rows,
@@ -420,49 +427,82 @@ def folds_for(y: np.ndarray, n_folds: int) -> int:
 
 @dataclass(frozen=True)
 class Refit:
-    model: object
+    model: object  # the Pipeline, calibrated: what is logged and served
     params: dict
     family: str
     test_auroc: float
     test_accuracy: float
     holdout_proba: np.ndarray
-    train: pd.DataFrame  # the rows it was fit on (the chosen window's)
+    train: pd.DataFrame  # the rows the Pipeline was fit on (of the chosen window)
+    held_back: pd.DataFrame  # the training rows held back to calibrate on
+    pipeline: Pipeline  # the fitted Pipeline before calibration
+    calibration: str = "none"  # sigmoid, isotonic or none
+    test_brier: float = float("nan")
+    test_ece: float = float("nan")
+    test_auroc_uncalibrated: float = float("nan")  # the Pipeline's, as the learning curve ends
 
 
 def refit_best(
     data: Dataset, study: optuna.Study, seed: int, time_column: str | None = None
 ) -> Refit:
-    """Fit the best trial's Pipeline on all training rows (those of its training window,
-    when the study chose windows along `time_column`) and score it on the holdout (whose
+    """Fit the best trial's Pipeline on the training rows (those of its training window,
+    when the study chose windows along `time_column`) but a share held back to calibrate its
+    probabilities on (the newest, with a time column), and score it on the holdout (whose
     labels may include one the training rows lack: its column is zero)."""
     best = study.best_trial
     family, params = best.user_attrs["family"], dict(best.user_attrs["params"])
+    train = data.train
     days = best.user_attrs.get("window_days")
     if days is not None and time_column:
-        inside = window_mask(data.train[time_column], TrainWindow(days))
-        data = replace(data, train=data.train[inside])
-    x = training_matrix(data)
-    model = all_cores(build_model(family, params, data.kinds, seed))
-    model = fit_model(model, x, data.labels(data.train), data.kinds)
-    if uses_threads(model):
-        model[-1].set_params(n_jobs=1)  # served one request at a time: no thread pool per call
-    classes = data.known_classes
+        train = train[window_mask(train[time_column], TrainWindow(days))]
+    order = newest_first(as_times(train[time_column])) if time_column else None
+    held = held_back_rows(train[data.target].to_numpy(), order, seed)
+    fitting, held_back = train[~held], train[held]
+    pipeline = fit_pipeline(data, family, params, fitting, seed)
+    model, method = calibrate_on(data, pipeline, held_back, seed)
+    classes, y_test = data.known_classes, data.labels(data.holdout)
     proba = predict_aligned(model, prepare_features(data.holdout, data.kinds), classes)
-    y_test = data.labels(data.holdout)
     test_auroc, test_accuracy = score_proba(classes, y_test, proba, classes, data.positive)
-    return Refit(model, params, family, test_auroc, test_accuracy, proba, data.train)
+    raw = predict_aligned(pipeline, prepare_features(data.holdout, data.kinds), classes)
+    return Refit(
+        model, params, family, test_auroc, test_accuracy, proba, fitting, held_back, pipeline,
+        method, brier(y_test, proba, classes, data.positive),
+        expected_calibration_error(y_test, proba, classes, data.positive),
+        score_proba(classes, y_test, raw, classes, data.positive)[0],
+    )  # fmt: skip
 
 
-def refit_with_holdout(data: Dataset, refit: Refit, seed: int) -> Pipeline:
-    """After the holdout judged `refit`: the same Pipeline fit on its rows and the holdout
-    rows, the newest (what a drifting table's next rows resemble most)."""
-    rows = pd.concat([refit.train, data.holdout])
+def fit_pipeline(
+    data: Dataset, family: str, params: dict, rows: pd.DataFrame, seed: int
+) -> Pipeline:
+    """The family's Pipeline fit on `rows` with every core, then set to serve on one."""
     x = compact_features(prepare_features(rows, data.kinds))
-    model = all_cores(build_model(refit.family, refit.params, data.kinds, seed))
+    model = all_cores(build_model(family, params, data.kinds, seed))
     model = fit_model(model, x, rows[data.target].to_numpy(), data.kinds)
     if uses_threads(model):
-        model[-1].set_params(n_jobs=1)
+        model[-1].set_params(n_jobs=1)  # served one request at a time: no thread pool per call
     return model
+
+
+def calibrate_on(
+    data: Dataset, pipeline: Pipeline, rows: pd.DataFrame, seed: int, method: str | None = None
+) -> tuple[object, str]:
+    """The Pipeline calibrated on held-back `rows` (the method chosen there, unless given)."""
+    x, y = prepare_features(rows, data.kinds), rows[data.target].to_numpy()
+    if method is None:
+        return calibrate(pipeline, x, y, seed)
+    if method == "none":
+        return pipeline, method
+    return calibrator(pipeline, method).fit(x, y), method
+
+
+def refit_with_holdout(data: Dataset, refit: Refit, seed: int) -> object:
+    """After the holdout judged `refit`: the same Pipeline fit on its rows and the holdout
+    rows, the newest (what a drifting table's next rows resemble most), calibrated the same
+    way on the same held-back rows."""
+    rows = pd.concat([refit.train, data.holdout])
+    pipeline = fit_pipeline(data, refit.family, refit.params, rows, seed)
+    return calibrate_on(data, pipeline, refit.held_back, seed, refit.calibration)[0]
 
 
 def uses_threads(model: Pipeline) -> bool:
@@ -728,15 +768,18 @@ def finish_tuning(
     require_a_completed_trial(client, parent, study, config.budget)
     seconds: dict[str, float] = {}
     with timed(seconds, "refit"):
-        column = config.holdout.time_column if config.windows else None
+        column = config.holdout.time_column if config.forward else None
         refit = refit_best(run.data, study, config.seed, column)
     best_cv = float(study.best_trial.user_attrs["mean_auroc"])
     if config.windows:
         chosen = window_name(study.best_trial.user_attrs.get("window_days"))
         tracking.log_params(client, parent, {"train_window_chosen": chosen})
     metrics = {"best_cv_auroc": best_cv, "test_auroc": refit.test_auroc,
-               "test_accuracy": refit.test_accuracy}  # fmt: skip
-    tracking.log_parent_summary(client, parent, {"family": refit.family, **refit.params}, metrics)
+               "test_accuracy": refit.test_accuracy, "test_brier": refit.test_brier,
+               "test_ece": refit.test_ece,
+               "test_auroc_uncalibrated": refit.test_auroc_uncalibrated}  # fmt: skip
+    summary = {"family": refit.family, "calibration": refit.calibration, **refit.params}
+    tracking.log_parent_summary(client, parent, summary, metrics)
     with timed(seconds, "reports"):
         log_pictures(run, client, study, refit, config.objective)
     tags = {**run.tags, "batch_ids": run.batch_ids[:5000], "code_version": code_version(),
@@ -831,8 +874,8 @@ def log_pictures(
     train = training_matrix(data), data.labels(data.train)
     test = prepare_features(data.holdout, data.kinds), data.labels(data.holdout)
     classes = data.known_classes
-    with all_cores_for_a_while(refit.model):  # served with one thread, scored with all
-        curve = learning_curve(refit.model, train, test, classes, data.positive)
+    with all_cores_for_a_while(refit.pipeline):  # served with one thread, scored with all
+        curve = learning_curve(refit.pipeline, train, test, classes, data.positive)
     tracking.log_steps(
         client,
         run.parent_run_id,
@@ -843,6 +886,9 @@ def log_pictures(
     figures = {
         "confusion_matrix.png": pictures.confusion_matrix_figure(test[1], predicted, classes),
         "roc_curves.png": pictures.roc_figure(test[1], refit.holdout_proba, classes),
+        "reliability.png": pictures.reliability_figure(
+            test[1], refit.holdout_proba, classes, data.positive, refit.calibration
+        ),
         **pictures.study_figures(study, METRIC_WORDS[objective]),
     }
     tracking.log_figures(client, run.parent_run_id, figures)

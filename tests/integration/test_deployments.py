@@ -202,7 +202,7 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         assert subflows["tune"].parameters["trials"] == 2  # the value typed wins
         dataset = env["RETRAIN_DATASET"]
         assert done.name.startswith(f"retrain-manual-{dataset}-"), done.name
-        assert set(subflows) == {"ingest", "clean", "tune", "promote", "deploy"}
+        assert set(subflows) == {"ingest", "clean", "tune", "promote", "deploy", "performance"}
         for stage, run in subflows.items():  # named for the stage, not the parent deployment
             assert run.name.startswith(f"{stage}-{dataset}-"), run.name
             assert f"stage-{stage}" in run.tags, (stage, run.tags)

@@ -62,7 +62,10 @@ def test_one_parent_run_per_study_and_a_tagged_challenger(env: dict, tmp_path: P
     assert parent.data.params["trials"] == "3" and parent.data.params["objective"] == "auroc"
     assert parent.data.params["families"] == "random_forest" and "seed" in parent.data.params
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert {"best_cv_auroc", "test_auroc", "test_accuracy"} <= set(parent.data.metrics)
+    assert {"best_cv_auroc", "test_auroc", "test_accuracy", "test_brier", "test_ece"} <= set(
+        parent.data.metrics
+    )
+    assert parent.data.params["best_calibration"] in ("sigmoid", "isotonic")
     assert all(
         {"mean_auroc", "mean_accuracy", "std_auroc"} <= set(c.data.metrics) for c in children
     )
@@ -85,12 +88,14 @@ def test_one_parent_run_per_study_and_a_tagged_challenger(env: dict, tmp_path: P
     plots = {a.path for a in client.list_artifacts(report.parent_run_id, "plots")}
     assert plots == {
         f"plots/{name}.png"
-        for name in ("confusion_matrix", "roc_curves", "optuna_history", "optuna_param_importances")
-    }
+        for name in ("confusion_matrix", "roc_curves", "reliability", "optuna_history",
+                     "optuna_param_importances")
+    }  # fmt: skip
     curve = client.get_metric_history(report.parent_run_id, "learning_curve_auroc")
     trees = int(report.params["n_estimators"])
     assert len(curve) >= 10 and max(p.step for p in curve) == trees
-    assert curve[-1].value == pytest.approx(report.test_auroc)
+    # the curve follows the Pipeline before calibration; the test AUROC is the calibrated one's
+    assert curve[-1].value == pytest.approx(parent.data.metrics["test_auroc_uncalibrated"])
 
 
 def test_same_data_and_seed_give_the_same_best_params(env: dict, tmp_path: Path) -> None:
