@@ -612,6 +612,7 @@ def schema_infer(
     id: Columns = None,
     timestamp: Columns = None,
     required: Columns = None,
+    ignore: Columns = None,
     with_bounds: Annotated[
         bool, typer.Option("--with-bounds", help="write the sample's min/max as checks")
     ] = False,
@@ -625,7 +626,7 @@ def schema_infer(
 
     request = InferRequest(
         target, positive, tuple(id or ()), tuple(timestamp or ()), tuple(required or ()),
-        with_bounds,
+        with_bounds, tuple(ignore or ()),
     )  # fmt: skip
     if not source.is_file():
         fail(f"{source}: no such file; pass --source a CSV file", 2)
@@ -637,6 +638,24 @@ def schema_infer(
         return
     output.write_text(inferred.text, encoding="utf-8")
     typer.echo(f"wrote {output}; use it with RETRAIN_SCHEMA={output.resolve()}", err=True)
+
+
+@schema_app.command("ignore")
+def schema_ignore(
+    columns: Annotated[list[str], typer.Argument(help="columns that must never be features")],
+) -> None:
+    """Mark columns `ignore` in the schema file (RETRAIN_SCHEMA): kept and cleaned, never a
+    feature (a column that leaks the label, a free-text note). The next tune drops them."""
+    from retrain.data.infer_schema import ignore_columns
+
+    settings = check_settings()
+    path = settings.schema_path  # never the bundled iris schema inside the package
+    if path is None or not path.is_file():
+        fail("no schema file of yours to edit: set RETRAIN_SCHEMA to your dataset's schema", 2)
+    text = run_stage(lambda: ignore_columns(path.read_text(), columns, str(path)))
+    path.write_text(text, encoding="utf-8")
+    check_settings()  # the edited file still parses
+    typer.echo(f"{path}: ignored {', '.join(columns)}; never features from the next tune on")
 
 
 @app.command()

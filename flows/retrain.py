@@ -81,6 +81,10 @@ class RunSummary:
         if self.tuned:
             run, version = mlflow_places(settings, self.tuned)
             lines += ["", f"Tuned: {run}; registered {version}."]
+            if self.tuned.leaks:
+                named = "; ".join(self.tuned.leaks)
+                lines += ["", f"**Suspected leaks** (a feature that gives the label away; "
+                          f"check it, then `retrain schema ignore COLUMN`): {named}"]  # fmt: skip
         if self.promotion:
             p = self.promotion
             rolled = any(s.name == "deploy" and s.outcome.startswith("failed") for s in self.stages)

@@ -12,7 +12,7 @@ a schema is all this module does: no SQL, MLflow or Prefect.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class Roles:
     positive_class: Any = None
     ids: tuple[str, ...] = ()
     timestamps: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()  # kept and cleaned, never a feature (a leak, a free-text note)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class DatasetSchema:
 
     @property
     def features(self) -> list[str]:
-        kept = {self.target, *self.roles.ids, *self.roles.timestamps}
+        kept = {self.target, *self.roles.ids, *self.roles.timestamps, *self.roles.ignore}
         return [c for c in self.columns if c not in kept]
 
     def kind(self, column: str) -> str:
@@ -104,16 +105,20 @@ def parse_roles(block: object, columns: list[str], where: str) -> Roles:
     target = str(block.get("target") or DEFAULT_TARGET)
     ids = tuple(str(c) for c in block.get("ids") or ())
     timestamps = tuple(str(c) for c in block.get("timestamps") or ())
-    for role, names in (("target", [target]), ("ids", ids), ("timestamps", timestamps)):
+    ignore = tuple(str(c) for c in block.get("ignore") or ())
+    named = (("target", [target]), ("ids", ids), ("timestamps", timestamps), ("ignore", ignore))
+    for role, names in named:
         unknown = [c for c in names if c not in columns]
         if unknown:
             raise BadInput(
                 f"{where}: {role} {unknown} not among the schema's columns; fix "
                 "metadata.retrain or set RETRAIN_TARGET"
             )
-    if target in (*ids, *timestamps):
-        raise BadInput(f"{where}: the target {target!r} cannot also be an id or timestamp")
-    return Roles(target, block.get("positive_class"), ids, timestamps)
+    if target in (*ids, *timestamps, *ignore):
+        raise BadInput(
+            f"{where}: the target {target!r} cannot also be an id, a timestamp or ignored"
+        )
+    return Roles(target, block.get("positive_class"), ids, timestamps, ignore)
 
 
 def read_schema_text(text: str, where: str = "schema") -> tuple[dict, dict]:
@@ -181,7 +186,7 @@ def typed_positive(rules: pa.DataFrameSchema, roles: Roles, where: str) -> Roles
             f"{where}: positive class {value!r} is not a label of {roles.target!r} "
             f"(labels: {sorted(allowed, key=str)[:10]}); check RETRAIN_POSITIVE_CLASS"
         )
-    return Roles(roles.target, value, roles.ids, roles.timestamps)
+    return replace(roles, positive_class=value)
 
 
 def allowed_labels(column: pa.Column) -> list | None:

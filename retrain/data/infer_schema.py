@@ -46,6 +46,7 @@ class InferRequest:
     timestamps: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     with_bounds: bool = False
+    ignore: tuple[str, ...] = ()
 
 
 def portable_dtype(dtype: str) -> str:
@@ -88,6 +89,8 @@ def infer_schema_yaml(
     if request.positive_class is not None:
         roles["positive_class"] = typed_label(request.positive_class, labels)
     roles |= {"ids": list(request.ids), "timestamps": list(request.timestamps)}
+    if request.ignore:
+        roles["ignore"] = list(request.ignore)
     document["metadata"] = {"retrain": roles}
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
@@ -280,3 +283,16 @@ def read_cells(path: Path, encoding: str, columns: list[str]) -> pd.DataFrame:
         raise BadInput(f"{path}: cannot read it as CSV ({str(err).splitlines()[0][:160]})") from err
     names = [*columns, "line_no", "row_hash", "n_fields", "extra_fields"]
     return pd.DataFrame.from_records(rows, columns=names)
+
+
+def ignore_columns(text: str, columns: list[str], where: str) -> str:
+    """A schema file's text with `columns` added to `metadata.retrain.ignore` (each checked
+    to be a column; one already ignored stays once)."""
+    document = yaml.safe_load(text)
+    known = list((document or {}).get("columns") or {})
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise BadInput(f"{where}: {unknown} not among the schema's columns {known[:20]}")
+    roles = document.setdefault("metadata", {}).setdefault("retrain", {})
+    roles["ignore"] = list(dict.fromkeys([*(roles.get("ignore") or []), *columns]))
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)

@@ -69,6 +69,7 @@ from retrain.training.families import (
     score_proba,
     suggest_params,
 )
+from retrain.training.leakage import suspected_leaks
 from retrain.training.notes import tuning_note, version_note
 
 
@@ -568,6 +569,7 @@ class TuningRun:
     deadline: float | None = None  # wall clock (time.time()), shared by every worker
     source: dict[str, str] = field(default_factory=dict)  # where the rows came from (SQL)
     tags: dict[str, str] = field(default_factory=dict)  # of the orchestrator: also on the version
+    leaks: tuple[str, ...] = ()  # features that look like the label in disguise
 
     def without_rows(self) -> TuningRun:
         return replace(self, data=None)
@@ -612,11 +614,31 @@ def start_tuning(
         )
     batches = ",".join(sorted(cleaned["batch_id"].unique()))
     source = store.describe_source(engine, tables) | {"retrain.batches": batches[:500]}
+    leaks = tuple(leak.describe() for leak in leaks_of(data, settings.seed))
+    if leaks:
+        tracking.tag_run(client, parent, "retrain.leakage_suspects", "; ".join(leaks)[:5000])
     run = TuningRun(
-        data, experiment_id, parent, study_name, storage, batches, deadline, source, tags or {}
+        data,
+        experiment_id,
+        parent,
+        study_name,
+        storage,
+        batches,
+        deadline,
+        source,
+        tags or {},
+        leaks,
     )
     log_lineage(run, settings, config)  # before the search: its cost is inside the budget
     return run
+
+
+def leaks_of(data: Dataset, seed: int) -> list:
+    """The training rows' features that look like the label in disguise (named, not dropped)."""
+    prepared = prepare_features(data.train, data.kinds).assign(
+        **{data.target: data.labels(data.train)}
+    )
+    return suspected_leaks(prepared, data.kinds, data.target, seed)
 
 
 def log_lineage(run: TuningRun, settings: Settings, config: TuneConfig) -> None:
@@ -722,12 +744,17 @@ class TuneReport:
     search_seconds: float
     fit_cpu_seconds: float
     experiment_id: str = ""
+    leaks: tuple[str, ...] = ()
 
     def describe(self) -> str:
+        leaks = (
+            f"; suspected leaks (check them, then `retrain schema ignore`): {'; '.join(self.leaks)}"
+            if self.leaks else ""
+        )  # fmt: skip
         return (
             f"tuned {self.trials} trials: best CV AUROC {self.best_cv:.4f} (best_cv_auroc, "
             f"{self.family}), holdout AUROC {self.test_auroc:.4f} (test_auroc); registered "
-            f"version {self.version} as challenger"
+            f"version {self.version} as challenger{leaks}"
         )
 
 
@@ -800,7 +827,7 @@ def finish_tuning(
     fit_cpu = sum(t.user_attrs.get("cpu_seconds", 0.0) for t in trials)
     return TuneReport(
         parent, version, len(trials), best_cv, refit.test_auroc, refit.test_accuracy,
-        refit.family, refit.params, search_seconds, fit_cpu, run.experiment_id,
+        refit.family, refit.params, search_seconds, fit_cpu, run.experiment_id, run.leaks,
     )  # fmt: skip
 
 
