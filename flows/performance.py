@@ -11,7 +11,12 @@ from flows.hooks import FAILURE_HOOKS, emit_model_event, notify, run_name
 from retrain.config.settings import Settings, load_settings
 from retrain.monitoring.performance import HEADER, DayPerformance, Degradation
 from retrain.monitoring.realized import LabelsLoaded
-from tasks.monitoring import judge_served_model, label_new_batches, load_label_file
+from tasks.monitoring import (
+    judge_served_model,
+    label_new_batches,
+    load_label_file,
+    log_realized_days,
+)
 
 
 @flow(name="labels", flow_run_name=run_name("labels"), timeout_seconds=3600, **FAILURE_HOOKS)
@@ -38,6 +43,7 @@ def performance(days: int = 14) -> Degradation:
     model emits `retrain.model.degraded` and raises the alert."""
     settings = load_settings()
     table, verdict = judge_served_model(settings, days)
+    log_realized_days(settings, table)
     logger = get_run_logger()
     logger.info(verdict.describe())
     publish_performance(table, verdict)

@@ -31,6 +31,7 @@ from retrain.config.settings import FAMILIES, Settings, load_settings
 from retrain.data.clean import BatchReport
 from retrain.data.ingest import LoadReport
 from retrain.io.nightly_metrics import NightlyFigures
+from retrain.monitoring.performance import Degradation
 from retrain.promotion.promote import PromotionReport
 from retrain.serving.deploy import DeployReport
 from retrain.serving.model_server import ServeFailed
@@ -64,6 +65,7 @@ class RunSummary:
     deployed: DeployReport | None = None
     serve_url: str | None = None
     stages: list[Stage] = field(default_factory=list)
+    performance: Degradation | None = None
 
     def lines(self) -> list[str]:
         out = [r.describe() for r in self.loaded] + [r.describe() for r in self.cleaned]
@@ -114,7 +116,16 @@ class RunSummary:
             sum(r.cleaned for r in self.cleaned), sum(r.rejected for r in self.cleaned),
             p.challenger_auroc if p else None, p.champion_auroc if p else None,
             {s.name: s.seconds for s in self.stages},
+            *self.realized_figures(),
         )  # fmt: skip
+
+    def realized_figures(self) -> tuple[tuple, bool | None]:
+        """Each version's latest labelled day, and the verdict, for the nightly gauges."""
+        verdict = self.performance
+        if verdict is None:
+            return (), None
+        latest = {d.version: (d.version, d.auroc, d.holdout_auroc) for d in verdict.judged}
+        return tuple(latest.values()), verdict.degraded if verdict.counted else None
 
     def champion_line(self) -> str:
         p = self.promotion
@@ -226,7 +237,7 @@ def retrain(
                 announce_promotion(settings, summary.promotion)
         succeeded = True
         informational(summary, "predictions", lambda: report_yesterday(settings))
-        informational(summary, "performance", lambda: performance(days=14))
+        summary.performance = informational(summary, "performance", lambda: performance(days=14))
     finally:
         publish_summary(settings, summary.markdown(settings))
         keep_schedule_named(settings)
@@ -267,13 +278,14 @@ def staged(summary: RunSummary, stage: str, run: Callable[[], T]) -> T:
     return result
 
 
-def informational(summary: RunSummary, stage: str, run: Callable[[], object]) -> None:
+def informational(summary: RunSummary, stage: str, run: Callable[[], T]) -> T | None:
     """A stage that informs (drift, the served day): its failure is logged and shown in the
-    summary, and the night goes on."""
+    summary, and the night goes on (None)."""
     try:
-        staged(summary, stage, run)
+        return staged(summary, stage, run)
     except Exception as err:
         get_run_logger().warning(f"{stage} failed; the night goes on: {err}")
+        return None
 
 
 def describe(result: object) -> str:

@@ -30,3 +30,9 @@ def label_new_batches(settings: Settings, batch_ids: list[str]) -> LabelsLoaded 
 def judge_served_model(settings: Settings, days: int) -> tuple[list[DayPerformance], Degradation]:
     """Realized AUROC per day and version, and whether it fell below the holdout's promise."""
     return realized.check_degradation(settings, days)
+
+
+@task(**IO_TASK, cache_policy=NO_CACHE)
+def log_realized_days(settings: Settings, table: list[DayPerformance]) -> list[str]:
+    """Each labelled day as one run of the inference experiment, realized AUROC per version."""
+    return realized.log_realized_days(settings, table)

@@ -28,6 +28,9 @@ class NightlyFigures:
     challenger_auroc: float | None = None
     champion_auroc: float | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # per served version, its latest labelled day: (version, realized AUROC, holdout AUROC)
+    realized: tuple[tuple[str, float, float | None], ...] = ()
+    degraded: bool | None = None  # None: no verdict (no labelled day counted)
 
     @property
     def rejected_share(self) -> float:
@@ -62,7 +65,27 @@ def nightly_registry(figures: NightlyFigures, now: float | None = None) -> Colle
                     ["dataset", "stage"], registry=registry)  # fmt: skip
     for stage, value in figures.stage_seconds.items():
         seconds.labels(figures.dataset, stage).set(value)
+    if figures.realized:
+        realized_gauges(registry, figures)
     return registry
+
+
+def realized_gauges(registry: CollectorRegistry, figures: NightlyFigures) -> None:
+    """Per version: the realized AUROC of its latest labelled day and the holdout AUROC it
+    promised; and whether the served model has degraded."""
+    names = ["dataset", "version"]
+    realized = Gauge("retrain_nightly_realized_auroc", "AUROC of the served version on its "
+                     "latest labelled day", names, registry=registry)  # fmt: skip
+    promised = Gauge("retrain_nightly_holdout_auroc", "holdout AUROC the served version "
+                     "logged when tuned", names, registry=registry)  # fmt: skip
+    for version, value, holdout in figures.realized:
+        realized.labels(figures.dataset, version).set(value)
+        if holdout is not None:
+            promised.labels(figures.dataset, version).set(holdout)
+    if figures.degraded is not None:
+        what = "1 when the realized AUROC stayed below the holdout's minus the margin"
+        degraded = Gauge("retrain_nightly_degraded", what, ["dataset"], registry=registry)
+        degraded.labels(figures.dataset).set(float(figures.degraded))
 
 
 def publish_nightly(figures: NightlyFigures, home: Path, pushgateway: str | None) -> str | None:

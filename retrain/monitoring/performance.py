@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -202,6 +202,7 @@ class Degradation:
     below: list[DayPerformance]
     counted: list[DayPerformance]
     margin: float
+    judged: list[DayPerformance] = field(default_factory=list)  # every day with an AUROC
 
     def describe(self) -> str:
         if not self.counted:
@@ -225,4 +226,5 @@ def degradation(
     `margin`."""
     counted = [d for d in days if d.enough and d.holdout_auroc is not None][-of_last:]
     below = [d for d in counted if d.auroc < d.holdout_auroc - margin]
-    return Degradation(len(below) >= need, below, counted, margin)
+    judged = [d for d in days if d.auroc is not None]
+    return Degradation(len(below) >= need, below, counted, margin, judged)

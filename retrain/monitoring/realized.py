@@ -5,7 +5,7 @@ ground truth into `<dataset>_labels`; the nightly run adds the labelled rows of 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +14,7 @@ from retrain.config.settings import Settings
 from retrain.errors import BadInput
 from retrain.io import engines, labels, store, tracking
 from retrain.io.labels import LabelsWritten
-from retrain.monitoring import performance
+from retrain.monitoring import inference_runs, performance
 from retrain.monitoring.performance import DayPerformance, Degradation, LabelFile
 
 
@@ -110,5 +110,29 @@ def check_degradation(
     )  # fmt: skip
 
 
-def now() -> datetime:
-    return engines.now_utc()
+def log_realized_days(settings: Settings, table: list[DayPerformance]) -> list[str]:
+    """Each labelled day as the run `realized-<day>` of `<experiment>-inference` (found by its
+    tag, else created), with per version: realized AUROC and its interval, labelled answers,
+    share labelled and the holdout AUROC; logged again as late labels arrive (latest wins)."""
+    client = tracking.make_client(settings.tracking_uri)
+    experiment = inference_runs.inference_experiment(client, settings)
+    run_ids = []
+    for day in sorted({d.day for d in table if d.auroc is not None}):
+        found = tracking.find_run(client, experiment, f"tags.`retrain.realized_day` = '{day}'")
+        tags = {"retrain.stage": "realized-day", "retrain.realized_day": day}
+        run_id = found or tracking.start_parent_run(client, experiment, f"realized-{day}", tags)
+        tracking.log_parent_summary(client, run_id, {}, day_metrics(table, day))
+        if not found:
+            tracking.end_run(client, run_id)
+        run_ids.append(run_id)
+    return run_ids
+
+
+def day_metrics(table: list[DayPerformance], day: str) -> dict[str, float]:
+    metrics = {}
+    for d in (d for d in table if d.day == day and d.auroc is not None):
+        values = {"realized_auroc": d.auroc, "auroc_low": d.low, "auroc_high": d.high,
+                  "labelled": d.labelled, "share_labelled": d.share_labelled,
+                  "holdout_auroc": d.holdout_auroc}  # fmt: skip
+        metrics |= {f"{k}_v{d.version}": v for k, v in values.items() if v is not None}
+    return metrics

@@ -352,7 +352,7 @@ def fish_schema(folder: Path) -> Path:
 
 
 def test_labels_a_day_later_give_the_served_models_realized_auroc(
-    fish: ServedFish, prefect_api: str, tmp_path: Path
+    fish: ServedFish, prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     frame, y = training_rows(90)
     ids = [f"late-{i}" for i in range(len(frame))]
@@ -397,6 +397,20 @@ def test_labels_a_day_later_give_the_served_models_realized_auroc(
             text(f"SELECT row_key FROM {fish.dataset}_predictions WHERE row_key LIKE 'late-%'")
         ).scalars().all()  # fmt: skip
     assert sorted(keys) == sorted(ids)
+    # the performance flow: the same day as an MLflow run, no verdict on 90 rows
+    from flows.performance import performance
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    verdict = performance(days=1)
+    assert verdict.counted == [] and not verdict.degraded
+    client = tracking.make_client(fish.tracking_uri)
+    experiment = inference_runs.inference_experiment(client, load_settings())
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    run_id = tracking.find_run(client, experiment, f"tags.`retrain.realized_day` = '{day}'")
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics[f"realized_auroc_v{fish.version}"] == pytest.approx(today["auroc"])
+    assert metrics[f"labelled_v{fish.version}"] == len(sent)
 
 
 def query(prometheus: str, expr: str) -> float | None:

@@ -276,7 +276,9 @@ def exported_metric_names(log_folder: Path) -> set[str]:
 
     served = Instruments(ServingContext("d", "m", "1", log_url=f"sqlite:///{log_folder}/log.db"))
     served.observe(pd.DataFrame({"x": [1]}), np.array([[0.4, 0.6]]), np.array(["a", "b"]), 0.01)
-    figures = NightlyFigures("d", True, "promoted", 1, 1, 0, 0.9, 0.8, {"tune": 1.0})
+    figures = NightlyFigures(
+        "d", True, "promoted", 1, 1, 0, 0.9, 0.8, {"tune": 1.0}, (("3", 0.81, 0.9),), True
+    )
     names = set()
     for registry in (served.registry, nightly_registry(figures)):
         for family in text_string_to_metric_families(generate_latest(registry).decode()):
