@@ -179,9 +179,10 @@ class Settings(BaseSettings):
     )
     holdout: str = Field(
         "auto",
-        pattern="^(auto|time|hash)$",
-        description="holdout rows: time (the newest by the time column), hash (a fixed fifth "
-        "by row hash); auto: time when the schema names a timestamp, else hash",
+        pattern="^(auto|time|batch|hash)$",
+        description="holdout rows: time (the newest by the time column), batch (the newest "
+        "by their batch's load time), hash (a fixed fifth by row hash); auto: time when the "
+        "schema names a timestamp, else hash",
     )
     holdout_days: float | None = Field(
         None, gt=0, description="a time holdout's days before the newest row (default: newest 20%)"

@@ -19,6 +19,7 @@ from retrain.config.settings import Settings
 from retrain.errors import StageFailed
 
 HOLDOUT_BUCKETS = 10_000
+BATCH_TIME = "batch_loaded_at"  # the column RETRAIN_HOLDOUT=batch adds: each row's load time
 HOLDOUT_SHARE = 0.2
 
 
@@ -199,7 +200,10 @@ def choose_holdout(
     wanted: str, timestamps: tuple[str, ...], time_column: str | None, days: float | None
 ) -> HoldoutChoice:
     """RETRAIN_HOLDOUT applied to the schema: `auto` is `time` when there is a time column
-    (RETRAIN_TIME_COLUMN, else the schema's first timestamp), else `hash`."""
+    (RETRAIN_TIME_COLUMN, else the schema's first timestamp), else `hash`; `batch` is `time`
+    along the batches' load time (the column BATCH_TIME the reader adds)."""
+    if wanted == "batch":
+        return HoldoutChoice("time", HOLDOUT_SHARE, days, BATCH_TIME)
     column = time_column or (timestamps[0] if timestamps else None)
     if wanted == "time" and column is None:
         raise StageFailed(
@@ -238,6 +242,12 @@ def holdout_of(cleaned: pd.DataFrame, target: str, choice: HoldoutChoice) -> tup
     if pd.api.types.is_numeric_dtype(times):
         times = pd.to_datetime(times, unit="s", errors="coerce").rename(choice.time_column)
     held = time_holdout(times, cleaned[target].to_numpy(), choice.days, choice.share)
+    if len(held.mask) and held.mask.all():
+        raise StageFailed(
+            f"every row shares the newest {choice.time_column}, so no older row is left to "
+            "train on; load the data as batches of different times (with RETRAIN_HOLDOUT=batch, "
+            "one batch per night), or use RETRAIN_HOLDOUT=hash"
+        )
     return held.mask, held.rule
 
 

@@ -7,15 +7,28 @@ from __future__ import annotations
 import pandas as pd
 
 from retrain.config.settings import Settings
-from retrain.data.split import TrainWindow, train_window_of, window_mask
+from retrain.data.split import BATCH_TIME, TrainWindow, train_window_of, window_mask
 from retrain.io import engines, store
 from retrain.io.store import DatasetTables
 
 
 def time_column_of(settings: Settings) -> str | None:
-    """RETRAIN_TIME_COLUMN, else the schema's first timestamp, else None (batch load time)."""
+    """The column a window reads time from: RETRAIN_TIME_COLUMN, else the schema's first
+    timestamp; None for the batches' load time (RETRAIN_HOLDOUT=batch, or no time column)."""
+    if settings.holdout == "batch":
+        return None
     timestamps = settings.load_schema().roles.timestamps
     return settings.time_column or (timestamps[0] if timestamps else None)
+
+
+def with_batch_times(
+    conn: store.Connection, tables: DatasetTables, rows: pd.DataFrame, settings: Settings
+) -> pd.DataFrame:
+    """The rows with their batch's load time as BATCH_TIME, when RETRAIN_HOLDOUT=batch."""
+    if settings.holdout != "batch":
+        return rows
+    loaded = store.batch_load_times(conn, tables)
+    return rows.assign(**{BATCH_TIME: rows["batch_id"].map(loaded)})
 
 
 def read_training_rows(
@@ -28,11 +41,13 @@ def read_training_rows(
     window = train_window_of(settings)
     with engines.reporting_errors(engine), engine.connect() as conn:
         if window.everything:
-            return store.read_cleaned(conn, tables, batches=batches), window.describe()
+            rows = store.read_cleaned(conn, tables, batches=batches)
+            return with_batch_times(conn, tables, rows, settings), window.describe()
         column = time_column_of(settings)
         times = store.read_times(conn, tables, column, batches)
         inside = times[window_mask(times["time"], window)]
         cleaned = store.read_cleaned(conn, tables, batches=sorted(set(inside["batch_id"])))
+        cleaned = with_batch_times(conn, tables, cleaned, settings)
     kept = pd.MultiIndex.from_frame(inside[["batch_id", "line_no"]])
     rows = pd.MultiIndex.from_frame(cleaned[["batch_id", "line_no"]])
     picked = cleaned[rows.isin(kept)].reset_index(drop=True)

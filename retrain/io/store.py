@@ -570,6 +570,12 @@ def read_times(
     return typed_frame(rows, ["batch_id", "line_no", "time"], {"line_no": "int64"})
 
 
+def batch_load_times(conn: Connection, tables: DatasetTables) -> dict[str, datetime]:
+    """Each loaded batch's load time."""
+    query = select(tables.batches.c.batch_id, tables.batches.c.loaded_at)
+    return dict(conn.execute(query).all())
+
+
 def typed_frame(
     rows: list,
     names: list[str],

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from retrain.config.settings import Settings
 from retrain.data.split import holdout_rows
+from retrain.data.training_rows import with_batch_times
 from retrain.io import store, tracking
 from retrain.monitoring.drift import DriftReport, batch_drift
 
@@ -59,6 +60,8 @@ def measure_drift(
         earlier = store.batches_loaded_before(conn, tables, trained_at, batch_id)
         current = store.read_cleaned(conn, tables, batches=[batch_id])
         reference = store.read_cleaned(conn, tables, batches=earlier) if earlier else None
+        if reference is not None:
+            reference = with_batch_times(conn, tables, reference, settings)
     if current.empty:
         return BatchDrift(batch_id, None, skipped="the batch has no cleaned rows")
     if reference is None or reference.empty:

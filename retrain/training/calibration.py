@@ -17,6 +17,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 METHODS = ("sigmoid", "isotonic")
 HELD_BACK_SHARE = 0.15
 ECE_BINS = 10
+MIN_PER_CLASS = 10  # rows of each class in each half before the two methods are compared
 
 
 def held_back_rows(
@@ -51,12 +52,16 @@ def calibrator(fitted: Any, method: str) -> CalibratedClassifierCV:
 
 def calibrate(fitted: Any, x: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[Any, str]:
     """(`fitted` calibrated on the held-back rows `x`, `y`; the method): the method with the
-    lower Brier score over two folds of those rows, then fit on all of them. With fewer than
-    two rows of a class, the model stays as fitted ("none")."""
-    if len(np.unique(y)) < 2 or np.unique(y, return_counts=True)[1].min() < 2:
+    lower Brier score over two folds of those rows, then fit on all of them. Sigmoid (two
+    parameters) when a class has too few rows to compare; with fewer than two rows of a
+    class, the model stays as fitted ("none")."""
+    counts = np.unique(y, return_counts=True)[1]
+    if len(counts) < 2 or counts.min() < 2:
         return fitted, "none"
-    scores = {method: held_back_brier(fitted, x, y, method, seed) for method in METHODS}
-    method = min(METHODS, key=lambda m: scores[m])
+    method = "sigmoid"
+    if counts.min() >= 2 * MIN_PER_CLASS:
+        scores = {m: held_back_brier(fitted, x, y, m, seed) for m in METHODS}
+        method = min(METHODS, key=lambda m: scores[m])
     return calibrator(fitted, method).fit(x, y), method
 
 
@@ -65,12 +70,10 @@ def held_back_brier(fitted: Any, x: pd.DataFrame, y: np.ndarray, method: str, se
     folds = StratifiedKFold(2, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
     scores = []
     for fit_rows, score_rows in folds:
-        if len(np.unique(y[fit_rows])) < len(np.unique(y)):
-            continue
         model = calibrator(fitted, method).fit(x.iloc[fit_rows], y[fit_rows])
         proba = model.predict_proba(x.iloc[score_rows])
         scores.append(brier(y[score_rows], proba, model.classes_))
-    return float(np.mean(scores)) if scores else float("inf")
+    return float(np.mean(scores))
 
 
 def brier(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, positive: Any = None) -> float:

@@ -8,6 +8,7 @@ scikit-learn API: each fold is fitted once with `fit` and both metrics come from
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from dataclasses import dataclass
@@ -321,26 +322,34 @@ def fold_splits(
 
 
 def forward_splits(
-    newest_first: np.ndarray, y: np.ndarray, n_folds: int = 5
+    newest_first: np.ndarray, y: np.ndarray, n_folds: int = 5, seconds: np.ndarray | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds that go forward in time: the rows in time order (`newest_first`: positions,
-    newest first) cut into `n_folds + 1` blocks of equal size; fold k trains on the rows
-    older than block k + 1 and validates on it. A validation block lacking a class (or
-    holding too few rows) is widened back in time, newest first, until it holds every class,
-    and trains on what is older still."""
+    newest first) cut into `n_folds + 1` blocks of about equal size, each cut moved forward to
+    where the time changes (`seconds`: each row's time; rows of one time stay on one side);
+    fold k trains on the rows older than block k + 1 and validates on it. A validation block
+    lacking a class is widened back in time until it holds every class, and trains on what is
+    older still; a fold whose training rows hold a single class is left out."""
     order = newest_first[::-1]  # oldest first
-    size = max(len(order) // (n_folds + 1), 1)
+    cuts = time_cuts(order, n_folds, seconds)
     splits, present = [], np.unique(y)
-    for k in range(1, n_folds + 1):
-        end = len(order) if k == n_folds else (k + 1) * size
-        start = k * size
+    for start, end in itertools.pairwise(cuts):
         while start > 0 and len(np.unique(y[order[start:end]])) < len(present):
-            start -= max(size // 4, 1)
-        start = max(start, 0)
+            start = max(start - max(len(order) // (4 * (n_folds + 1)), 1), 0)
         train, valid = order[:start], order[start:end]
         if len(np.unique(y[train])) >= 2 and len(valid):
             splits.append((np.sort(train), np.sort(valid)))
     return splits
+
+
+def time_cuts(order: np.ndarray, n_folds: int, seconds: np.ndarray | None) -> list[int]:
+    """Where the validation blocks begin (and the last ends), in positions of `order`."""
+    size = max(len(order) // (n_folds + 1), 1)
+    cuts = [k * size for k in range(1, n_folds + 1)]
+    if seconds is not None:
+        ordered = seconds[order]
+        cuts = [int(np.searchsorted(ordered, ordered[c - 1], side="right")) for c in cuts]
+    return [*sorted({c for c in cuts if 0 < c < len(order)}), len(order)]
 
 
 def restrict_to_window(

@@ -212,10 +212,15 @@ class Folds:
 
 
 def study_folds(data: Dataset, config: TuneConfig, x: pd.DataFrame, y: np.ndarray) -> Folds:
-    if not config.forward:
-        return Folds(fold_splits(y, folds_for(y, config.n_folds), config.seed))
-    times = row_times(data.train.loc[x.index], config)
-    return Folds(forward_splits(newest_first(times), y, config.n_folds), row_seconds(times), y)
+    """Forward in time for a time holdout; stratified and shuffled otherwise, or when no
+    forward fold trains on two classes (a table whose oldest rows hold one class)."""
+    if config.forward:
+        times = row_times(data.train.loc[x.index], config)
+        seconds = row_seconds(times)
+        splits = forward_splits(newest_first(times), y, config.n_folds, seconds)
+        if splits:
+            return Folds(splits, seconds, y)
+    return Folds(fold_splits(y, folds_for(y, config.n_folds), config.seed))
 
 
 def suggest_window(trial: optuna.Trial, config: TuneConfig) -> float | None:

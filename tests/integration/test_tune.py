@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,3 +228,34 @@ def test_a_table_with_a_timestamp_is_judged_on_its_newest_rows(
     }
     rows = {name: {t.key: t.value for t in d.tags}["retrain.rows"] for name, d in inputs.items()}
     assert rows == {"training": "100", "holdout": "100"}  # widened to half the window
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_batch_order_stands_in_for_time_when_asked(
+    env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RETRAIN_HOLDOUT=batch on a table without a timestamp: the newest batch is the
+    holdout, tuning goes forward in batch order, and the rule says so."""
+    from retrain.training.tuning import tune_config_of
+
+    monkeypatch.setenv("RETRAIN_HOLDOUT", "batch")
+    load_and_clean(iris_csv(tmp_path, "older.csv", every=3, offset=0))
+    settings = load_settings()
+    engine, tables = open_store()
+    client = tracking.make_client(settings.tracking_uri)
+    config = replace(tune_config_of(settings, ("random_forest",)), trials=2, parallel_folds=1)
+    assert config.forward
+    with pytest.raises(StageFailed, match="every row shares the newest batch_loaded_at"):
+        tune_and_register(engine, tables, client, settings, config)  # one batch: no past
+    for name, offset in (("middle.csv", 1), ("newest.csv", 2)):
+        time.sleep(1.05)  # load times have seconds: batches of one second tie
+        load_and_clean(iris_csv(tmp_path, name, every=3, offset=offset))
+    report = tune_and_register(engine, tables, client, settings, config)
+    params = client.get_run(report.parent_run_id).data.params
+    assert params["holdout_rule"].startswith("batch_loaded_at >= ")
+    assert params["cv"] == "forward in time"
+    inputs = {d.dataset.name: d for d in client.get_run(report.parent_run_id).inputs.dataset_inputs}
+    rows = {name: {t.key: t.value for t in d.tags}["retrain.rows"] for name, d in inputs.items()}
+    # the newest fifth (30 rows) widens toward 200 rows (at most half: 75), cut between
+    # batches: the newest two batches judge, the oldest trains
+    assert rows == {"training": "50", "holdout": "100"} and "widened" in params["holdout_rule"]
