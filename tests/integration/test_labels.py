@@ -58,3 +58,34 @@ def test_an_old_log_migrates_and_late_labels_join_the_answers(db_url: str, datas
     assert sorted((r[1], r[3]) for r in joined) == [("2", "no"), ("2", "yes")]  # a now no, b yes
     counts = labels.count_answers(engine, dataset, datetime(2026, 12, 5))
     assert sorted(counts) == [("2026-12-05", "1", 1), ("2026-12-05", "2", 3)]
+
+
+def test_a_new_batch_labels_the_answers_given_for_its_ids(
+    env: dict, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly step: a batch's cleaned rows carry their labels; they go into the labels
+    table, so answers the model gave earlier for those ids are judged."""
+    from retrain.config.settings import load_settings
+    from retrain.data import clean, ingest
+    from retrain.data.infer_schema import InferRequest, infer_from_csv
+    from retrain.monitoring import realized
+    from tests.integration.helpers import open_store, write_csv
+
+    lines = [f"c{i},{i % 7 * 1.5},{'yes' if i % 3 else 'no'}" for i in range(40)]
+    source = write_csv(tmp_path, "visits.csv", lines, header="customer,spend,churned")
+    schema = tmp_path / "visits.yaml"
+    schema.write_text(infer_from_csv(source, InferRequest("churned", "yes", ids=("customer",))))
+    monkeypatch.setenv("RETRAIN_SCHEMA", str(schema))
+    settings = load_settings()
+    engine, tables = open_store()
+    batch = ingest.load_file(engine, tables, source, "utf-8").batch_id
+    clean.clean_batch(engine, tables, settings.load_schema(), batch, 0.2)
+    log = predictions_table(settings.dataset)
+    answered = Record("r", DAY, pd.DataFrame({"customer": ["c1", "c2"]}), ["yes", "no"], 1.0,
+                      ["c1", "c2"], {"no": [0.2, 0.7], "yes": [0.8, 0.3]})  # fmt: skip
+    write_rows(engine, log, [answered], "1")
+    loaded = realized.label_batches(settings, [batch])
+    assert (loaded.written.new, loaded.written.unmatched) == (40, 38)
+    joined = labels.read_labelled_answers(engine, settings.dataset, DAY.replace(hour=0))
+    assert sorted(r[3] for r in joined) == ["yes", "yes"]  # c1 and c2: i % 3 is not 0
+    assert realized.label_batches(settings, []) is None  # nothing new: nothing to do
