@@ -70,6 +70,9 @@ def _prepare() -> None:
     The error line is printed at exit by a hook registered before Prefect's own, so it comes
     after Prefect's last log line (the temporary API server stops at exit too)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect gives its temporary server 20 s to start, which a busy 2-core machine (a
+    # nightly tune beside a test run) overruns; a run that waits beats one that fails
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     signal.signal(signal.SIGTERM, _raise_cancelled)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # pandera imports pyspark.pandas when pyspark is installed (the `spark` group), which
