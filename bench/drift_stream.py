@@ -50,7 +50,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,6 +68,7 @@ from bench.scale import (
     default_lightgbm,
     retrain_command,
     warm_up_prefect,
+    work_folder,
 )
 from retrain.config.settings import Settings, load_settings
 from retrain.data.split import Dataset
@@ -498,17 +498,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-@contextmanager
-def work_folder(keep: Path | None) -> Iterator[Path]:
-    """A temporary folder, or `keep` (created, never removed: the logs stay in it)."""
-    if keep is None:
-        with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
-            yield Path(tmp)
-        return
-    keep.mkdir(parents=True)
-    yield keep.resolve()
-
-
 def print_stream(stream: Stream, frames: list[pd.DataFrame]) -> None:
     shares = ", ".join(f"{(f[TARGET] == POSITIVE).mean():.2f}" for f in frames)
     oracle = ", ".join(f"{score:.3f}" for score in stream.oracle)
@@ -522,7 +511,7 @@ def main() -> None:
     if args.nights < 1:
         raise SystemExit("--nights must be at least 1")
     outcomes = []
-    with work_folder(args.keep) as work:
+    with work_folder(args.keep, "bench-drift-") as work:
         stream = write_stream(work / "data", args.nights, args.rows, args.seed)
         base = Baselines(stream.frames())
         print_stream(stream, base.frames)

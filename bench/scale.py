@@ -555,10 +555,10 @@ def stage_options(args: argparse.Namespace, budget: float) -> dict[str, str]:
 
 
 @contextmanager
-def work_folder(keep: Path | None) -> Iterator[Path]:
-    """A temporary folder, or `keep` (created, never removed: the stage logs stay in it)."""
+def work_folder(keep: Path | None, prefix: str = "bench-scale-") -> Iterator[Path]:
+    """A temporary folder, or `keep` (created, never removed: the logs stay in it)."""
     if keep is None:
-        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
             yield Path(tmp)
         return
     keep.mkdir(parents=True)
