@@ -8,7 +8,8 @@ writes the nightly deployments' parameters from the current settings, and (when
 RETRAIN_ALERT_URL is set) saves the webhook notification block and applies the
 automations in deployments/automations/, replacing older copies of the same name; with
 RETRAIN_DRIFT_RETRAIN=true it also applies retrain-on-drift (a drifted batch runs
-retrain-manual).
+retrain-manual), and with RETRAIN_DEGRADATION_RETRAIN=true retrain-on-degradation (a served
+model whose realized AUROC fell below its promise runs retrain-manual).
 """
 
 from __future__ import annotations
@@ -159,11 +160,10 @@ async def deployment_id(name: str) -> str:
         return str((await client.read_deployment_by_name(name)).id)
 
 
-def apply_drift_retrain() -> None:
-    """retrain-on-drift: retrain-manual runs when `retrain.data.drifted` arrives."""
-    spec = yaml.safe_load(
-        (PROJECT / "deployments/automations/drift/retrain-on-drift.yaml").read_text()
-    )
+def apply_retrain_on(spec_file: str) -> None:
+    """An automation that runs retrain-manual when its event arrives (retrain-on-drift on
+    `retrain.data.drifted`, retrain-on-degradation on `retrain.model.degraded`)."""
+    spec = yaml.safe_load((PROJECT / "deployments/automations" / spec_file).read_text())
     spec["actions"][0]["deployment_id"] = asyncio.run(deployment_id("retrain/retrain-manual"))
     replace_automation(spec)
 
@@ -184,7 +184,9 @@ def main() -> None:
     else:
         print("RETRAIN_ALERT_URL is not set: no notification block or automation applied")
     if settings.drift_retrain:
-        apply_drift_retrain()
+        apply_retrain_on("drift/retrain-on-drift.yaml")
+    if settings.degradation_retrain:
+        apply_retrain_on("degradation/retrain-on-degradation.yaml")
     print("next: start the worker with `./dev retrain worker` (runs the flows, serves the model)")
 
 

@@ -215,6 +215,10 @@ class Settings(BaseSettings):
         2, ge=1, description="bad labelled days among the last RETRAIN_DEGRADATION_WINDOW "
         "that raise retrain.model.degraded",
     )  # fmt: skip
+    degradation_retrain: bool = Field(
+        False, description="the bootstrap adds retrain-on-degradation (retrain.model.degraded "
+        "runs retrain-manual)",
+    )  # fmt: skip
     degradation_window: int = Field(
         5, ge=1, description="labelled days the degradation verdict looks back on"
     )

@@ -142,6 +142,7 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     settings = {
         **env, "RETRAIN_ALERT_URL": url, "RETRAIN_TIMEZONE": "Europe/Paris", "RETRAIN_TRIALS": "3",
         "RETRAIN_DRIFT_RETRAIN": "true",
+        "RETRAIN_DEGRADATION_RETRAIN": "true",
     }  # fmt: skip
     home = Path(env["RETRAIN_HOME"])
     home.mkdir(parents=True, exist_ok=True)
@@ -169,6 +170,9 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     drift_retrain = asyncio.run(_automation("retrain-on-drift"))
     assert drift_retrain.trigger.expect == {"retrain.data.drifted"}
     assert str(drift_retrain.actions[0].deployment_id) == str(manual.id)
+    degraded = asyncio.run(_automation("retrain-on-degradation"))
+    assert degraded.trigger.expect == {"retrain.model.degraded"}
+    assert str(degraded.actions[0].deployment_id) == str(manual.id)
     port = int(env["RETRAIN_SERVE_PORT"])
     with prefect_worker("retrain-pool", run_env, tmp_path):
         with socket.socket() as squatter:  # a real fault: the serving port is taken
