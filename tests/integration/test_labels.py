@@ -4,7 +4,7 @@ the latest, and the join counts answers and judges only the labelled ones."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -89,3 +89,46 @@ def test_a_new_batch_labels_the_answers_given_for_its_ids(
     joined = labels.read_labelled_answers(engine, settings.dataset, DAY.replace(hour=0))
     assert sorted(r[3] for r in joined) == ["yes", "yes"]  # c1 and c2: i % 3 is not 0
     assert realized.label_batches(settings, []) is None  # nothing new: nothing to do
+
+
+def test_a_model_below_its_promise_on_two_labelled_days_raises_degraded(
+    prefect_api: str, receiver: tuple, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two days of 300 answers each whose labels say the model ranks worse than the holdout
+    AUROC it logged: the performance flow says degraded and sends the `degraded` alert; one
+    good day after them keeps the verdict (2 of the last 5)."""
+    import numpy as np
+
+    from flows.performance import performance
+    from retrain.config.settings import load_settings
+    from retrain.io import tracking
+    from tests.support.fish import MODEL, log_and_register
+
+    tracking_uri, version = log_and_register(tmp_path)
+    client = tracking.make_client(tracking_uri)
+    run_id = client.get_model_version(MODEL, version).run_id
+    client.log_metric(run_id, "test_auroc", 0.95)  # the promise
+    url, received = receiver
+    values = {"MLFLOW_TRACKING_URI": tracking_uri, "RETRAIN_MODEL_NAME": MODEL,
+              "RETRAIN_DATASET": "fishperf", "RETRAIN_ALERT_URL": url}  # fmt: skip
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    rng = np.random.default_rng(0)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for back in (2, 1):  # two days ago, yesterday
+        truth = rng.choice(["bream", "perch", "pike"], 300)
+        proba = rng.dirichlet([1, 1, 1], 300)  # a model that knows nothing: AUROC ~0.5
+        keys = [f"d{back}-{i}" for i in range(300)]
+        by_class = {c: proba[:, i] for i, c in enumerate(["bream", "perch", "pike"])}
+        record = Record(f"r{back}", now - timedelta(days=back), pd.DataFrame({"id": keys}),
+                        list(truth), 1.0, keys, by_class)  # fmt: skip
+        write_rows(engine, predictions_table("fishperf"), [record], version)
+        labels.write_labels(engine, "fishperf", pd.DataFrame(
+            {"row_key": keys, "label": truth, "labelled_at": now}), now)  # fmt: skip
+    verdict = performance(days=3)
+    assert verdict.degraded and len(verdict.below) == 2
+    assert all(d.auroc < 0.95 - 0.02 for d in verdict.below)
+    [alert] = [r for r in received if r["kind"] == "degraded"]
+    assert alert["stage"] == "performance" and alert["challenger_version"] == version
