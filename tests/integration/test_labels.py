@@ -95,8 +95,8 @@ def test_a_model_below_its_promise_on_two_labelled_days_raises_degraded(
     prefect_api: str, receiver: tuple, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two days of 300 answers each whose labels say the model ranks worse than the holdout
-    AUROC it logged: the performance flow says degraded and sends the `degraded` alert; one
-    good day after them keeps the verdict (2 of the last 5)."""
+    AUROC it logged: the performance flow says degraded (2 of the last 5 counted days) and
+    sends the `degraded` alert."""
     import numpy as np
 
     from flows.performance import performance
