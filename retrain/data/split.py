@@ -76,7 +76,10 @@ def time_holdout(
     mask = (stamps >= cut).fillna(False).to_numpy(dtype=bool)
     said = f"last {days:g} days" if days is not None else f"newest {share:.0%} of rows"
     widened = needed > wanted
-    rule = f"{times.name} >= {cut.isoformat()} ({said}{', widened' if widened else ''})"
+    rule = (
+        f"{times.name} >= {cut.isoformat()} ({said}{', widened' if widened else ''}; "
+        f"newest {newest.isoformat()})"
+    )
     return TimeHoldout(mask, rule, cut, newest, widened)
 
 

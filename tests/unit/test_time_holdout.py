@@ -30,7 +30,7 @@ def test_the_last_days_are_the_holdout() -> None:
     labels = np.array(["a", "b", "a", "b", "a", "b"])
     held = time_holdout(times, labels, days=2, min_rows=1, min_per_class=1)
     assert held.mask.tolist() == [False, False, False, False, True, True]
-    assert "last 2 days" in held.rule
+    assert "last 2 days" in held.rule and "; newest 2026-" in held.rule  # the time range
 
 
 def test_it_widens_until_each_class_is_there_and_says_so() -> None:
