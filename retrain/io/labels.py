@@ -1,7 +1,8 @@
-"""Ground truth that arrives late (SQLAlchemy adapter): `<dataset>_labels`, one row per row
-key (the schema's id columns), the last label known for it, when it was labelled, and how
-many times a label came for it. Joined to the prediction log on `row_key` for the served
-model's realized AUROC."""
+"""Ground truth that arrives late (SQLAlchemy adapter): `<dataset>_labels`, one row per `key`
+(the schema's id columns joined by `|`, or a `request_id` of the prediction log), the last
+label known for it, when it was labelled, and how many times a label came for it. Joined to
+the prediction log on its `row_key` or its `request_id` for the served model's realized
+AUROC."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import mysql
@@ -41,7 +43,7 @@ def labels_table(dataset: str) -> Table:
     return Table(
         f"{dataset}_labels",
         MetaData(),
-        Column("row_key", String(255), primary_key=True),
+        Column("key", String(255), primary_key=True),
         Column("label", String(255), nullable=False),
         Column("labelled_at", MICROSECONDS, nullable=False),
         Column("times_labelled", Integer, nullable=False),
@@ -64,33 +66,33 @@ class LabelsWritten:
 def write_labels(
     engine: Engine, dataset: str, frame: pd.DataFrame, loaded_at: datetime
 ) -> LabelsWritten:
-    """Upsert `frame` (row_key, label, labelled_at; one row per key) in one transaction: the
+    """Upsert `frame` (key, label, labelled_at; one row per key) in one transaction: the
     label with the latest `labelled_at` wins, a tie goes to the newer load."""
     table = labels_table(dataset)
     with reporting_errors(engine), engine.begin() as conn:
         table.create(conn, checkfirst=True)
-        known = dict(known_labels(conn, table, frame["row_key"].tolist()))
-        fresh = frame[~frame["row_key"].isin(known.keys())]
-        seen = frame[frame["row_key"].isin(known.keys())]
-        newer = seen[seen["labelled_at"] >= seen["row_key"].map(known)]
+        known = dict(known_labels(conn, table, frame["key"].tolist()))
+        fresh = frame[~frame["key"].isin(known.keys())]
+        seen = frame[frame["key"].isin(known.keys())]
+        newer = seen[seen["labelled_at"] >= seen["key"].map(known)]
         insert_new(conn, table, fresh, loaded_at)
         replace_older(conn, table, newer, loaded_at)
-    unmatched = count_unmatched(engine, dataset, frame["row_key"].tolist())
+    unmatched = count_unmatched(engine, dataset, frame["key"].tolist())
     return LabelsWritten(len(fresh), len(newer), len(seen) - len(newer), unmatched)
 
 
 def known_labels(conn: Connection, table: Table, keys: list[str]) -> Iterator[tuple[str, datetime]]:
-    """(row_key, labelled_at) of the keys the table already holds."""
+    """(key, labelled_at) of the keys the table already holds."""
     for start in range(0, len(keys), LOOKUP_KEYS):
         chunk = keys[start : start + LOOKUP_KEYS]
-        query = select(table.c.row_key, table.c.labelled_at).where(table.c.row_key.in_(chunk))
+        query = select(table.c.key, table.c.labelled_at).where(table.c.key.in_(chunk))
         yield from conn.execute(query)
 
 
 def insert_new(conn: Connection, table: Table, frame: pd.DataFrame, loaded_at: datetime) -> None:
     rows = [
-        {"row_key": k, "label": v, "labelled_at": at, "times_labelled": 1, "loaded_at": loaded_at}
-        for k, v, at in zip(frame["row_key"], frame["label"], frame["labelled_at"], strict=True)
+        {"key": k, "label": v, "labelled_at": at, "times_labelled": 1, "loaded_at": loaded_at}
+        for k, v, at in zip(frame["key"], frame["label"], frame["labelled_at"], strict=True)
     ]
     if rows:
         conn.execute(insert(table), rows)
@@ -99,31 +101,31 @@ def insert_new(conn: Connection, table: Table, frame: pd.DataFrame, loaded_at: d
 def replace_older(conn: Connection, table: Table, frame: pd.DataFrame, loaded_at: datetime) -> None:
     statement = (
         update(table)
-        .where(table.c.row_key == bindparam("key"))
+        .where(table.c.key == bindparam("old_key"))
         .values(
             label=bindparam("new_label"), labelled_at=bindparam("at"),
             times_labelled=table.c.times_labelled + 1, loaded_at=loaded_at,
         )
     )  # fmt: skip
     rows = [
-        {"key": k, "new_label": v, "at": at}
-        for k, v, at in zip(frame["row_key"], frame["label"], frame["labelled_at"], strict=True)
+        {"old_key": k, "new_label": v, "at": at}
+        for k, v, at in zip(frame["key"], frame["label"], frame["labelled_at"], strict=True)
     ]
     if rows:
         conn.execute(statement, rows)
 
 
 def count_unmatched(engine: Engine, dataset: str, keys: list[str]) -> int:
-    """How many of `keys` no row of the prediction log carries."""
+    """How many of `keys` no row of the prediction log carries (as row key or request id)."""
     log = predictions_table(dataset)
     open_table(engine, log)
-    matched = 0
+    matched: set[str] = set()
     with engine.connect() as conn:
         for start in range(0, len(keys), LOOKUP_KEYS):
             chunk = keys[start : start + LOOKUP_KEYS]
-            query = select(log.c.row_key).where(log.c.row_key.in_(chunk)).distinct()
-            matched += len(conn.execute(query).all())
-    return len(keys) - matched
+            for column in (log.c.row_key, log.c.request_id):
+                matched |= set(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return len(keys) - len(matched)
 
 
 LABELLED_COLUMNS = ("predicted_at", "model_version", "probabilities", "label")
@@ -132,15 +134,19 @@ COUNT_COLUMNS = ("day", "model_version", "predictions")
 
 def read_labelled_answers(engine: Engine, dataset: str, since: datetime) -> list[tuple]:
     """The prediction log's rows since `since` that a label has come for, each with that
-    label (LABELLED_COLUMNS): an inner join on the row key, so unlabelled answers stay in
-    the store."""
+    label (LABELLED_COLUMNS): joined on the row key, or else on the request id (a one-row
+    request labelled by its `request_id`); inner joins, so unlabelled answers stay in the
+    store."""
     log, labels = predictions_table(dataset), labels_table(dataset)
-    joined = log.join(labels, log.c.row_key == labels.c.row_key)
-    query = (
-        select(log.c.predicted_at, log.c.model_version, log.c.probabilities, labels.c.label)
-        .select_from(joined)
-        .where(log.c.predicted_at >= since)
-        .order_by(log.c.id)
+    columns = (log.c.predicted_at, log.c.model_version, log.c.probabilities, labels.c.label)
+    by_row = select(*columns).select_from(log.join(labels, log.c.row_key == labels.c.key))
+    by_request = (
+        select(*columns)
+        .select_from(log.join(labels, log.c.request_id == labels.c.key))
+        .where(log.c.row_key.is_(None))
+    )
+    query = union_all(
+        by_row.where(log.c.predicted_at >= since), by_request.where(log.c.predicted_at >= since)
     )
     with reporting_errors(engine):
         open_tables(engine, log, labels)

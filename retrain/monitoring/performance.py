@@ -18,6 +18,7 @@ from retrain.errors import BadInput
 from retrain.training.families import auroc
 
 LABELLED_AT = "labelled_at"
+REQUEST_ID = "request_id"
 MIN_ROWS = 200  # a day counts for the degradation verdict with this many labelled rows
 MIN_PER_CLASS = 20  # and this many of each class
 RESAMPLES = 200
@@ -27,7 +28,7 @@ RESAMPLES = 200
 class LabelFile:
     """A labels file made ready for the labels table, and what was left out of it."""
 
-    rows: pd.DataFrame  # row_key, label, labelled_at: one row per key, the latest label
+    rows: pd.DataFrame  # key, label, labelled_at: one row per key, the latest label
     repeated: int  # rows of the file that a later row for the same key replaced
     incomplete: int  # rows without a key or a label, which cannot be kept
 
@@ -41,27 +42,32 @@ class LabelFile:
 def label_file_rows(
     frame: pd.DataFrame, ids: tuple[str, ...], target: str, now: datetime
 ) -> LabelFile:
-    """The key, label and labelling time of each row of a labels file: the time from its
-    `labelled_at` column when it has one (naive UTC), else `now`; the last row per key wins."""
-    missing = [c for c in (*ids, target) if c not in frame.columns]
-    if not ids:
-        raise BadInput(
-            "the schema names no id column, so labels cannot be matched to answers; add "
-            "`ids: [<column>]` under metadata.retrain in the schema file"
-        )
-    if missing:
-        raise BadInput(
-            f"the labels file lacks the column(s) {missing}: it needs the id column(s) "
-            f"{list(ids)} and the target {target!r}"
-        )
+    """The key, label and labelling time of each row of a labels file: keyed by the schema's
+    id column(s), or by `request_id` (a one-row request of the prediction log); the time from
+    its `labelled_at` column when it has one (naive UTC), else `now`; the last row per key
+    wins."""
+    keys = label_keys(frame, ids, target)
     at = labelled_times(frame, now)
-    rows = pd.DataFrame(
-        {"row_key": row_keys(frame, ids), "label": label_texts(frame[target]), LABELLED_AT: at}
-    )
-    complete = rows["row_key"].notna() & rows["label"].notna()
+    rows = pd.DataFrame({"key": keys, "label": label_texts(frame[target]), LABELLED_AT: at})
+    complete = rows["key"].notna() & rows["label"].notna()
     rows = rows[complete].sort_values(LABELLED_AT, kind="stable")
-    latest = rows.drop_duplicates("row_key", keep="last").reset_index(drop=True)
+    latest = rows.drop_duplicates("key", keep="last").reset_index(drop=True)
     return LabelFile(latest, len(rows) - len(latest), int((~complete).sum()))
+
+
+def label_keys(frame: pd.DataFrame, ids: tuple[str, ...], target: str) -> list[str | None]:
+    """Each row's key: its id column(s) when the file has them, else its `request_id`."""
+    if target not in frame.columns:
+        raise BadInput(f"the labels file lacks the target column {target!r}")
+    if ids and all(c in frame.columns for c in ids):
+        return row_keys(frame, ids)
+    if REQUEST_ID in frame.columns:
+        return [None if pd.isna(v) else str(v) for v in frame[REQUEST_ID]]
+    wanted = f"the id column(s) {list(ids)} or " if ids else ""
+    raise BadInput(
+        f"the labels file needs {wanted}`{REQUEST_ID}` (from the prediction log) to match "
+        "labels to answers; the schema names its ids under metadata.retrain.ids"
+    )
 
 
 def labelled_times(frame: pd.DataFrame, now: datetime) -> pd.Series:

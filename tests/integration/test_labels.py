@@ -46,11 +46,11 @@ def test_an_old_log_migrates_and_late_labels_join_the_answers(db_url: str, datas
         rows = conn.execute(select(log.c.request_id, log.c.row_key).order_by(log.c.id)).all()
     assert [tuple(r) for r in rows] == [("r0", None), ("r1", "a"), ("r1", "b"), ("r1", "c")]
 
-    first = pd.DataFrame({"row_key": ["a", "b"], "label": ["yes", "yes"],
+    first = pd.DataFrame({"key": ["a", "b"], "label": ["yes", "yes"],
                           "labelled_at": [DAY, DAY]})  # fmt: skip
     assert labels.write_labels(engine, dataset, first, DAY) == labels.LabelsWritten(2, 0, 0, 0)
     times = [datetime(2026, 12, 6), datetime(2026, 12, 1), DAY]  # newer, older, new key
-    later = pd.DataFrame({"row_key": ["a", "b", "zz"], "label": ["no", "no", "yes"],
+    later = pd.DataFrame({"key": ["a", "b", "zz"], "label": ["no", "no", "yes"],
                           "labelled_at": times})  # fmt: skip
     written = labels.write_labels(engine, dataset, later, DAY)
     assert written == labels.LabelsWritten(new=1, replaced=1, stale=1, unmatched=1)
@@ -58,6 +58,15 @@ def test_an_old_log_migrates_and_late_labels_join_the_answers(db_url: str, datas
     assert sorted((r[1], r[3]) for r in joined) == [("2", "no"), ("2", "yes")]  # a now no, b yes
     counts = labels.count_answers(engine, dataset, datetime(2026, 12, 5))
     assert sorted(counts) == [("2026-12-05", "1", 1), ("2026-12-05", "2", 3)]
+    # a one-row request sent without ids is labelled by its request_id
+    lone = Record(
+        "r9", DAY, pd.DataFrame({"x": [1]}), ["no"], 1.0, None, {"no": [0.6], "yes": [0.4]}
+    )
+    write_rows(engine, log, [lone], "2")
+    by_request = pd.DataFrame({"key": ["r9"], "label": ["yes"], "labelled_at": [DAY]})
+    assert labels.write_labels(engine, dataset, by_request, DAY).unmatched == 0
+    joined = labels.read_labelled_answers(engine, dataset, datetime(2026, 12, 5))
+    assert sorted(r[3] for r in joined) == ["no", "yes", "yes"]
 
 
 def test_a_new_batch_labels_the_answers_given_for_its_ids(
@@ -126,7 +135,7 @@ def test_a_model_below_its_promise_on_two_labelled_days_raises_degraded(
                         list(truth), 1.0, keys, by_class)  # fmt: skip
         write_rows(engine, predictions_table("fishperf"), [record], version)
         labels.write_labels(engine, "fishperf", pd.DataFrame(
-            {"row_key": keys, "label": truth, "labelled_at": now}), now)  # fmt: skip
+            {"key": keys, "label": truth, "labelled_at": now}), now)  # fmt: skip
     verdict = performance(days=3)
     assert verdict.degraded and len(verdict.below) == 2
     assert all(d.auroc < 0.95 - 0.02 for d in verdict.below)

@@ -40,7 +40,7 @@ def test_the_latest_label_per_key_wins_and_what_is_left_out_is_counted() -> None
         }
     )
     prepared = label_file_rows(frame, ("id",), "churned", NOW)
-    rows = prepared.rows.set_index("row_key")
+    rows = prepared.rows.set_index("key")
     assert rows["label"].to_dict() == {"1": "yes", "2": "yes"}
     assert rows.loc["1", "labelled_at"] == datetime(2026, 12, 3, 10, 0)
     assert (prepared.repeated, prepared.incomplete) == (1, 2)
@@ -50,10 +50,13 @@ def test_the_latest_label_per_key_wins_and_what_is_left_out_is_counted() -> None
 
 def test_a_labels_file_without_the_ids_or_a_schema_without_ids_is_one_clear_error() -> None:
     frame = pd.DataFrame({"customer": ["1"], "churned": ["no"]})
-    with pytest.raises(BadInput, match=r"lacks the column\(s\) \['id'\]"):
+    with pytest.raises(BadInput, match=r"needs the id column\(s\) \['id'\] or `request_id`"):
         label_file_rows(frame, ("id",), "churned", NOW)
-    with pytest.raises(BadInput, match="names no id column"):
+    with pytest.raises(BadInput, match="needs `request_id`"):
         label_file_rows(frame, (), "churned", NOW)
+    by_request = pd.DataFrame({"request_id": ["r-1", "r-2"], "churned": ["no", "yes"]})
+    assert label_file_rows(by_request, ("id",), "churned", NOW).rows["key"].tolist() == [
+        "r-1", "r-2"]  # fmt: skip
 
 
 def answers(day: str, version: str, proba: list[float], labels: list[str]) -> pd.DataFrame:
