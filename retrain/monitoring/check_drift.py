@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from retrain.config.settings import Settings
 from retrain.data.split import holdout_rows
-from retrain.data.training_rows import with_batch_times
+from retrain.data.training_rows import read_training_rows
 from retrain.io import store, tracking
 from retrain.monitoring.drift import DriftReport, batch_drift
 
@@ -59,9 +59,9 @@ def measure_drift(
     with engine.connect() as conn:
         earlier = store.batches_loaded_before(conn, tables, trained_at, batch_id)
         current = store.read_cleaned(conn, tables, batches=[batch_id])
-        reference = store.read_cleaned(conn, tables, batches=earlier) if earlier else None
-        if reference is not None:
-            reference = with_batch_times(conn, tables, reference, settings)
+    # the champion's training window of those batches: a night's check reads no more rows
+    # once the window is full
+    reference = read_training_rows(engine, tables, settings, earlier)[0] if earlier else None
     if current.empty:
         return BatchDrift(batch_id, None, skipped="the batch has no cleaned rows")
     if reference is None or reference.empty:
