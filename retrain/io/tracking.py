@@ -179,16 +179,16 @@ def log_trial(
     params: dict[str, Any],
     metrics: dict[str, float],
 ) -> str:
-    """One nested child run per trial, written in a single batch."""
-    run = client.create_run(
-        experiment_id, tags={MLFLOW_PARENT_RUN_ID: parent_id, MLFLOW_RUN_NAME: f"trial-{number}"}
-    )
+    """One nested child run per trial, created with its trial number (a worker killed
+    between two calls leaves no child run that names no trial), then written in one batch."""
+    tags = {MLFLOW_PARENT_RUN_ID: parent_id, MLFLOW_RUN_NAME: f"trial-{number}",
+            "optuna.trial": str(number)}  # fmt: skip
+    run = client.create_run(experiment_id, tags=tags)
     now = int(time.time() * 1000)
     client.log_batch(
         run.info.run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
         params=[Param(k, str(v)) for k, v in params.items()],
-        tags=[RunTag("optuna.trial", str(number))],
     )
     client.set_terminated(run.info.run_id)
     return run.info.run_id
