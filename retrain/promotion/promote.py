@@ -51,16 +51,17 @@ class PromotionReport:
         return f"{verb} challenger version {self.challenger}: {self.decision.reason}"
 
 
-def holdout_scores(
-    settings: Settings, data: Dataset, versions: list[str], judged: str | None = None
-) -> dict[str, np.ndarray]:
-    """Each version's probabilities on the holdout rows, one column per known class; the
-    `judged` version by the Pipeline that did not see the holdout (refit versions keep it)."""
+def holdout_scores(settings: Settings, data: Dataset, versions: list[str]) -> dict[str, np.ndarray]:
+    """Each version's probabilities on the holdout rows, one column per known class. A version
+    refit on its holdout after its decision is scored by the Pipeline that holdout judged
+    (`judged.joblib`): the challenger's refit has seen today's holdout, so it cannot be judged
+    on it, and judging the champion the same way compares like with like (each as it stood
+    before its own refit). Other versions are scored as served."""
     scores = {}
     for version in versions:
         try:
             model = logged_model.load_version(
-                settings.tracking_uri, settings.model_name, version, judged=version == judged
+                settings.tracking_uri, settings.model_name, version, judged=True
             )
         except Exception as err:  # any loader error: this version cannot be compared
             raise StageFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
@@ -117,7 +118,7 @@ def compare_on_holdout(
     """Each version's holdout AUROC, the paired bootstrap when the rules require it, and each
     version's (Brier score, ECE) on the same rows."""
     y = data.holdout[data.target].to_numpy()
-    scores = holdout_scores(settings, data, [v for v in (challenger, champion) if v], challenger)
+    scores = holdout_scores(settings, data, [v for v in (challenger, champion) if v])
     classes, positive = data.known_classes, data.positive
     aurocs = {v: auroc(y, proba, classes, positive) for v, proba in scores.items()}
     calibration = {
