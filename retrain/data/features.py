@@ -151,9 +151,3 @@ def row_keys(frame: pd.DataFrame, ids: tuple[str, ...] | list[str]) -> list[str 
     for part in parts[1:]:
         keys = keys + KEY_SEPARATOR + part.astype(object)
     return [key if isinstance(key, str) else None for key in keys]
-
-
-def label_texts(values: pd.Series) -> pd.Series:
-    """Class labels as the text the prediction log keeps (a whole float reads as its integer,
-    booleans as True/False), so that labels from any file compare with logged answers."""
-    return to_categories(values)

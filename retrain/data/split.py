@@ -60,7 +60,7 @@ def time_holdout(
     so no timestamp lies on both sides; widening stops at half the rows. Rows without a time
     always train."""
     stamps = pd.to_datetime(times, errors="coerce", utc=True)
-    order = np.argsort(-stamps.to_numpy(dtype="datetime64[ns]").astype("int64"), kind="stable")
+    order = newest_first(stamps)
     order = order[stamps.iloc[order].notna().to_numpy()]
     if len(order) == 0:
         return TimeHoldout(np.zeros(len(times), dtype=bool), "no row has a time", None, None, False)
@@ -243,7 +243,7 @@ def holdout_of(cleaned: pd.DataFrame, target: str, choice: HoldoutChoice) -> tup
         )
     times = cleaned[choice.time_column]
     if pd.api.types.is_numeric_dtype(times):
-        times = pd.to_datetime(times, unit="s", errors="coerce").rename(choice.time_column)
+        times = as_times(times).rename(choice.time_column)
     held = time_holdout(times, cleaned[target].to_numpy(), choice.days, choice.share)
     if len(held.mask) and held.mask.all():
         raise StageFailed(

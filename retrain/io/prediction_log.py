@@ -48,9 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COLUMNS = ("request_id", "predicted_at", "model_version", "inputs", "prediction", "latency_ms")
-# Added in 0.3 (nullable, so older tables migrate by ALTER TABLE): the row's id key, for late
-# labels, and the answered probabilities, for the realized AUROC.
-LABEL_COLUMNS = ("row_key", "probabilities")
 MICROSECONDS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 LONG_TEXT = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
@@ -68,6 +65,8 @@ def predictions_table(dataset: str) -> Table:
         Column("inputs", LONG_TEXT, nullable=False),
         Column("prediction", String(255), nullable=False),
         Column("latency_ms", Float, nullable=False),
+        # added in 0.3, nullable so an older table migrates by ALTER TABLE: the row's id key
+        # (late labels join on it) and the answered probabilities (the realized AUROC)
         Column("row_key", String(255), nullable=True),
         Column("probabilities", Text, nullable=True),
         Index(f"ix_{name}_at", "predicted_at"),

@@ -13,7 +13,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from retrain.data.features import label_texts, row_keys
+from retrain.data.features import row_keys, to_categories
 from retrain.errors import BadInput
 from retrain.training.families import auroc
 
@@ -48,7 +48,8 @@ def label_file_rows(
     wins."""
     keys = label_keys(frame, ids, target)
     at = labelled_times(frame, now)
-    rows = pd.DataFrame({"key": keys, "label": label_texts(frame[target]), LABELLED_AT: at})
+    # labels as the log's text of a class (a whole float reads as its integer)
+    rows = pd.DataFrame({"key": keys, "label": to_categories(frame[target]), LABELLED_AT: at})
     complete = rows["key"].notna() & rows["label"].notna()
     rows = rows[complete].sort_values(LABELLED_AT, kind="stable")
     latest = rows.drop_duplicates("key", keep="last").reset_index(drop=True)
@@ -163,7 +164,7 @@ def realized_auroc(
     counts = pd.Series(y).value_counts()
     if len(counts) < 2:
         return None, None, None, False
-    key = None if positive is None else label_texts(pd.Series([positive])).iloc[0]
+    key = None if positive is None else to_categories(pd.Series([positive])).iloc[0]
     score = auroc(y, proba, classes, key)
     low, high = bootstrap_interval(y, proba, classes, key, seed)
     enough = len(y) >= MIN_ROWS and len(counts) == len(classes) and counts.min() >= MIN_PER_CLASS

@@ -37,8 +37,7 @@ def suspected_leaks(
 ) -> list[Leak]:
     """The features of `frame` (training rows, features as prepared: numbers float, categories
     text) that look like the label in disguise; at most SAMPLE_ROWS rows are looked at."""
-    if len(frame) > SAMPLE_ROWS:
-        frame = frame.sample(SAMPLE_ROWS, random_state=seed)
+    frame = rows_to_look_at(frame, seed)
     y = frame[target].astype(str).to_numpy()
     if len(np.unique(y)) < 2 or np.unique(y, return_counts=True)[1].min() < 3:
         return []
@@ -53,6 +52,12 @@ def suspected_leaks(
         if score >= threshold:
             leaks.append(Leak(column, f"AUROC {score:.3f} alone"))
     return leaks
+
+
+def rows_to_look_at(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """At most SAMPLE_ROWS rows, a seeded sample (the same rows whether or not a caller took
+    it already), so a caller can prepare only these."""
+    return frame.sample(SAMPLE_ROWS, random_state=seed) if len(frame) > SAMPLE_ROWS else frame
 
 
 def alone_auroc(values: pd.Series, y: np.ndarray, categorical: bool, seed: int) -> float:

@@ -69,7 +69,7 @@ from retrain.training.families import (
     score_proba,
     suggest_params,
 )
-from retrain.training.leakage import suspected_leaks
+from retrain.training.leakage import rows_to_look_at, suspected_leaks
 from retrain.training.notes import tuning_note, version_note
 
 
@@ -155,9 +155,9 @@ def fold_rounds(n_folds: int) -> list[range]:
     return [range(i, min(i + FOLDS_PER_ROUND, n_folds)) for i in range(0, n_folds, FOLDS_PER_ROUND)]
 
 
-def training_matrix(data: Dataset) -> pd.DataFrame:
-    """The training rows' features, prepared and in compact dtypes."""
-    return compact_features(prepare_features(data.train, data.kinds))
+def training_matrix(data: Dataset, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The training rows' features (or those of `rows`), prepared and in compact dtypes."""
+    return compact_features(prepare_features(data.train if rows is None else rows, data.kinds))
 
 
 def tuning_rows(data: Dataset, config: TuneConfig) -> tuple[pd.DataFrame, np.ndarray]:
@@ -467,9 +467,10 @@ def refit_best(
     pipeline = fit_pipeline(data, family, params, fitting, seed)
     model, method = calibrate_on(data, pipeline, held_back, seed)
     classes, y_test = data.known_classes, data.labels(data.holdout)
-    proba = predict_aligned(model, prepare_features(data.holdout, data.kinds), classes)
+    x_test = prepare_features(data.holdout, data.kinds)
+    proba = predict_aligned(model, x_test, classes)
     test_auroc, test_accuracy = score_proba(classes, y_test, proba, classes, data.positive)
-    raw = predict_aligned(pipeline, prepare_features(data.holdout, data.kinds), classes)
+    raw = predict_aligned(pipeline, x_test, classes)
     return Refit(
         model, params, family, test_auroc, test_accuracy, proba, fitting, held_back, pipeline,
         method, brier(y_test, proba, classes, data.positive),
@@ -482,7 +483,7 @@ def fit_pipeline(
     data: Dataset, family: str, params: dict, rows: pd.DataFrame, seed: int
 ) -> Pipeline:
     """The family's Pipeline fit on `rows` with every core, then set to serve on one."""
-    x = compact_features(prepare_features(rows, data.kinds))
+    x = training_matrix(data, rows)
     model = all_cores(build_model(family, params, data.kinds, seed))
     model = fit_model(model, x, rows[data.target].to_numpy(), data.kinds)
     if uses_threads(model):
@@ -639,10 +640,10 @@ def start_tuning(
 
 
 def leaks_of(data: Dataset, seed: int) -> list:
-    """The training rows' features that look like the label in disguise (named, not dropped)."""
-    prepared = prepare_features(data.train, data.kinds).assign(
-        **{data.target: data.labels(data.train)}
-    )
+    """The training rows' features that look like the label in disguise (named, not dropped);
+    only the rows the check looks at are prepared."""
+    rows = rows_to_look_at(data.train, seed)
+    prepared = prepare_features(rows, data.kinds).assign(**{data.target: data.labels(rows)})
     return suspected_leaks(prepared, data.kinds, data.target, seed)
 
 
