@@ -68,7 +68,13 @@ def _prepare() -> None:
     """Quiet defaults for Prefect on a machine with no internet (the user's env still wins).
 
     The error line is printed at exit by a hook registered before Prefect's own, so it comes
-    after Prefect's last log line (the temporary API server stops at exit too)."""
+    after Prefect's last log line (the temporary API server stops at exit too). The settings
+    file's Prefect, MLflow and AWS variables are exported first: Prefect reads its own
+    variables once, when a command first imports it."""
+    atexit.register(_print_final_lines)
+    from retrain.config.settings import export_tool_variables
+
+    run_stage(export_tool_variables)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect gives its temporary server 20 s to start, which a busy 2-core machine (a
     # nightly tune beside a test run) overruns; a run that waits beats one that fails
@@ -78,7 +84,6 @@ def _prepare() -> None:
     # pandera imports pyspark.pandas when pyspark is installed (the `spark` group), which
     # warns about the pandas version on every command; retrain uses no pyspark.pandas
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-    atexit.register(_print_final_lines)
 
 
 def _quiet_expected_tracebacks() -> None:

@@ -349,6 +349,32 @@ def env_file() -> Path:
     return Path(os.environ.get("RETRAIN_HOME") or "~/.retrain").expanduser() / "retrain.env"
 
 
+# The variables of the tools retrain drives that the settings file may carry: Prefect's (the
+# API URL and its auth string), MLflow's (tracking URI and credentials, S3 endpoint) and the
+# AWS SDK's (object-store credentials).
+TOOL_PREFIXES = ("PREFECT_", "MLFLOW_", "AWS_")
+
+
+def export_tool_variables() -> list[str]:
+    """Copy the settings file's Prefect, MLflow and AWS variables into this process's
+    environment, where the environment does not set them already; returns their names.
+
+    Those libraries read their own variables, Prefect once when it is imported, so every
+    entry point (the CLI, the worker, the bootstrap) calls this before importing them; the
+    processes they start (flow runs, model servers) inherit the result."""
+    from dotenv import dotenv_values
+
+    path = env_file()
+    if not path.is_file():
+        return []
+    exported = []
+    for name, value in dotenv_values(path, encoding="utf-8").items():
+        if name.startswith(TOOL_PREFIXES) and value is not None and name not in os.environ:
+            os.environ[name] = value
+            exported.append(name)
+    return exported
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment and the settings file now. The environment wins over the file,
     and explicit, non-None overrides (command-line options, flow parameters) over both."""

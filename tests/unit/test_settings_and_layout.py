@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retrain.config.settings import load_settings
+from retrain.config.settings import export_tool_variables, load_settings
 from retrain.errors import BadInput
 
 ROOT = Path(__file__).parents[2]
@@ -59,6 +59,35 @@ def test_the_settings_file_is_read_and_the_environment_wins(
     monkeypatch.setenv("RETRAIN_ENV_FILE", str(tmp_path / "missing.env"))
     with pytest.raises(BadInput, match=r"RETRAIN_ENV_FILE names .*missing\.env"):
         load_settings()
+
+
+def test_the_settings_file_exports_only_the_tools_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Prefect reads PREFECT_API_AUTH_STRING at import and MLflow its credentials from the
+    environment, so those lines of the file become variables; the environment still wins."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "retrain.env").write_text(
+        "PREFECT_API_AUTH_STRING=admin:from-file\nMLFLOW_TRACKING_PASSWORD='p w#1'\n"
+        "AWS_ACCESS_KEY_ID=key\nPREFECT_API_URL=http://file:4200/api\n"
+        "RETRAIN_TRIALS=7\nSOMETHING_ELSE=1\n"
+    )
+    monkeypatch.setenv("RETRAIN_HOME", str(home))
+    monkeypatch.setenv("PREFECT_API_URL", "http://env:4200/api")
+    for name in ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_PASSWORD", "AWS_ACCESS_KEY_ID",
+                 "RETRAIN_TRIALS", "SOMETHING_ELSE"):  # fmt: skip
+        monkeypatch.setenv(name, "")  # recorded, so what the test exports is undone after it
+        monkeypatch.delenv(name)
+    exported = export_tool_variables()
+    assert sorted(exported) == [
+        "AWS_ACCESS_KEY_ID", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING",
+    ]  # fmt: skip
+    assert os.environ["PREFECT_API_AUTH_STRING"] == "admin:from-file"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "p w#1"
+    assert os.environ["PREFECT_API_URL"] == "http://env:4200/api"
+    assert "RETRAIN_TRIALS" not in os.environ and "SOMETHING_ELSE" not in os.environ
+    assert export_tool_variables() == []  # a second call finds them set
 
 
 def test_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import optuna
 
-from deployments.bootstrap import with_every_field_required, without_worker_hints
+from deployments.server_objects import with_every_field_required, without_worker_hints
 from flows.hooks import compose_run_name, promotion_table
 from flows.retrain import Stage
 from retrain import links
