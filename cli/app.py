@@ -120,10 +120,22 @@ def run_stage(start: Callable[[], Any]) -> Any:
 def run_flow(start: Callable[[], Any]) -> Any:
     """Run a stage's flow (as `run_stage`) on PREFECT_API_URL, or on a local Prefect server
     that is already running, before falling back on Prefect's temporary server."""
+    from httpx import HTTPStatusError
+
     from flows.api import prefect_api
 
-    with prefect_api():
-        return run_stage(start)
+    with prefect_api() as api:
+        try:
+            return run_stage(start)
+        except HTTPStatusError as err:
+            if err.response.status_code != 401:
+                raise
+            fail(
+                f"the Prefect server at {api} refused the request (401 Unauthorized): set "
+                "PREFECT_API_AUTH_STRING to its PREFECT_SERVER_API_AUTH_STRING (environment "
+                "or settings file)",
+                1,
+            )
 
 
 def check_settings(**overrides: object) -> Settings:

@@ -3,12 +3,14 @@ one is already running (starting Prefect's temporary server costs about ten seco
 
 from __future__ import annotations
 
+import base64
 import logging
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prefect.settings import (
+    PREFECT_API_AUTH_STRING,
     PREFECT_API_URL,
     PREFECT_SERVER_API_HOST,
     PREFECT_SERVER_API_PORT,
@@ -28,11 +30,21 @@ def local_server_url() -> str:
 
 def answers(api_url: str) -> bool:
     """True when a Prefect server answers its health check at once."""
+    request = urllib.request.Request(f"{api_url}/health", headers=auth_headers())
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=PROBE_SECONDS) as reply:
+        with urllib.request.urlopen(request, timeout=PROBE_SECONDS) as reply:
             return reply.status == 200
     except OSError:
         return False
+
+
+def auth_headers() -> dict[str, str]:
+    """The Authorization header Prefect's client sends for PREFECT_API_AUTH_STRING (a server
+    started with PREFECT_SERVER_API_AUTH_STRING refuses requests without it)."""
+    auth = PREFECT_API_AUTH_STRING.value()
+    if not auth:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
 
 
 @contextmanager

@@ -50,18 +50,23 @@ def mysql_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect server for this test session; flows run in-process report to it."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    """A real Prefect server for this test session, which asks for its auth string as a
+    server on a network should; flows run in-process, and the processes tests start (their
+    environment copies this one's), send it."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
+    auth = f"retrain-tests:{uuid.uuid4().hex}"
     try:
-        server = services.prefect_server(tmp_path_factory.mktemp("prefect"))
+        server = services.prefect_server(tmp_path_factory.mktemp("prefect"), auth=auth)
         api = server.__enter__()
     except RuntimeError as err:
         services.need_service(f"prefect server did not start: {err}")
+    os.environ["PREFECT_API_AUTH_STRING"] = auth
     try:
-        with temporary_settings(updates={PREFECT_API_URL: api}):
+        with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth}):
             yield api
     finally:
+        os.environ.pop("PREFECT_API_AUTH_STRING", None)
         server.__exit__(None, None, None)
 
 

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,19 +271,44 @@ def test_several_workers_on_sqlite_are_refused_with_the_fix(cli_env: dict) -> No
 
 def test_a_stage_without_prefect_api_url_uses_the_local_server_running(cli_env: dict) -> None:
     """No temporary server is started when `prefect server start` already runs here: the
-    server is found through Prefect's own host and port settings, and the run is recorded."""
+    server is found through Prefect's own host and port settings, and the run is recorded.
+    The server's auth string comes from the settings file alone, as on a server's worker."""
     from urllib.parse import urlsplit
 
     since = datetime.now(UTC)
     api = urlsplit(cli_env["PREFECT_API_URL"])
-    environ = {k: v for k, v in cli_env.items() if k != "PREFECT_API_URL"}
-    environ |= {"PREFECT_SERVER_API_HOST": api.hostname, "PREFECT_SERVER_API_PORT": str(api.port)}
+    hidden = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")
+    environ = {k: v for k, v in cli_env.items() if k not in hidden}
+    home = Path(cli_env["RETRAIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "retrain.env").write_text(
+        f"PREFECT_API_AUTH_STRING={cli_env['PREFECT_API_AUTH_STRING']}\n"
+        f"PREFECT_SERVER_API_HOST={api.hostname}\nPREFECT_SERVER_API_PORT={api.port}\n"
+    )
     result = run_cli(["ingest"], environ)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"using the Prefect server running at {cli_env['PREFECT_API_URL']}" in result.stderr
     assert "Starting temporary server" not in result.stderr
     runs = asyncio.run(_flow_runs(since))
     assert runs["ingest"][0] == "COMPLETED" and runs["ingest"][1].startswith("ingest-iris-")
+
+
+def test_the_prefect_server_refuses_anonymous_requests_and_the_cli_says_what_to_set(
+    cli_env: dict,
+) -> None:
+    """The test server asks for its auth string: an anonymous request gets 401, and a
+    command without the string ends with one line naming the variable to set."""
+    api = cli_env["PREFECT_API_URL"]
+    for path, body in (("/version", None), ("/flow_runs/filter", b"{}")):
+        request = urllib.request.Request(api + path, data=body, method="POST" if body else "GET")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+    environ = {k: v for k, v in cli_env.items() if k != "PREFECT_API_AUTH_STRING"}
+    result = run_cli(["ingest"], environ)
+    assert result.returncode == 1
+    line = last_error_line(result)
+    assert "401" in line and "PREFECT_API_AUTH_STRING" in line, line
 
 
 def test_missing_file_is_bad_usage_and_answers_at_once(cli_env: dict, tmp_path: Path) -> None:

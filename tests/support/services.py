@@ -190,8 +190,10 @@ def http_ok(url: str, timeout: float = 2) -> None:
 
 
 @contextmanager
-def prefect_server(workdir: Path) -> Iterator[str]:
-    """A real `prefect server start` on a free loopback port; yields its API URL."""
+def prefect_server(workdir: Path, auth: str | None = None) -> Iterator[str]:
+    """A real `prefect server start` on a free loopback port; yields its API URL. With
+    `auth`, the server refuses every API request but the health checks without that
+    string (PREFECT_SERVER_API_AUTH_STRING; clients send PREFECT_API_AUTH_STRING)."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
@@ -202,6 +204,8 @@ def prefect_server(workdir: Path) -> Iterator[str]:
         "PREFECT_UI_API_URL": api,  # the UI in a browser asks this API, not :4200's
     }
     env.pop("PREFECT_API_URL", None)
+    if auth:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth
     prefect = str(Path(sys.executable).parent / "prefect")
     command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     log = workdir / "prefect-server.log"
