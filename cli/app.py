@@ -505,6 +505,11 @@ def serve_status(
         f"{health}"
     )
     typer.echo(f"champion as read from {champion.source}")
+    accepted = model_server.token_accepted(served.public_url, settings.serve_token)
+    if accepted is not None:
+        typer.echo("the endpoint asks for a bearer token: RETRAIN_SERVE_TOKEN is "
+                   + ("accepted" if accepted else "refused (set it to the token serving started "
+                      "with, or restart serving)"))  # fmt: skip
     if champion.disagreement:
         typer.echo(champion.disagreement)
     echo_proxy_and_supervisor(served, model_server.live_supervisor(settings.home))

@@ -28,7 +28,11 @@ PATTERN_WORDS = {
     "dataset": "letters, digits and _, starting with a letter, at most 41 characters",
     "proxy": "auto, haproxy or off",
     "objective": "auroc or accuracy",
+    "serve_token": "at least 16 characters among letters, digits and . _ ~ + / = -",
+    "metrics_token": "at least 16 characters among letters, digits and . _ ~ + / = -",
 }
+TOKEN_PATTERN = r"^[A-Za-z0-9._~+/=-]{16,}$"  # RFC 6750's token characters, long enough
+SECRET_FIELDS = ("serve_token", "metrics_token")  # never echoed in an error line
 TYPE_WORDS = {
     "int": "a whole number",
     "float": "a number",
@@ -73,6 +77,20 @@ class Settings(BaseSettings):
     )
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(1234, ge=1, le=65535)
+    serve_token: str | None = Field(
+        None,
+        pattern=TOKEN_PATTERN,
+        repr=False,
+        description="bearer token the served model asks for (checked by the proxy; /ping and "
+        "/health stay open); required when RETRAIN_SERVE_HOST reaches beyond loopback",
+    )
+    metrics_token: str | None = Field(
+        None,
+        pattern=TOKEN_PATTERN,
+        repr=False,
+        description="bearer token that opens only /metrics (Prometheus's credential); the "
+        "serve token opens it too",
+    )
     alert_url: str | None = None
     events_url: str | None = Field(
         None, description="receives a JSON event for every alias move (RETRAIN_EVENTS_URL)"
@@ -412,7 +430,7 @@ def setting_error(error: ErrorDetails) -> str:
     if not error["loc"]:
         return f"bad settings: {error['msg']}"
     field = str(error["loc"][0])
-    value = str(error.get("input"))
+    value = "<hidden>" if field in SECRET_FIELDS else str(error.get("input"))
     value = value if len(value) <= 80 else value[:77] + "..."
     return f"bad setting {setting_name(field)} '{value}': {allowed_words(field, error)}"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import urllib.error
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -54,6 +55,15 @@ def pick_rows(frame: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFram
     return frame.sample(n=sample, random_state=seed).reset_index(drop=True)
 
 
+def refusal(url: str, err: urllib.error.HTTPError) -> str:
+    """One line for a refused request: what a 401 needs, else the model server's answer."""
+    if err.code == 401:
+        return (f"the model endpoint at {url} asks for a bearer token: set RETRAIN_SERVE_TOKEN "
+                "to the token it was started with")  # fmt: skip
+    detail = err.read().decode(errors="replace")[:300]
+    return f"the model server at {url} answered {err.code}: {detail}"
+
+
 def predict_served(
     settings: Settings, client: tracking.MlflowClient, rows: pd.DataFrame
 ) -> PredictionReport:
@@ -69,7 +79,9 @@ def predict_served(
     features = rows[[c for c in dict.fromkeys(sent) if c in rows.columns]]
     started = time.perf_counter()
     try:
-        predictions = model_server.invoke(served.public_url, features)
+        predictions = model_server.invoke(served.public_url, features, token=settings.serve_token)
+    except urllib.error.HTTPError as err:
+        raise StageFailed(refusal(served.public_url, err)) from err
     except OSError as err:
         raise StageFailed(f"the model server at {served.public_url} did not answer: {err}") from err
     latency_ms = (time.perf_counter() - started) * 1000

@@ -10,6 +10,7 @@ step fails, the old version is serving on the main port again before the error i
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -154,16 +155,66 @@ def swap_to(
 
 
 def uses_proxy(settings: Settings) -> bool:
-    """HAProxy owns the main port unless RETRAIN_PROXY=off or (with auto) it is not installed."""
+    """HAProxy owns the main port unless RETRAIN_PROXY=off or (with auto) it is not installed.
+    A token, or a host beyond loopback (which needs one), requires the proxy: it checks it."""
+    guarded = guard_reason(settings)
     if settings.proxy == "off":
+        if guarded:
+            raise ServeFailed(f"{guarded} needs the proxy, which checks the token; unset "
+                              "RETRAIN_PROXY=off")  # fmt: skip
         return False
     if haproxy.binary():
         return True
-    if settings.proxy == "haproxy":
-        raise ServeFailed(
-            "RETRAIN_PROXY=haproxy but haproxy is not installed: apt-get install haproxy"
-        )
+    if settings.proxy == "haproxy" or guarded:
+        why = "RETRAIN_PROXY=haproxy" if settings.proxy == "haproxy" else guarded
+        raise ServeFailed(f"{why} but haproxy is not installed: apt-get install haproxy")
     return False
+
+
+def guard_reason(settings: Settings) -> str | None:
+    """Why the main port must ask for a bearer token (None when it need not); a host beyond
+    loopback without RETRAIN_SERVE_TOKEN is refused outright."""
+    if not is_loopback(settings.serve_host):
+        if not settings.serve_token:
+            raise ServeFailed(
+                f"RETRAIN_SERVE_HOST={settings.serve_host} serves beyond this machine: set "
+                "RETRAIN_SERVE_TOKEN (16+ characters), which the proxy then asks every request "
+                "for, or serve on 127.0.0.1"
+            )
+        return f"RETRAIN_SERVE_HOST={settings.serve_host}"
+    return "RETRAIN_SERVE_TOKEN" if settings.serve_token else None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def start_proxy(settings: Settings) -> haproxy.Proxy:
+    return haproxy.start(
+        settings.home,
+        settings.serve_host,
+        settings.serve_port,
+        haproxy.tokens_of(settings.serve_token, settings.metrics_token),
+    )
+
+
+def running_proxy(settings: Settings) -> haproxy.Proxy | None:
+    """The recorded proxy of the main port, if it asks for the tokens the settings name now;
+    one that asks for others (a token set, changed or removed since) is refused."""
+    front = haproxy.recorded(settings.home)
+    tokens = haproxy.tokens_of(settings.serve_token, settings.metrics_token)
+    if front is None or front.guard == (tokens.fingerprint() if tokens else ""):
+        return front
+    raise ServeFailed(
+        "the running proxy asks for other tokens than RETRAIN_SERVE_TOKEN and "
+        "RETRAIN_METRICS_TOKEN now name; restart serving for the new ones: `retrain serve "
+        "stop`, then `retrain serve start`"
+    )
 
 
 def swap_behind_proxy(
@@ -236,14 +287,14 @@ def front_proxy(settings: Settings, old: Served | None) -> tuple[haproxy.Proxy, 
     """The running proxy of the main port, started when there is none; a model server that
     held the main port itself is stopped first (the one swap with downtime). Returns the
     proxy, when the main port went down (0.0 when it did not), and whether it was started."""
-    front = haproxy.recorded(settings.home)
+    front = running_proxy(settings)
     if front:
         return front, 0.0, False
     down_from = 0.0
     if old and not old.proxy:
         down_from = time.monotonic()
         model_server.stop(old)
-    started = haproxy.start(settings.home, settings.serve_host, settings.serve_port)
+    started = start_proxy(settings)
     return started, down_from, True
 
 
@@ -368,13 +419,13 @@ def start_unless_served(settings: Settings, version: str, timeout: float) -> Ser
 def start_behind_proxy(settings: Settings, model_uri: str, version: str, timeout: float) -> Served:
     """A model server on a free port, healthy, then the proxy (reused or started) pointed at
     it; nothing is left running when a step fails."""
+    front = running_proxy(settings)
     served = start_server(settings, model_uri, version, "127.0.0.1", spare_port(settings))
-    front = haproxy.recorded(settings.home)
     started = None
     try:
         model_server.wait_healthy(settings.home, served, timeout)
         if front is None:
-            front = started = haproxy.start(settings.home, settings.serve_host, settings.serve_port)
+            front = started = start_proxy(settings)
         front = haproxy.switch(front, served.port, served.metrics_port)
     except Exception:
         model_server.stop(served)

@@ -12,6 +12,7 @@ finish, then puts it in maintenance. `/metrics` reaches the served model's own m
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import shutil
@@ -19,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from retrain.serving.model_server import ServeFailed, port_in_use, process_start, read_record, reap
@@ -43,7 +44,7 @@ defaults
 
 frontend main
     bind {host}:{port}
-    http-request use-service prometheus-exporter if {{ path /metrics/proxy }}
+{auth}    http-request use-service prometheus-exporter if {{ path /metrics/proxy }}
     use_backend metrics if {{ path /metrics }}
     default_backend models
 
@@ -56,6 +57,46 @@ backend metrics
     server b 127.0.0.1:{idle} disabled
 """
 
+# With a token, every path but the health checks asks for `Authorization: Bearer <token>`;
+# the metrics paths also take the metrics token (Prometheus's own credential). The tokens
+# reach HAProxy through its environment ("${...}" is expanded there), never its config file.
+REFUSE = (
+    '    http-request return status 401 content-type text/plain string "send Authorization: '
+    'Bearer <{token}>\\n" hdr WWW-Authenticate "Bearer realm=retrain" if {when}\n'
+)
+AUTH = (
+    "    acl health path /ping /health\n"
+    "    acl metrics path /metrics /metrics/proxy\n"
+    '    acl served_token req.hdr(authorization) -m str "Bearer ${RETRAIN_SERVE_TOKEN}"\n'
+    '    acl metrics_token req.hdr(authorization) -m str "Bearer ${RETRAIN_METRICS_TOKEN}"\n'
+    + REFUSE.format(token="RETRAIN_SERVE_TOKEN", when="!health !metrics !served_token")
+    + REFUSE.format(token="RETRAIN_METRICS_TOKEN", when="metrics !metrics_token !served_token")
+)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """What the proxy asks of a request: the serve token, and the metrics-only token."""
+
+    serve: str
+    metrics: str | None = None
+
+    def fingerprint(self) -> str:
+        """A digest of both tokens, recorded with the proxy: a token changed since the proxy
+        started is noticed without the tokens being written anywhere."""
+        return hashlib.sha256(f"{self.serve}\0{self.metrics or ''}".encode()).hexdigest()[:16]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "RETRAIN_SERVE_TOKEN": self.serve,
+            "RETRAIN_METRICS_TOKEN": self.metrics or self.serve,
+        }
+
+
+def tokens_of(serve: str | None, metrics: str | None) -> Tokens | None:
+    """The tokens a proxy asks for (RETRAIN_SERVE_TOKEN, RETRAIN_METRICS_TOKEN); None: none."""
+    return Tokens(serve, metrics) if serve else None
+
 
 @dataclass(frozen=True)
 class Proxy:
@@ -67,6 +108,7 @@ class Proxy:
     port: int
     socket: str
     slot: str | None = None
+    guard: str = ""  # Tokens.fingerprint() of the tokens it asks for; "" when it asks none
 
     @property
     def url(self) -> str:
@@ -95,21 +137,27 @@ def recorded(home: Path) -> Proxy | None:
     return proxy if is_running(proxy) else None
 
 
-def start(home: Path, host: str, port: int, timeout: float = 10) -> Proxy:
+def start(
+    home: Path, host: str, port: int, tokens: Tokens | None = None, timeout: float = 10
+) -> Proxy:
     """Write the configuration and start HAProxy in the foreground of its own session (it
-    outlives the flow, like the model servers); its output goes to `proxy.log`."""
+    outlives the flow, like the model servers); its output goes to `proxy.log`. With
+    `tokens`, it answers 401 to a request without the bearer token (health checks aside)."""
     executable = binary()
     if executable is None:
         raise ServeFailed("haproxy is not installed: apt-get install haproxy, or RETRAIN_PROXY=off")
     sock, config = home / "haproxy.sock", home / "haproxy.cfg"
     sock.unlink(missing_ok=True)
-    config.write_text(CONFIG.format(socket=sock, host=host, port=port, idle=1))
+    auth = AUTH if tokens else ""
+    config.write_text(CONFIG.format(socket=sock, host=host, port=port, idle=1, auth=auth))
+    environment = {**os.environ, **(tokens.environment() if tokens else {})}
     with open(home / "proxy.log", "ab") as log:
         proc = subprocess.Popen(
             [executable, "-W", "-db", "-f", str(config)], stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment,
         )  # fmt: skip
-    proxy = Proxy(proc.pid, process_start(proc.pid) or "", host, port, str(sock))
+    guard = tokens.fingerprint() if tokens else ""
+    proxy = Proxy(proc.pid, process_start(proc.pid) or "", host, port, str(sock), guard=guard)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -162,7 +210,7 @@ def switch(proxy: Proxy, port: int, metrics_port: int | None) -> Proxy:
     if old:
         steps += [f"set server models/{old} state drain", f"set server metrics/{old} state maint"]
     command(proxy, "; ".join(steps))
-    return Proxy(proxy.pid, proxy.proc_start, proxy.host, proxy.port, proxy.socket, new)
+    return replace(proxy, slot=new)
 
 
 def restore(proxy: Proxy) -> None:

@@ -272,6 +272,21 @@ def ping_url(url: str) -> bool:
         return False
 
 
+def token_accepted(url: str, token: str | None) -> bool | None:
+    """Whether the endpoint at `url` takes `token` (a GET of MLflow's `/version` through the
+    proxy); None when it asks for no token at all."""
+    request = urllib.request.Request(f"{url}/version")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=2):
+            return True if token else None
+    except urllib.error.HTTPError as err:
+        return False if err.code == 401 else None
+    except OSError:
+        return None
+
+
 def read_metrics(served: Served, timeout: float = 2) -> str:
     """The served model's Prometheus text, or "" when it has none or does not answer."""
     if not served.metrics_url:
@@ -291,12 +306,15 @@ def log_drops(served: Served) -> int:
     return 0
 
 
-def invoke(url: str, frame: pd.DataFrame, timeout: float = 30) -> list:
-    """POST rows as `dataframe_split` to `/invocations`; returns the predictions."""
+def invoke(url: str, frame: pd.DataFrame, timeout: float = 30, token: str | None = None) -> list:
+    """POST rows as `dataframe_split` to `/invocations` (with the bearer `token` the proxy
+    asks for, if any); returns the predictions."""
     body = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split"))}).encode()
     request = urllib.request.Request(
         f"{url}/invocations", data=body, headers={"Content-Type": "application/json"}
     )
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=timeout) as answer:
         return json.loads(answer.read())["predictions"]
 

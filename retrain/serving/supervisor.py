@@ -98,7 +98,10 @@ class Supervisor:
     def restart_proxy(self, record: Served) -> str:
         """A new HAProxy pointed at the recorded server (stopped again if that fails)."""
         self.restarts.append(time.monotonic())
-        front = haproxy.start(self.settings.home, record.proxy["host"], record.proxy["port"])
+        tokens = haproxy.tokens_of(self.settings.serve_token, self.settings.metrics_token)
+        front = haproxy.start(
+            self.settings.home, record.proxy["host"], record.proxy["port"], tokens
+        )
         try:
             front = haproxy.switch(front, record.port, record.metrics_port)
         except (ServeFailed, OSError) as err:

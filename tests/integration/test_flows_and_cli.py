@@ -10,10 +10,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from retrain.errors import StageFailed
@@ -150,8 +152,14 @@ def assert_predict_prints_rows_and_logs_one_run(cli_env: dict) -> None:
 
 @pytest.mark.heavy
 def test_run_twice_loads_once(cli_env: dict, receiver: tuple[str, list[dict]]) -> None:
+    """... with the endpoint asking for a bearer token that only the settings file names:
+    `serve status` and `predict` send it, an anonymous request gets 401."""
     events_url, events = receiver
     cli_env = {**cli_env, "RETRAIN_EVENTS_URL": events_url}
+    token = f"tok-{uuid.uuid4().hex}"
+    home = Path(cli_env["RETRAIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "retrain.env").write_text(f"RETRAIN_SERVE_TOKEN={token}\n")
     since = datetime.now(UTC)
     first = run_cli(["run"], {**cli_env, "RETRAIN_SUPERVISE": "true"})
     assert first.returncode == 0, first.stderr[-3000:]
@@ -169,6 +177,11 @@ def test_run_twice_loads_once(cli_env: dict, receiver: tuple[str, list[dict]]) -
     assert "version 1 (is the champion), healthy" in status.stdout, status.stderr[-2000:]
     assert watcher and f"supervised by pid {watcher['pid']}" in status.stdout
     assert "champion as read from retrain's alias log" in status.stdout
+    assert "asks for a bearer token: RETRAIN_SERVE_TOKEN is accepted" in status.stdout
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        model_server.invoke(url, iris_rows(2))
+    assert refused.value.code == 401 and "Bearer" in refused.value.headers["WWW-Authenticate"]
+    assert model_server.invoke(url, iris_rows(2), token=token) and model_server.ping_url(url)
     first_moves = [(e["alias"], e["version"], e["previous"]) for e in events]
     assert first_moves == [("challenger", "1", None), ("champion", "1", None)]
     assert all(e["event"] == "retrain.alias.moved" and e["model"] == "iris_model" for e in events)
@@ -192,6 +205,12 @@ def test_run_twice_loads_once(cli_env: dict, receiver: tuple[str, list[dict]]) -
     rolled = [(e["alias"], e["version"], e["previous"]) for e in events[3:5]]
     assert rolled == [("previous_champion", "1", None), ("champion", "2", "1")]
     assert "rolled back by hand from version 1 to 2" in events[4]["why"]
+
+
+def iris_rows(count: int) -> pd.DataFrame:
+    from sklearn.datasets import load_iris
+
+    return load_iris(as_frame=True).data.head(count)
 
 
 def shifted_iris(petal_cm: float) -> list[str]:

@@ -51,6 +51,7 @@ from tests.support.services import (
 # one worker serves the module-scoped model for every test here (--dist loadgroup)
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("served_model")]
 RETRAIN = str(Path(sys.executable).parent / "retrain")
+TOKENS = haproxy.Tokens(f"serve-{uuid.uuid4().hex}", f"metrics-{uuid.uuid4().hex}")
 CAPACITY = 40  # records the log holds while the store is away: small, so drops happen
 
 
@@ -58,6 +59,7 @@ CAPACITY = 40  # records the log holds while the store is away: small, so drops 
 class ServedFish:
     served: model_server.Served
     front: haproxy.Proxy
+    guarded: haproxy.Proxy  # a second proxy before the same server that asks for TOKENS
     tracking_uri: str
     version: str
     dataset: str
@@ -103,12 +105,18 @@ def fish(mysql_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         context.to_environment(),
     )  # fmt: skip
     front = haproxy.start(home, "127.0.0.1", free_port())
-    fish = ServedFish(served, front, tracking_uri, version, dataset, user, log_url, mysql_url)
+    (folder / "guarded").mkdir()
+    guarded = haproxy.start(folder / "guarded", "127.0.0.1", free_port(), TOKENS)
+    fish = ServedFish(
+        served, front, guarded, tracking_uri, version, dataset, user, log_url, mysql_url
+    )
     try:
         model_server.wait_healthy(home, served, 180)
         haproxy.switch(front, served.port, served.metrics_port)
+        haproxy.switch(guarded, served.port, served.metrics_port)
         yield fish
     finally:
+        haproxy.stop(guarded)
         haproxy.stop(front)
         model_server.stop(served)
         fish.admin(f"DROP USER '{user}'@'127.0.0.1'")
@@ -169,6 +177,39 @@ def test_served_version_answers_raw_rows_and_probabilities(fish: ServedFish) -> 
     assert np.allclose(served_proba.sum(axis=1), 1.0)
     # the same numbers as in-process: a null boolean reached the Pipeline as NaN, not False
     assert np.allclose(served_proba, model.predict_proba(raw_rows()))
+
+
+def status_of(url: str, token: str | None = None, body: dict | None = None) -> int:
+    """The HTTP status of a GET (or, with `body`, a POST) to `url`, sending `token`."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_a_token_guarded_endpoint_answers_only_with_the_token(fish: ServedFish) -> None:
+    """The proxy asks for the serve token everywhere but the health checks; the metrics
+    token opens only /metrics (Prometheus's credential, scraped in the test below)."""
+    url, rows = fish.guarded.url, raw_rows()
+    body = {"dataframe_split": json.loads(rows.to_json(orient="split"))}
+    for token, expected in ((None, 401), ("wrong-token-0123456789", 401),
+                            (TOKENS.metrics, 401), (TOKENS.serve, 200)):  # fmt: skip
+        assert status_of(f"{url}/invocations", token, body) == expected, token
+    for path in ("/ping", "/health"):
+        assert status_of(url + path) == 200
+    for path in ("/metrics", "/metrics/proxy"):
+        assert status_of(url + path) == 401
+        assert status_of(url + path, TOKENS.metrics) == status_of(url + path, TOKENS.serve) == 200
+    answered = model_server.invoke(url, rows, token=TOKENS.serve)
+    assert answered == model_server.invoke(fish.front.url, rows)
+    assert model_server.token_accepted(url, TOKENS.serve) is True
+    assert model_server.token_accepted(url, "wrong-token-0123456789") is False
+    assert model_server.token_accepted(fish.front.url, None) is None
 
 
 def typed_csv(folder: Path) -> Path:
@@ -425,16 +466,17 @@ def test_prometheus_scrapes_the_model_through_the_proxy_and_the_nightly_figures(
 ) -> None:
     from retrain.io.nightly_metrics import NightlyFigures, publish_nightly
 
-    target = f"127.0.0.1:{fish.front.port}"
+    target = f"127.0.0.1:{fish.guarded.port}"  # scraped with the metrics token alone
     rules = Path(__file__).parents[2] / "docker/prometheus/alerts.yml"
     with pushgateway_server(tmp_path) as gateway:
         figures = NightlyFigures("fishnight", False, "rolled_back", 150, 140, 10, 0.91, 0.93)
         assert publish_nightly(figures, tmp_path, gateway) is None
-        jobs = {"model": ("/metrics", target), "proxy": ("/metrics/proxy", target),
-                "nightly": ("/metrics", gateway[7:])}  # fmt: skip
+        jobs = {"model": ("/metrics", target, TOKENS.metrics),
+                "proxy": ("/metrics/proxy", target, TOKENS.metrics),
+                "nightly": ("/metrics", gateway[7:], None)}  # fmt: skip
         with prometheus_server(tmp_path, jobs, rules) as prometheus:
             for _ in range(10):
-                model_server.invoke(fish.front.url, raw_rows())
+                model_server.invoke(fish.guarded.url, raw_rows(), token=TOKENS.serve)
             answered = metric(scrape(fish), "retrain_model_requests_total", 'status="ok"')
             ok = 'sum(retrain_model_requests_total{job="model",status="ok"})'
             assert settled(prometheus, ok, lambda v: v == answered) == answered >= 10

@@ -233,17 +233,18 @@ def pushgateway_server(workdir: Path) -> Iterator[str]:
 
 @contextmanager
 def prometheus_server(
-    workdir: Path, jobs: dict[str, tuple[str, str]], rules: Path
+    workdir: Path, jobs: dict[str, tuple[str, str, str | None]], rules: Path
 ) -> Iterator[str]:
-    """A real Prometheus scraping each job's (metrics path, host:port) every second and
-    evaluating `rules`; yields its URL."""
+    """A real Prometheus scraping each job's (metrics path, host:port, bearer token or None)
+    every second and evaluating `rules`; yields its URL."""
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
         "scrape_configs": [
             {"job_name": job, "metrics_path": path, "honor_labels": True,
-             "static_configs": [{"targets": [target]}]}
-            for job, (path, target) in jobs.items()
+             "static_configs": [{"targets": [target]}],
+             **({"authorization": {"type": "Bearer", "credentials": token}} if token else {})}
+            for job, (path, target, token) in jobs.items()
         ],
     }  # fmt: skip
     (workdir / "prometheus.yml").write_text(json.dumps(config))

@@ -42,3 +42,35 @@ def test_recorded_ports_are_the_servers_their_metrics_and_the_proxy(tmp_path: Pa
     model_server.write_state(tmp_path, spare, model_server.SPARE)
     assert model_server.recorded_ports(tmp_path) == {41000, 41001, 1234, 42000}
     assert model_server.recorded_ports(tmp_path / "empty") == set()
+
+
+def test_serving_beyond_loopback_needs_a_token_and_the_proxy_that_checks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from retrain.config.settings import load_settings
+    from retrain.serving import deploy
+
+    token = "0123456789abcdef-token"
+    for name in ("RETRAIN_SERVE_TOKEN", "RETRAIN_SERVE_HOST", "RETRAIN_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert deploy.guard_reason(load_settings()) is None
+    assert deploy.guard_reason(load_settings(serve_host="::1")) is None
+    with pytest.raises(ServeFailed, match=r"RETRAIN_SERVE_HOST=0\.0\.0\.0 serves beyond .*"
+                       r"set RETRAIN_SERVE_TOKEN"):  # fmt: skip
+        deploy.guard_reason(load_settings(serve_host="0.0.0.0"))
+    assert deploy.guard_reason(load_settings(serve_host="0.0.0.0", serve_token=token))
+    assert deploy.guard_reason(load_settings(serve_token=token)) == "RETRAIN_SERVE_TOKEN"
+    refused = load_settings(serve_host="10.0.0.5", serve_token=token, proxy="off")
+    with pytest.raises(ServeFailed, match=r"needs the proxy.*unset RETRAIN_PROXY=off"):
+        deploy.uses_proxy(refused)
+    assert deploy.uses_proxy(load_settings(proxy="off")) is False
+
+
+def test_a_short_token_is_refused_without_being_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrain.config.settings import load_settings
+    from retrain.errors import BadInput
+
+    monkeypatch.setenv("RETRAIN_SERVE_TOKEN", "short secret")
+    with pytest.raises(BadInput, match=r"serve_token.*'<hidden>'.*at least 16") as refused:
+        load_settings()
+    assert "short secret" not in str(refused.value)
