@@ -28,6 +28,7 @@ PATTERN_WORDS = {
     "dataset": "letters, digits and _, starting with a letter, at most 41 characters",
     "proxy": "auto, haproxy or off",
     "objective": "auroc or accuracy",
+    "artifacts_uri": "an object-store URI such as s3://bucket/prefix",
     "serve_token": "at least 16 characters among letters, digits and . _ ~ + / = -",
     "metrics_token": "at least 16 characters among letters, digits and . _ ~ + / = -",
 }
@@ -74,6 +75,13 @@ class Settings(BaseSettings):
     model_name: str | None = Field(None, description="registered model; default <dataset>_model")
     experiment: str | None = Field(
         None, description="MLflow experiment; default <dataset>_classification_experiment"
+    )
+    artifacts_uri: str | None = Field(
+        None,
+        pattern=r"^(s3|gs|wasbs|hdfs)://[^/\s]+(/\S*)?$",
+        description="where new experiments keep their artifacts, e.g. s3://bucket/prefix (with "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and MLFLOW_S3_ENDPOINT_URL for S3-compatible "
+        "storage); existing experiments keep theirs",
     )
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(1234, ge=1, le=65535)
@@ -324,8 +332,11 @@ class Settings(BaseSettings):
 
     @property
     def artifact_root(self) -> str | None:
-        """Artifacts of an embedded (file) tracking store live under RETRAIN_HOME, not in the
+        """Where new experiments keep their artifacts: RETRAIN_ARTIFACTS_URI (an object store)
+        when set; else, for an embedded (file) tracking store, under RETRAIN_HOME, not in the
         working directory; a tracking server keeps its own."""
+        if self.artifacts_uri:
+            return self.artifacts_uri
         if self.tracking_uri.startswith(("sqlite:", "file:", "/")):
             return (self.home / "artifacts").as_uri()
         return None

@@ -4,6 +4,7 @@ second scoring replaces a file's rows is test_scores_table's."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -54,6 +55,7 @@ def score_env(tmp_path: Path, mysql_url: str, prefect_api: str) -> dict[str, str
         "RETRAIN_MODEL_NAME": fish.MODEL,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PREFECT_API_URL": prefect_api,
+        "PREFECT_API_AUTH_STRING": os.environ["PREFECT_API_AUTH_STRING"],
         # 256 KiB splits: the CSV is read as several partitions, so line numbers cross them
         "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.files.maxPartitionBytes=262144 pyspark-shell",
     }

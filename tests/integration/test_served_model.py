@@ -9,6 +9,7 @@ logs a served day once."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -415,6 +416,7 @@ def test_labels_a_day_later_give_the_served_models_realized_auroc(
     env = {"PATH": str(Path(sys.executable).parent), "RETRAIN_HOME": str(tmp_path / "home"),
            "RETRAIN_DB_URL": fish.log_url, "RETRAIN_DATASET": fish.dataset,
            "RETRAIN_SCHEMA": str(fish_schema(tmp_path)), "PREFECT_API_URL": prefect_api,
+           "PREFECT_API_AUTH_STRING": os.environ["PREFECT_API_AUTH_STRING"],
            "MLFLOW_TRACKING_URI": fish.tracking_uri, "RETRAIN_MODEL_NAME": MODEL}  # fmt: skip
     loaded = subprocess.run(
         [RETRAIN, "labels", "--source", str(labels_file)], capture_output=True, text=True, env=env
