@@ -213,6 +213,18 @@ def prefect_server(workdir: Path, auth: str | None = None) -> Iterator[str]:
         yield api
 
 
+@contextmanager
+def s3_server(workdir: Path) -> Iterator[str]:
+    """A real S3 API (moto's server mode, from PyPI; objects kept in memory) on a free
+    loopback port; yields its endpoint URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    ready = lambda: http_ok(f"{url}/moto-api/")  # noqa: E731
+    with running(command, dict(os.environ), workdir / "s3.log", ready, timeout=60):
+        yield url
+
+
 def monitoring_binary(name: str) -> str:
     """A Prometheus binary from Debian's packages (prometheus, prometheus-pushgateway)."""
     binary = shutil.which(name)
