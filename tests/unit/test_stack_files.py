@@ -20,6 +20,14 @@ PASSWORDS = (
     "MLFLOW_DB_PASSWORD",
     "PREFECT_DB_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_SECRET_KEY",
+    "MLFLOW_RETRAIN_PASSWORD",
+    "MLFLOW_READER_PASSWORD",
+    "PREFECT_AUTH_STRING",
+    "RETRAIN_SERVE_TOKEN",
+    "RETRAIN_METRICS_TOKEN",
 )
 
 
@@ -50,7 +58,10 @@ def test_docker_compose_parses_the_stack_with_the_example_env(tmp_path: Path) ->
     services = yaml.safe_load(result.stdout)["services"]
     assert set(services) == {
         "mysql",
+        "minio",
+        "minio-bucket",
         "mlflow",
+        "mlflow-users",
         "prefect-db",
         "prefect-server",
         "bootstrap",
@@ -59,13 +70,23 @@ def test_docker_compose_parses_the_stack_with_the_example_env(tmp_path: Path) ->
         "prometheus",
         "grafana",
     }
-    assert all("healthcheck" in services[name] for name in services if name != "bootstrap")
+    one_shots = {"bootstrap", "minio-bucket", "mlflow-users"}
+    assert all("healthcheck" in services[name] for name in set(services) - one_shots)
+    assert all(services[name]["restart"] == "no" for name in one_shots)
     worker = services["worker"]["environment"]
     assert (
         worker["RETRAIN_DB_URL"]
         == "mysql+pymysql://retrain:pw-retrain_db_password@mysql:3306/retrain"
     )
     assert worker["PREFECT_UI_URL"] == "http://localhost:4200"
+    assert worker["PREFECT_API_AUTH_STRING"] == "pw-prefect_auth_string"
+    assert worker["MLFLOW_TRACKING_USERNAME"] == "retrain"
+    assert worker["RETRAIN_SERVE_TOKEN"] == "pw-retrain_serve_token"
+    assert services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"] == (
+        worker["PREFECT_API_AUTH_STRING"]
+    )
+    assert "basic-auth" in services["mlflow"]["command"]
+    assert services["mlflow"]["command"][-1] == "s3://mlflow/artifacts"
     published = [p for s in services.values() for p in s.get("ports", [])]
     hosts = {p["host_ip"] if isinstance(p, dict) else p.split(":")[0] for p in published}
     assert len(published) == 5 and hosts == {"127.0.0.1"}
@@ -97,6 +118,7 @@ def test_the_env_example_lists_exactly_the_variables_the_compose_file_reads() ->
 def test_every_setting_the_stack_passes_is_one_the_settings_read() -> None:
     fields = {f"RETRAIN_{name.upper()}" for name in Settings.model_fields}
     fields |= {"RETRAIN_SCHEMA", "MLFLOW_TRACKING_URI"}
+    fields |= {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}  # MLflow's own client
     for name in ("worker", "bootstrap"):
         keys = stack.environment_keys(name)
         retrain_keys = {k for k in keys if k.startswith("RETRAIN_") or k.startswith("MLFLOW_")}
@@ -179,7 +201,10 @@ def test_promtool_passes_the_scrape_config_and_the_alert_rules(tmp_path: Path) -
     assert checked.returncode == 0 and "4 rules found" in checked.stdout, checked.stderr
     config = (MONITORING / "prometheus/prometheus.yml").read_text()
     here = tmp_path / "prometheus.yml"
-    here.write_text(config.replace("/etc/prometheus/alerts.yml", str(rules)))
+    token = tmp_path / "metrics-token"
+    token.write_text("a-metrics-token-for-the-check")
+    here.write_text(config.replace("/etc/prometheus/alerts.yml", str(rules))
+                    .replace("/prometheus/metrics-token", str(token)))  # fmt: skip
     checked = promtool("check", "config", str(here))
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
