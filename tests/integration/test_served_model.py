@@ -42,7 +42,9 @@ from retrain.serving import haproxy, model_server
 from retrain.serving.deploy import compare_answers
 from tests.support.fish import LABELS, MODEL, PASSENGERS, log_and_register, raw_rows, training_rows
 from tests.support.services import (
+    bearer,
     free_port,
+    http_answer,
     post_invocations,
     prometheus_server,
     pushgateway_server,
@@ -181,16 +183,7 @@ def test_served_version_answers_raw_rows_and_probabilities(fish: ServedFish) -> 
 
 
 def status_of(url: str, token: str | None = None, body: dict | None = None) -> int:
-    """The HTTP status of a GET (or, with `body`, a POST) to `url`, sending `token`."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as err:
-        return err.code
+    return http_answer(url, body, headers=bearer(token), timeout=10)[0]
 
 
 def test_a_token_guarded_endpoint_answers_only_with_the_token(fish: ServedFish) -> None:

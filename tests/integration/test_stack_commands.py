@@ -8,7 +8,6 @@ the model endpoint."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import secrets
@@ -29,7 +28,15 @@ from retrain.io import mlflow_rest
 from retrain.io.bundled_iris import write_bundled_iris
 from retrain.serving import model_server
 from tests.support import stack
-from tests.support.services import free_port, http_ok, running, s3_server, stop_model_server
+from tests.support.services import (
+    basic,
+    free_port,
+    http_answer,
+    http_ok,
+    running,
+    s3_server,
+    stop_model_server,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
@@ -241,20 +248,10 @@ def mlflow_status(
 ) -> int:
     """The status MLflow's REST API gives `user` (None: anonymous) for a request."""
     url = f"{server}/api/2.0/mlflow/{path or 'experiments/search?max_results=1'}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
-    if user:
-        password = (
-            ADMIN_PASSWORD if user == "admin" else PASSWORDS[f"MLFLOW_{user.upper()}_PASSWORD"]
-        )
-        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {pair}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as err:
-        return err.code
+    passwords = {"admin": ADMIN_PASSWORD, "retrain": PASSWORDS["MLFLOW_RETRAIN_PASSWORD"],
+                 "reader": PASSWORDS["MLFLOW_READER_PASSWORD"]}  # fmt: skip
+    headers = basic(user, passwords[user]) if user else {}
+    return http_answer(url, body, method, headers, timeout=10)[0]
 
 
 def assert_permissions(server: str, model: str) -> None:
@@ -269,15 +266,10 @@ def assert_permissions(server: str, model: str) -> None:
     assert mlflow_status(server, "admin", "POST", "experiments/create", admin_owned) == 200
     search = f"experiments/get-by-name?experiment_name={admin_owned['name']}"
     assert mlflow_status(server, "retrain", "GET", search) == 200
-    with urllib.request.urlopen(authorized(f"{server}/api/2.0/mlflow/{search}"), timeout=10) as a:
-        experiment_id = json.loads(a.read())["experiment"]["experiment_id"]
+    found = http_answer(f"{server}/api/2.0/mlflow/{search}", headers=basic("admin", ADMIN_PASSWORD))
+    experiment_id = json.loads(found[1])["experiment"]["experiment_id"]
     run = {"experiment_id": experiment_id}
     assert mlflow_status(server, "retrain", "POST", "runs/create", run) == 403
-
-
-def authorized(url: str) -> urllib.request.Request:
-    pair = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
-    return urllib.request.Request(url, headers={"Authorization": f"Basic {pair}"})
 
 
 def bucket_keys(s3: str) -> list[str]:

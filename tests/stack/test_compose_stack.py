@@ -13,8 +13,6 @@ import secrets
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import free_port, need_service
+from tests.support.services import basic, bearer, free_port, http_answer, need_service
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).parents[2]
@@ -117,30 +115,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         print(f"stack: timings {json.dumps({k: round(v) for k, v in stack.timings.items()})}")
 
 
-def status_of(url: str, token: str | None = None, body: dict | None = None,
-              basic: tuple[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
-    """The status and body of a GET (or, with `body`, a POST) from the host."""
-    import base64
-
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    if basic:
-        pair = base64.b64encode(":".join(basic).encode()).decode()
-        request.add_header("Authorization", f"Basic {pair}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-    except OSError as err:
-        return 0, str(err).encode()
-
-
 def predict(stack: Stack, token: str | None) -> tuple[int, bytes]:
     body = {"dataframe_records": [IRIS]}
-    return status_of(f"{stack.url('RETRAIN_SERVE_PORT')}/invocations", token, body)
+    return http_answer(
+        f"{stack.url('RETRAIN_SERVE_PORT')}/invocations", body, headers=bearer(token)
+    )
 
 
 def answers_again(stack: Stack, timeout: float) -> bool:
@@ -168,9 +147,9 @@ def run_nightly(stack: Stack) -> str:
 def champion_version(stack: Stack) -> str | None:
     """@champion as MLflow's REST API tells the read-only user."""
     query = "name=iris_model&alias=champion"
-    status, body = status_of(
+    status, body = http_answer(
         f"{stack.url('MLFLOW_PORT')}/api/2.0/mlflow/registered-models/alias?{query}",
-        basic=("reader", stack.values["MLFLOW_READER_PASSWORD"]),
+        headers=basic("reader", stack.values["MLFLOW_READER_PASSWORD"]),
     )
     return json.loads(body)["model_version"]["version"] if status == 200 else None
 
@@ -188,8 +167,8 @@ def what_survives(stack: Stack) -> tuple[str | None, list[str], int]:
 def test_the_stack_runs_a_night_serves_it_and_loses_nothing_on_restarts(stack: Stack) -> None:
     values = stack.values
     anonymous = {
-        "mlflow": status_of(f"{stack.url('MLFLOW_PORT')}/api/2.0/mlflow/experiments/search")[0],
-        "prefect": status_of(f"{stack.url('PREFECT_PORT')}/api/version")[0],
+        "mlflow": http_answer(f"{stack.url('MLFLOW_PORT')}/api/2.0/mlflow/experiments/search")[0],
+        "prefect": http_answer(f"{stack.url('PREFECT_PORT')}/api/version")[0],
     }
     started = time.monotonic()
     assert run_nightly(stack) == "COMPLETED"

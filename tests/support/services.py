@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -187,6 +189,33 @@ def http_ok(url: str, timeout: float = 2) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as answer:
         if answer.status != 200:
             raise RuntimeError(answer.status)
+
+
+def http_answer(
+    url: str, body: dict | None = None, method: str | None = None,
+    headers: dict[str, str] | None = None, timeout: float = 30,
+) -> tuple[int, bytes]:  # fmt: skip
+    """The status and body of a GET (or, with `body`, a JSON POST) to `url`; 0 and the
+    error when nothing answers."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+    except OSError as err:
+        return 0, str(err).encode()
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
 
 
 @contextmanager

@@ -82,8 +82,9 @@ def test_docker_compose_parses_the_stack_with_the_example_env(tmp_path: Path) ->
     assert worker["PREFECT_API_AUTH_STRING"] == "pw-prefect_auth_string"
     assert worker["MLFLOW_TRACKING_USERNAME"] == "retrain"
     assert worker["RETRAIN_SERVE_TOKEN"] == "pw-retrain_serve_token"
-    assert services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"] == (
-        worker["PREFECT_API_AUTH_STRING"]
+    assert (
+        services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+        == (worker["PREFECT_API_AUTH_STRING"])
     )
     assert "basic-auth" in services["mlflow"]["command"]
     assert services["mlflow"]["command"][-1] == "s3://mlflow/artifacts"
