@@ -143,12 +143,15 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         **env, "RETRAIN_ALERT_URL": url, "RETRAIN_TIMEZONE": "Europe/Paris", "RETRAIN_TRIALS": "3",
         "RETRAIN_DRIFT_RETRAIN": "true",
         "RETRAIN_DEGRADATION_RETRAIN": "true",
+        "PREFECT_API_AUTH_STRING": os.environ["PREFECT_API_AUTH_STRING"],
     }  # fmt: skip
     home = Path(env["RETRAIN_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     (home / "retrain.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
     # The bootstrap, the worker and its flow runs see only the server and the home: every
-    # other setting (the alert URL, the serving port, the stores) comes from the env file.
+    # other setting (the alert URL, the serving port, the stores, the server's auth string)
+    # comes from the env file. (Prefect's own `prefect worker start`, unlike `retrain
+    # worker`, reads no settings file: it is given the auth string.)
     run_env = {
         **{k: v for k, v in os.environ.items() if k not in settings},
         "PREFECT_API_URL": prefect_api,
@@ -174,7 +177,8 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     assert degraded.trigger.expect == {"retrain.model.degraded"}
     assert str(degraded.actions[0].deployment_id) == str(manual.id)
     port = int(env["RETRAIN_SERVE_PORT"])
-    with prefect_worker("retrain-pool", run_env, tmp_path):
+    auth = {"PREFECT_API_AUTH_STRING": settings["PREFECT_API_AUTH_STRING"]}
+    with prefect_worker("retrain-pool", run_env | auth, tmp_path):
         with socket.socket() as squatter:  # a real fault: the serving port is taken
             squatter.bind(("127.0.0.1", port))
             squatter.listen()

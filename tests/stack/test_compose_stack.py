@@ -164,6 +164,7 @@ def what_survives(stack: Stack) -> tuple[str | None, list[str], int]:
     return champion_version(stack), decisions, rows
 
 
+@pytest.mark.timeout(1500)  # its own budget: the images' first build, then about 6 minutes
 def test_the_stack_runs_a_night_serves_it_and_loses_nothing_on_restarts(stack: Stack) -> None:
     values = stack.values
     anonymous = {

@@ -86,6 +86,9 @@ def test_docker_compose_parses_the_stack_with_the_example_env(tmp_path: Path) ->
         services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
         == (worker["PREFECT_API_AUTH_STRING"])
     )
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "pw-grafana_admin_password"  # no default
     assert "basic-auth" in services["mlflow"]["command"]
     assert services["mlflow"]["command"][-1] == "s3://mlflow/artifacts"
     published = [p for s in services.values() for p in s.get("ports", [])]
