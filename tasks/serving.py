@@ -42,9 +42,11 @@ def compare_and_promote(settings: Settings, challenger: str | None = None) -> Pr
     """Score challenger and champion on the holdout; move the aliases when it is better."""
     engine, tables = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
-    return promote.promote_if_better(
-        engine, tables, client, settings, rules_from(settings), current_flow_run_id(), challenger
-    )
+    with tracking.reporting_errors(settings.tracking_uri):
+        return promote.promote_if_better(
+            engine, tables, client, settings, rules_from(settings), current_flow_run_id(),
+            challenger,
+        )  # fmt: skip
 
 
 @task(cache_policy=NO_CACHE, timeout_seconds=1800)
@@ -52,9 +54,10 @@ def serve_champion(settings: Settings, promotion: PromotionReport | None) -> Dep
     """Serve @champion after a spare-port check; rolls back on any failure (no retries)."""
     engine, _ = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
-    return deploy.deploy_champion(
-        engine, client, settings, promotion, current_flow_run_id(), settings.health_timeout
-    )
+    with tracking.reporting_errors(settings.tracking_uri):
+        return deploy.deploy_champion(
+            engine, client, settings, promotion, current_flow_run_id(), settings.health_timeout
+        )
 
 
 @task(cache_policy=NO_CACHE, timeout_seconds=1800)
@@ -64,7 +67,8 @@ def roll_back_champion(
     """Move champion back and serve it the verified way."""
     engine, _ = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
-    return deploy.rollback_champion(engine, client, settings, to_version, current_flow_run_id())
+    with tracking.reporting_errors(settings.tracking_uri):
+        return deploy.rollback_champion(engine, client, settings, to_version, current_flow_run_id())
 
 
 @task(**IO_TASK, cache_policy=NO_CACHE)

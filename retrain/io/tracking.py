@@ -123,9 +123,21 @@ def reporting_errors(tracking_uri: str) -> Iterator[None]:
     except MlflowException as err:
         detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise StageFailed(
-            f"MLflow call to {describe_store(tracking_uri)} failed ({detail}); check "
-            "MLFLOW_TRACKING_URI and that the tracking server is up"
+            f"MLflow call to {describe_store(tracking_uri)} failed ({detail}); {next_step(err)}"
         ) from err
+
+
+def next_step(err: MlflowException) -> str:
+    """What to check after a failed MLflow call: the credentials for a 401, the user's
+    permissions for a 403, else the URI and the server."""
+    text = str(err)
+    if "error code 401" in text:
+        return ("the server asks for a user: set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (environment or settings file)")  # fmt: skip
+    if "error code 403" in text:
+        return ("MLFLOW_TRACKING_USERNAME may not do this: use the user that owns the "
+                "experiment and the registered model, or have the admin grant it EDIT")  # fmt: skip
+    return "check MLFLOW_TRACKING_URI and that the tracking server is up"
 
 
 def make_client(tracking_uri: str) -> MlflowClient:
@@ -384,7 +396,9 @@ def register_version(
     """Register a new version tagged pending (no alias moves here); returns the version."""
     try:
         client.get_registered_model(model_name)
-    except MlflowException:
+    except MlflowException as err:
+        if not is_missing(err):
+            raise
         client.create_registered_model(model_name)
     # A SQL registry resolves the `models:/m-...` source through a default MlflowClient(),
     # that is the process-wide tracking URI: point it at the store that holds the model.
@@ -407,16 +421,30 @@ def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | No
     search results are not reliable on SQL stores."""
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if is_missing(err):
+            return None
+        raise
 
 
 def version_exists(client: MlflowClient, model_name: str, version: str) -> bool:
     try:
         client.get_model_version(model_name, version)
-    except MlflowException:
-        return False
+    except MlflowException as err:
+        if is_missing(err):
+            return False
+        raise
     return True
+
+
+# How MLflow's registry says "no such model, version or alias" (a missing alias is an invalid
+# parameter there). Anything else, a 401 or 403 of a server with auth, a server error, is a
+# failure to report, never an absent alias: a promotion must not take it for "no champion".
+MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def is_missing(err: MlflowException) -> bool:
+    return err.error_code in MISSING
 
 
 def read_aliases(client: MlflowClient, model_name: str) -> dict[str, str | None]:

@@ -214,6 +214,13 @@ def test_stack_commands_tune_on_the_mlflow_server_and_the_worker_serves_the_cham
         assert any(key.endswith("/MLmodel") for key in bucket_keys(s3)), "no model on S3"
         assert not list(tmp_path.rglob("MLmodel")), "artifacts bypassed the server"
         assert_permissions(server_uri, env["RETRAIN_MODEL_NAME"])
+        anonymous = {k: v for k, v in env.items() if not k.startswith("MLFLOW_TRACKING_")}
+        anonymous["MLFLOW_TRACKING_URI"] = server_uri
+        refused = subprocess.run(["retrain", "promote"], env=anonymous, cwd=stack.ROOT,
+                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+        line = refused.stderr.strip().splitlines()[-1]
+        assert refused.returncode == 1 and "error code 401" in line, refused.stderr[-2000:]
+        assert "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in line
 
         pool = f"stack-{uuid.uuid4().hex[:6]}"
         worker = [*stack.command("worker"), "--pool", pool]
