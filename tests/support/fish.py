@@ -69,9 +69,11 @@ def store_uris(folder: Path) -> tuple[str, str]:
     return f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts")
 
 
-def log_and_register(folder: Path) -> tuple[str, str]:
-    """(tracking URI, registered version) of a model logged through logged_model.log_model."""
-    tracking_uri, artifact_root = store_uris(folder)
+def log_and_register(folder: Path, artifact_root: str | None = None) -> tuple[str, str]:
+    """(tracking URI, registered version) of a model logged through logged_model.log_model,
+    its artifacts under `artifact_root` (default: a folder beside the store)."""
+    tracking_uri, local_root = store_uris(folder)
+    artifact_root = artifact_root or local_root
     client = tracking.make_client(tracking_uri)
     experiment = tracking.ensure_experiment(client, "fish", artifact_root)
     run = tracking.start_parent_run(client, experiment, "tune", {"retrain.stage": "tune"})
