@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import AnyType
 
@@ -73,10 +73,11 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
             if instruments:
                 instruments.failed()
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
-        except Exception:
-            if instruments:
+        except Exception as err:  # the model's own failure, not the request's: a 500, which
+            if instruments:  # a proxy may retry on another server (a 400 it must not)
                 instruments.failed()
-            raise
+            detail = f"the model failed on these rows ({type(err).__name__}: {err})"[:500]
+            raise MlflowException(detail, error_code=INTERNAL_ERROR) from err
         labels = self.classes[proba.argmax(axis=1)]
         if instruments:
             instruments.observe(model_input, proba, self.classes, time.perf_counter() - started)

@@ -115,6 +115,23 @@ def test_the_wrapper_refuses_rows_that_lack_a_feature_column_and_names_them() ->
     assert caught.value.get_http_status_code() == 400
 
 
+def test_a_model_that_fails_on_valid_rows_answers_500_and_bad_rows_still_400() -> None:
+    """A Pipeline fitted on one more column than the wrapper prepares fails inside the model
+    on rows that are fine: a server error (HAProxy may retry it elsewhere), never a 400."""
+    from mlflow.exceptions import MlflowException
+
+    broken = fitted_model(["no", "yes"]).pipeline
+    extra = prepare_features(raw_rows(), KINDS).assign(spare=1.0)
+    broken.fit(pd.concat([extra] * 10, ignore_index=True), ["no", "yes"] * 20)
+    model = ClassifierModel(KINDS, broken)
+    with pytest.raises(MlflowException, match="the model failed on these rows") as caught:
+        model.predict(None, raw_rows())
+    assert caught.value.get_http_status_code() == 500
+    with pytest.raises(MlflowException) as caught:
+        model.predict(None, raw_rows().drop(columns=["count"]))
+    assert caught.value.get_http_status_code() == 400
+
+
 def fitted_model(labels: list) -> ClassifierModel:
     """A tiny Pipeline fitted on prepared rows: categories ordinal-encoded (unseen and missing
     become NaN), gradient boosting that takes NaN."""
