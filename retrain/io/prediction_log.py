@@ -69,6 +69,9 @@ def predictions_table(dataset: str) -> Table:
         # (late labels join on it) and the answered probabilities (the realized AUROC)
         Column("row_key", String(255), nullable=True),
         Column("probabilities", Text, nullable=True),
+        # added in 0.4: the answering version's role (champion, canary, shadow, ab); NULL in
+        # rows an older release wrote, which the champion answered
+        Column("role", String(16), nullable=True),
         Index(f"ix_{name}_at", "predicted_at"),
         Index(f"ix_{name}_key", "row_key"),
         mysql_charset="utf8mb4",
@@ -87,7 +90,7 @@ class Record:
     keys: list[str | None] | None = None
     probabilities: dict[str, list[float]] | None = None  # per class, one value per row
 
-    def rows(self, version: str) -> list[dict[str, Any]]:
+    def rows(self, version: str, role: str = "champion") -> list[dict[str, Any]]:
         texts = self.inputs.to_json(orient="records", lines=True, date_format="iso")
         n = len(self.predictions)
         keys = self.keys or [None] * n
@@ -101,6 +104,7 @@ class Record:
                 "latency_ms": self.latency_ms,
                 "row_key": key[:255] if key else None,
                 "probabilities": self.probabilities_of(i),
+                "role": role,
             }
             for i, (line, label, key) in enumerate(
                 zip(texts.splitlines(), self.predictions, keys, strict=True)
@@ -121,6 +125,7 @@ class PredictionLog:
     dataset: str
     model_version: str
     capacity: int = 10_000
+    role: str = "champion"  # what the answering version is for (champion, canary, shadow, ab)
     batch_records: int = 500
     flush_seconds: float = 0.5
     dropped: int = 0
@@ -151,7 +156,9 @@ class PredictionLog:
             while batch:
                 try:
                     ready = ready or open_table(engine, self.table)
-                    self.written += write_rows(engine, self.table, batch, self.model_version)
+                    self.written += write_rows(
+                        engine, self.table, batch, self.model_version, self.role
+                    )
                     self.store_up = True
                     batch = self.settle(batch)
                 except (DataError, IntegrityError, ValueError, TypeError) as err:
@@ -207,9 +214,11 @@ def open_table(engine: Engine, table: Table) -> bool:
     return True
 
 
-def write_rows(engine: Engine, table: Table, batch: list[Record], version: str) -> int:
+def write_rows(
+    engine: Engine, table: Table, batch: list[Record], version: str, role: str = "champion"
+) -> int:
     """Insert the rows of a batch of records in one transaction; returns the row count."""
-    rows = [row for record in batch for row in record.rows(version)]
+    rows = [row for record in batch for row in record.rows(version, role)]
     with engine.begin() as conn:
         table.create(conn, checkfirst=True)
         conn.execute(insert(table), rows)

@@ -46,6 +46,7 @@ class ServingContext:
     metrics_port: int | None = None
     log_capacity: int = 10_000
     ids: tuple[str, ...] = ()  # the schema's id columns: a request may send them along
+    role: str = "champion"  # champion, or canary, shadow, ab while a rollout runs
 
     def to_environment(self) -> dict[str, str]:
         return {ENV: json.dumps(asdict(self))}
@@ -102,10 +103,17 @@ class Instruments:
             registry=self.registry,
         )  # fmt: skip
         info = Info("retrain_model", "the served model", registry=self.registry)
-        info.info({"model": context.model, "version": context.version, "dataset": context.dataset})
+        info.info({"model": context.model, "version": context.version,
+                   "dataset": context.dataset, "role": context.role})  # fmt: skip
         self.ids = context.ids
         self.prediction_log = (
-            PredictionLog(context.log_url, context.dataset, context.version, context.log_capacity)
+            PredictionLog(
+                context.log_url,
+                context.dataset,
+                context.version,
+                context.log_capacity,
+                role=context.role,
+            )
             if context.log_url
             else None
         )

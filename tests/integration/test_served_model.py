@@ -290,7 +290,7 @@ def test_every_answered_row_is_logged_and_counted(fish: ServedFish, tmp_path: Pa
         - metric(before, "retrain_model_latency_seconds_count")
         == 12
     )
-    info = f'dataset="{fish.dataset}",model="{MODEL}",version="{fish.version}"'
+    info = f'dataset="{fish.dataset}",model="{MODEL}",role="champion",version="{fish.version}"'
     assert metric(after, "retrain_model_info", info) == 1.0
     with create_engine(fish.admin_url).connect() as conn:
         last = conn.execute(
@@ -299,6 +299,7 @@ def test_every_answered_row_is_logged_and_counted(fish: ServedFish, tmp_path: Pa
     assert [row["prediction"] for row in reversed(last)] == answers[-1]
     assert len({row["request_id"] for row in last}) == 1 and last[0]["latency_ms"] > 0
     assert {row["model_version"] for row in last} == {fish.version}
+    assert {row["role"] for row in last} == {"champion"}
     first_input = json.loads(last[-1]["inputs"])
     assert first_input == {"size": 0.2, "count": None, "member": 1.0, "colour": "red"}
     summary = subprocess.run(
