@@ -26,11 +26,14 @@ from pathlib import Path
 from retrain.serving.model_server import ServeFailed, port_in_use, process_start, read_record, reap
 
 SLOTS = ("a", "b")
+FULL_WEIGHT = 100  # a slot's weight when it alone serves; a split shares it
 CONFIG = """\
 global
     stats socket {socket} mode 600 level admin
     stats timeout 10s
     maxconn 4096
+    # a request is retried on the other server only if it fits in one buffer
+    tune.bufsize 65536
 
 defaults
     mode http
@@ -40,12 +43,17 @@ defaults
     timeout http-keep-alive 30s
     retries 3
     option redispatch 1
-    retry-on conn-failure empty-response
+    # a model failure (500) is retried on the other server too: a canary's failures reach no
+    # client; a bad request (400) is never retried
+    retry-on conn-failure empty-response 500 502 503 504
+    option http-buffer-request
 
 frontend main
     bind {host}:{port}
 {auth}    http-request use-service prometheus-exporter if {{ path /metrics/proxy }}
     use_backend metrics if {{ path /metrics }}
+    use_backend metrics_a if {{ path /metrics/a }}
+    use_backend metrics_b if {{ path /metrics/b }}
     default_backend models
 
 backend models
@@ -54,6 +62,13 @@ backend models
 
 backend metrics
     server a 127.0.0.1:{idle} disabled
+    server b 127.0.0.1:{idle} disabled
+
+# each slot's own metrics, for Prometheus to scrape both versions while a rollout splits
+backend metrics_a
+    server a 127.0.0.1:{idle} disabled
+
+backend metrics_b
     server b 127.0.0.1:{idle} disabled
 """
 
@@ -66,7 +81,7 @@ REFUSE = (
 )
 AUTH = (
     "    acl health path /ping /health\n"
-    "    acl metrics path /metrics /metrics/proxy\n"
+    "    acl metrics path /metrics /metrics/proxy /metrics/a /metrics/b\n"
     '    acl served_token req.hdr(authorization) -m str "Bearer ${RETRAIN_SERVE_TOKEN}"\n'
     '    acl metrics_token req.hdr(authorization) -m str "Bearer ${RETRAIN_METRICS_TOKEN}"\n'
     + REFUSE.format(token="RETRAIN_SERVE_TOKEN", when="!health !metrics !served_token")
@@ -197,20 +212,60 @@ def idle_slot(proxy: Proxy) -> str:
     return SLOTS[1] if proxy.slot == SLOTS[0] else SLOTS[0]
 
 
+def point_slot(slot: str, port: int, metrics_port: int | None, weight: int) -> list[str]:
+    """Runtime-API steps that point `slot` at a model server, with its weight, and ready it."""
+    steps = [f"set server models/{slot} addr 127.0.0.1 port {port}",
+             f"set weight models/{slot} {weight}"]  # fmt: skip
+    if metrics_port:
+        for backend in ("metrics", f"metrics_{slot}"):
+            steps.append(f"set server {backend}/{slot} addr 127.0.0.1 port {metrics_port}")
+    steps.append(f"set server models/{slot} state ready")
+    if metrics_port:
+        steps += [f"set server metrics/{slot} state ready",
+                  f"set server metrics_{slot}/{slot} state ready"]  # fmt: skip
+    return steps
+
+
 def switch(proxy: Proxy, port: int, metrics_port: int | None) -> Proxy:
     """Point the idle slot at a verified model server, make it ready and drain the serving
     slot, in one runtime-API call; returns the proxy with its new slot."""
     new, old = idle_slot(proxy), proxy.slot
-    steps = [f"set server models/{new} addr 127.0.0.1 port {port}"]
-    if metrics_port:
-        steps.append(f"set server metrics/{new} addr 127.0.0.1 port {metrics_port}")
-    steps.append(f"set server models/{new} state ready")
-    if metrics_port:
-        steps.append(f"set server metrics/{new} state ready")
+    steps = point_slot(new, port, metrics_port, FULL_WEIGHT)
     if old:
-        steps += [f"set server models/{old} state drain", f"set server metrics/{old} state maint"]
+        steps += [f"set server models/{old} state drain", f"set server metrics/{old} state maint",
+                  f"set server metrics_{old}/{old} state maint"]  # fmt: skip
     command(proxy, "; ".join(steps))
     return replace(proxy, slot=new)
+
+
+def split(proxy: Proxy, port: int, metrics_port: int | None, percent: float) -> Proxy:
+    """Give a second model server `percent` of the requests in the idle slot, the serving slot
+    keeping the rest (weighted round robin: exactly that share, request by request). The
+    proxy's slot stays the serving one; `unsplit` ends it, `switch` hands over."""
+    if not proxy.slot or not 0 < percent < 100:
+        raise ServeFailed(f"a split needs a serving slot and 0 < percent < 100 (got {percent})")
+    share = round(FULL_WEIGHT * percent / 100)
+    steps = point_slot(idle_slot(proxy), port, metrics_port, max(share, 1))
+    steps.append(f"set weight models/{proxy.slot} {FULL_WEIGHT - share}")
+    command(proxy, "; ".join(steps))
+    return proxy
+
+
+def unsplit(proxy: Proxy) -> None:
+    """All requests to the serving slot again; the other slot drains (its requests finish)."""
+    other = idle_slot(proxy)
+    command(proxy, f"set weight models/{proxy.slot} {FULL_WEIGHT}; "
+                   f"set server models/{other} state drain; "
+                   f"set server metrics/{other} state maint; "
+                   f"set server metrics_{other}/{other} state maint")  # fmt: skip
+
+
+def requests_by_slot(proxy: Proxy) -> dict[str, int]:
+    """Requests each slot of `models` has answered since the proxy started (`stot`)."""
+    table = command(proxy, "show stat").lstrip("# ")
+    rows = csv.DictReader(io.StringIO(table))
+    return {r["svname"]: int(r.get("stot") or 0) for r in rows
+            if r.get("pxname") == "models" and r.get("svname") in SLOTS}  # fmt: skip
 
 
 def restore(proxy: Proxy) -> None:
@@ -218,8 +273,10 @@ def restore(proxy: Proxy) -> None:
     old, idle = proxy.slot, idle_slot(proxy)
     command(
         proxy,
-        f"set server models/{old} state ready; set server metrics/{old} state ready; "
-        f"set server models/{idle} state maint; set server metrics/{idle} state maint",
+        f"set weight models/{old} {FULL_WEIGHT}; set server models/{old} state ready; "
+        f"set server metrics/{old} state ready; set server metrics_{old}/{old} state ready; "
+        f"set server models/{idle} state maint; set server metrics/{idle} state maint; "
+        f"set server metrics_{idle}/{idle} state maint",
     )
 
 

@@ -51,6 +51,20 @@ def fitted_pipeline() -> Pipeline:
     return pipeline.fit(prepare_features(frame, KINDS), y)
 
 
+def strict_pipeline() -> Pipeline:
+    """The same model with an encoder that refuses a colour it never saw: a real model that
+    fails (a server error) on such rows and answers the others."""
+    prep = ColumnTransformer([("cat", OrdinalEncoder(), ["colour"])], remainder="passthrough")
+    model = RandomForestClassifier(n_estimators=10, random_state=0)
+    frame, y = training_rows()
+    return Pipeline([("prep", prep), ("clf", model)]).fit(prepare_features(frame, KINDS), y)
+
+
+def known_rows() -> pd.DataFrame:
+    """Raw rows whose colours every version has seen."""
+    return raw_rows().assign(colour=["red", None, "blue"])
+
+
 def raw_rows() -> pd.DataFrame:
     """Rows as the source has them: a null in each nullable feature, an unseen category."""
     return pd.DataFrame(
@@ -69,15 +83,19 @@ def store_uris(folder: Path) -> tuple[str, str]:
     return f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts")
 
 
-def log_and_register(folder: Path, artifact_root: str | None = None) -> tuple[str, str]:
+def log_and_register(
+    folder: Path, artifact_root: str | None = None, strict: bool = False
+) -> tuple[str, str]:
     """(tracking URI, registered version) of a model logged through logged_model.log_model,
-    its artifacts under `artifact_root` (default: a folder beside the store)."""
+    its artifacts under `artifact_root` (default: a folder beside the store); `strict`: the
+    version that fails on an unseen colour."""
     tracking_uri, local_root = store_uris(folder)
     artifact_root = artifact_root or local_root
     client = tracking.make_client(tracking_uri)
     experiment = tracking.ensure_experiment(client, "fish", artifact_root)
     run = tracking.start_parent_run(client, experiment, "tune", {"retrain.stage": "tune"})
-    logged = logged_model.log_model(
-        tracking_uri, run, fitted_pipeline(), raw_rows(), KINDS, PASSENGERS
+    pipeline, example = (
+        (strict_pipeline(), known_rows()) if strict else (fitted_pipeline(), raw_rows())
     )
+    logged = logged_model.log_model(tracking_uri, run, pipeline, example, KINDS, PASSENGERS)
     return tracking_uri, tracking.register_version(client, MODEL, logged, {})
