@@ -11,7 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,14 +50,28 @@ def start_session(master: str) -> SparkSession:
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.python.unix.domain.socket.enabled", "true")
         )
-    session = (
+    builder = (
         builder.config("spark.ui.port", "0")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
     )
+    with without_aws_variables(local=master.startswith("local")):
+        session = builder.getOrCreate()  # starts the JVM, which copies the environment
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+@contextmanager
+def without_aws_variables(local: bool) -> Iterator[None]:
+    """Start a local Spark's JVM without the AWS_* variables (restored after). The model
+    comes from MLflow through this process (the variables serve it here), and the rows from
+    local files; but with AWS_ACCESS_KEY_ID in its environment spark-submit looks up this
+    host's own name, and dies where that name does not resolve (a bare container or chroot)."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if local and k.startswith("AWS_")}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def missing_for_spark() -> str | None:
