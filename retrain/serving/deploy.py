@@ -208,7 +208,7 @@ def running_proxy(settings: Settings) -> haproxy.Proxy | None:
     one that asks for others (a token set, changed or removed since) is refused."""
     front = haproxy.recorded(settings.home)
     tokens = haproxy.tokens_of(settings.serve_token, settings.metrics_token)
-    if front is None or front.guard == (tokens.fingerprint() if tokens else ""):
+    if front is None or front.guard == haproxy.guard_of(tokens):
         return front
     raise ServeFailed(
         "the running proxy asks for other tokens than RETRAIN_SERVE_TOKEN and "

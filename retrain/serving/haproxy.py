@@ -113,6 +113,11 @@ def tokens_of(serve: str | None, metrics: str | None) -> Tokens | None:
     return Tokens(serve, metrics) if serve else None
 
 
+def guard_of(tokens: Tokens | None) -> str:
+    """What a proxy records of the tokens it asks for (Proxy.guard): "" when it asks none."""
+    return tokens.fingerprint() if tokens else ""
+
+
 @dataclass(frozen=True)
 class Proxy:
     """The HAProxy process retrain started, and which slot serves."""
@@ -171,8 +176,9 @@ def start(
             [executable, "-W", "-db", "-f", str(config)], stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment,
         )  # fmt: skip
-    guard = tokens.fingerprint() if tokens else ""
-    proxy = Proxy(proc.pid, process_start(proc.pid) or "", host, port, str(sock), guard=guard)
+    proxy = Proxy(
+        proc.pid, process_start(proc.pid) or "", host, port, str(sock), guard=guard_of(tokens)
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -212,6 +218,13 @@ def idle_slot(proxy: Proxy) -> str:
     return SLOTS[1] if proxy.slot == SLOTS[0] else SLOTS[0]
 
 
+def metrics_steps(slot: str, state: str) -> list[str]:
+    """Runtime-API steps that set `slot`'s metrics server, in both backends that hold it (the
+    serving version's `/metrics` and the slot's own), to `state`."""
+    return [f"set server {backend}/{slot} state {state}"
+            for backend in ("metrics", f"metrics_{slot}")]  # fmt: skip
+
+
 def point_slot(slot: str, port: int, metrics_port: int | None, weight: int) -> list[str]:
     """Runtime-API steps that point `slot` at a model server, with its weight, and ready it."""
     steps = [f"set server models/{slot} addr 127.0.0.1 port {port}",
@@ -221,8 +234,7 @@ def point_slot(slot: str, port: int, metrics_port: int | None, weight: int) -> l
             steps.append(f"set server {backend}/{slot} addr 127.0.0.1 port {metrics_port}")
     steps.append(f"set server models/{slot} state ready")
     if metrics_port:
-        steps += [f"set server metrics/{slot} state ready",
-                  f"set server metrics_{slot}/{slot} state ready"]  # fmt: skip
+        steps += metrics_steps(slot, "ready")
     return steps
 
 
@@ -232,8 +244,7 @@ def switch(proxy: Proxy, port: int, metrics_port: int | None) -> Proxy:
     new, old = idle_slot(proxy), proxy.slot
     steps = point_slot(new, port, metrics_port, FULL_WEIGHT)
     if old:
-        steps += [f"set server models/{old} state drain", f"set server metrics/{old} state maint",
-                  f"set server metrics_{old}/{old} state maint"]  # fmt: skip
+        steps += [f"set server models/{old} state drain", *metrics_steps(old, "maint")]
     command(proxy, "; ".join(steps))
     return replace(proxy, slot=new)
 
@@ -254,10 +265,9 @@ def split(proxy: Proxy, port: int, metrics_port: int | None, percent: float) -> 
 def unsplit(proxy: Proxy) -> None:
     """All requests to the serving slot again; the other slot drains (its requests finish)."""
     other = idle_slot(proxy)
-    command(proxy, f"set weight models/{proxy.slot} {FULL_WEIGHT}; "
-                   f"set server models/{other} state drain; "
-                   f"set server metrics/{other} state maint; "
-                   f"set server metrics_{other}/{other} state maint")  # fmt: skip
+    steps = [f"set weight models/{proxy.slot} {FULL_WEIGHT}",
+             f"set server models/{other} state drain", *metrics_steps(other, "maint")]  # fmt: skip
+    command(proxy, "; ".join(steps))
 
 
 def requests_by_slot(proxy: Proxy) -> dict[str, int]:
@@ -271,13 +281,10 @@ def requests_by_slot(proxy: Proxy) -> dict[str, int]:
 def restore(proxy: Proxy) -> None:
     """Undo a switch that failed part-way: the proxy's recorded slot serves, the other idles."""
     old, idle = proxy.slot, idle_slot(proxy)
-    command(
-        proxy,
-        f"set weight models/{old} {FULL_WEIGHT}; set server models/{old} state ready; "
-        f"set server metrics/{old} state ready; set server metrics_{old}/{old} state ready; "
-        f"set server models/{idle} state maint; set server metrics/{idle} state maint; "
-        f"set server metrics_{idle}/{idle} state maint",
-    )
+    steps = [f"set weight models/{old} {FULL_WEIGHT}", f"set server models/{old} state ready",
+             *metrics_steps(old, "ready"), f"set server models/{idle} state maint",
+             *metrics_steps(idle, "maint")]  # fmt: skip
+    command(proxy, "; ".join(steps))
 
 
 def active_sessions(proxy: Proxy, slot: str) -> int:

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from retrain.config.settings import load_settings
@@ -20,7 +19,7 @@ from retrain.io import tracking
 from retrain.model import logged_model
 from retrain.serving import model_server
 from tests.support import fish
-from tests.support.services import free_port, s3_server, stop_model_server
+from tests.support.services import free_port, s3_client, s3_server, stop_model_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RETRAIN = str(Path(sys.executable).parent / "retrain")
@@ -32,14 +31,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "retrain-test", "AWS_SECRET_ACCESS_KEY": "re
 @pytest.fixture
 def s3(tmp_path: Path) -> Iterator[str]:
     with s3_server(tmp_path) as endpoint:
-        bucket_client(endpoint).create_bucket(Bucket=BUCKET)
+        s3_client(endpoint, CREDENTIALS).create_bucket(Bucket=BUCKET)
         yield endpoint
-
-
-def bucket_client(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
 
 
 def run_cli(args: list[str], environ: dict) -> subprocess.CompletedProcess:
@@ -65,7 +58,7 @@ def test_a_model_kept_on_s3_is_served_and_scored_by_other_processes(
     )
     client = tracking.make_client(tracking_uri)
     client.set_registered_model_alias(fish.MODEL, "champion", version)
-    keys = [o["Key"] for o in bucket_client(s3).list_objects_v2(Bucket=BUCKET)["Contents"]]
+    keys = [o["Key"] for o in s3_client(s3, CREDENTIALS).list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert any(k.startswith("nightly/fish/") and k.endswith("/MLmodel") for k in keys), keys[:9]
     assert not list(tmp_path.rglob("MLmodel")), "a model was kept on the local disk"
 

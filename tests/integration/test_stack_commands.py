@@ -19,7 +19,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import boto3
 import pymysql
 import pytest
 from sqlalchemy.engine import make_url
@@ -34,6 +33,7 @@ from tests.support.services import (
     http_answer,
     http_ok,
     running,
+    s3_client,
     s3_server,
     stop_model_server,
 )
@@ -131,9 +131,7 @@ def mlflow_server(db: dict[str, str], port: int, workdir: Path, base: dict, s3: 
     auth_ini = workdir / "basic_auth.ini"
     auth_ini.write_text((stack.ROOT / "docker/mlflow/basic_auth.ini").read_text().replace(
         "sqlite:////mlauth/", f"sqlite:///{workdir}/"))  # fmt: skip
-    boto3.client("s3", endpoint_url=s3, aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                 aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
-                 region_name="us-east-1").create_bucket(Bucket=BUCKET)  # fmt: skip
+    s3_client(s3, S3_KEYS).create_bucket(Bucket=BUCKET)
     env = {
         "MLFLOW_BACKEND_STORE_URI": url_of(db, "MLFLOW"),
         "MLFLOW_SERVER_ALLOWED_HOSTS": f"127.0.0.1:{port},localhost:*",
@@ -280,10 +278,8 @@ def assert_permissions(server: str, model: str) -> None:
 
 
 def bucket_keys(s3: str) -> list[str]:
-    client = boto3.client("s3", endpoint_url=s3, aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
-                          region_name="us-east-1")  # fmt: skip
-    return [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    listed = s3_client(s3, S3_KEYS).list_objects_v2(Bucket=BUCKET)
+    return [o["Key"] for o in listed.get("Contents", [])]
 
 
 def children_running(parent: int, word: bytes) -> list[int]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pytest
@@ -252,6 +253,18 @@ def s3_server(workdir: Path) -> Iterator[str]:
     ready = lambda: http_ok(f"{url}/moto-api/")  # noqa: E731
     with running(command, dict(os.environ), workdir / "s3.log", ready, timeout=60):
         yield url
+
+
+def s3_client(endpoint: str, variables: dict[str, str]) -> Any:
+    """A boto3 S3 client of the API at `endpoint`, with the keys and region the AWS_*
+    `variables` name (as a process given them would use)."""
+    import boto3
+
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name=variables.get("AWS_DEFAULT_REGION", "us-east-1"),
+        aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
+    )  # fmt: skip
 
 
 def monitoring_binary(name: str) -> str:
