@@ -18,6 +18,7 @@ def promote(
     confidence: float | None = None,
     challenger: str | None = None,
     announce: bool = True,
+    hold: bool = False,
 ) -> PromotionReport:
     """Promote the challenger when it beats @champion; a kept champion is a normal outcome.
 
@@ -29,6 +30,8 @@ def promote(
         announce: write the `promotion` artifact and emit the event now (the webhook's
             notice waits for the deploy that serves it); the nightly flow does all of it
             after its deploy, with the final decision.
+        hold: a better challenger goes to a canary (RETRAIN_ROLLOUT=canary): its bake moves
+            the aliases, not this flow.
     """
     settings = load_settings(
         min_improvement=min_improvement,
@@ -36,7 +39,7 @@ def promote(
         confidence=confidence,
     )
     with promotion_section(settings):
-        report = compare_and_promote(settings, challenger)
+        report = compare_and_promote(settings, challenger, hold)
     get_run_logger().info(report.describe())
     log_mlflow_links(settings, report.challenger, report.champion)
     if announce:

@@ -16,7 +16,7 @@ from retrain.monitoring.inference_runs import ServedDay
 from retrain.promotion import promote
 from retrain.promotion.promote import PromotionReport
 from retrain.promotion.rules import PromotionRules
-from retrain.serving import deploy
+from retrain.serving import deploy, rollout
 from retrain.serving.deploy import DeployReport
 from tasks.data import open_dataset
 from tasks.policies import IO_TASK
@@ -38,14 +38,17 @@ def rules_from(settings: Settings) -> PromotionRules:
 
 
 @task(**IO_TASK, cache_policy=NO_CACHE)
-def compare_and_promote(settings: Settings, challenger: str | None = None) -> PromotionReport:
-    """Score challenger and champion on the holdout; move the aliases when it is better."""
+def compare_and_promote(
+    settings: Settings, challenger: str | None = None, hold: bool = False
+) -> PromotionReport:
+    """Score challenger and champion on the holdout; move the aliases when it is better (with
+    `hold`, a canary's bake moves them); a rollout in progress keeps the champion."""
     engine, tables = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
     with tracking.reporting_errors(settings.tracking_uri):
         return promote.promote_if_better(
             engine, tables, client, settings, rules_from(settings), current_flow_run_id(),
-            challenger,
+            challenger, rollout.in_progress(settings.home), hold,
         )  # fmt: skip
 
 

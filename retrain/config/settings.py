@@ -27,6 +27,7 @@ FAMILIES = ("random_forest", "logreg", "hgb", "lightgbm")
 PATTERN_WORDS = {
     "dataset": "letters, digits and _, starting with a letter, at most 41 characters",
     "proxy": "auto, haproxy or off",
+    "rollout": "direct, canary or shadow",
     "objective": "auroc or accuracy",
     "artifacts_uri": "an object-store URI such as s3://bucket/prefix",
     "serve_token": "at least 16 characters among letters, digits and . _ ~ + / = -",
@@ -247,6 +248,40 @@ class Settings(BaseSettings):
     )  # fmt: skip
     degradation_window: int = Field(
         5, ge=1, description="labelled days the degradation verdict looks back on"
+    )
+    rollout: str = Field(
+        "direct",
+        pattern="^(direct|shadow|canary)$",
+        description="how a promoted challenger reaches traffic: direct (the verified swap), "
+        "canary (RETRAIN_CANARY_PERCENT of requests through a bake), shadow (not built yet)",
+    )
+    canary_percent: float = Field(
+        10, gt=0, lt=100, description="share of requests (percent) a canary answers"
+    )
+    bake_minutes: float = Field(
+        60, gt=0, le=7 * 24 * 60,
+        description="how long a canary must hold its guard metrics before it is champion",
+    )  # fmt: skip
+    bake_check_seconds: float = Field(
+        60, gt=0, le=3600, description="how often the bake reads the guard metrics"
+    )
+    guard_max_error_rate: float = Field(
+        0.05, ge=0.0, le=1.0, description="the candidate's failed share of its requests"
+    )
+    guard_max_p95_ratio: float = Field(
+        2.0, gt=1.0, description="candidate p95 latency over the champion's, same period"
+    )
+    guard_max_psi: float = Field(
+        0.2, gt=0.0,
+        description="population stability index of the candidate's probabilities against "
+        "the champion's (0.1: a shift, 0.2: a large one)",
+    )  # fmt: skip
+    guard_max_auroc_drop: float = Field(
+        0.02, ge=0.0, le=1.0,
+        description="realized AUROC the candidate may trail the champion by, once labels came",
+    )  # fmt: skip
+    guard_min_requests: int = Field(
+        20, ge=1, description="candidate requests before a guard judges at all"
     )
 
     @field_validator("home")

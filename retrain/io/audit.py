@@ -26,7 +26,8 @@ from sqlalchemy import (
 
 from retrain.io.engines import INNODB_UTF8, now_utc, reporting_errors
 
-DECISIONS = ("promoted", "kept", "rolled_back", "deploy_failed")
+# baking: a canary's row while its bake runs; the bake settles it to one of the others
+DECISIONS = ("promoted", "kept", "rolled_back", "deploy_failed", "baking")
 
 PROMOTIONS = Table(
     "promotions",

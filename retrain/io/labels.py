@@ -173,3 +173,28 @@ def open_tables(engine: Engine, log: Table, labels: Table) -> None:
     open_table(engine, log)
     with engine.begin() as conn:
         labels.create(conn, checkfirst=True)
+
+
+ANSWER_COLUMNS = ("request_id", "model_version", "role", "prediction", "latency_ms",
+                  "probabilities", "label")  # fmt: skip
+
+
+def read_answers(
+    engine: Engine, dataset: str, since: datetime, until: datetime | None = None
+) -> list[tuple]:
+    """Every row the prediction log holds in [since, until) (ANSWER_COLUMNS), each with its
+    label where one came (joined on the row key; NULL where none did): what a rollout
+    compares."""
+    log, labels = predictions_table(dataset), labels_table(dataset)
+    query = (
+        select(log.c.request_id, log.c.model_version, log.c.role, log.c.prediction,
+               log.c.latency_ms, log.c.probabilities, labels.c.label)
+        .select_from(log.outerjoin(labels, log.c.row_key == labels.c.key))
+        .where(log.c.predicted_at >= since)
+    )  # fmt: skip
+    if until is not None:
+        query = query.where(log.c.predicted_at < until)
+    with reporting_errors(engine):
+        open_tables(engine, log, labels)
+        with engine.connect() as conn:
+            return list(conn.execute(query))

@@ -177,3 +177,26 @@ def log_served_day(
     tracking.log_parent_summary(client, run_id, {}, summary.metrics())
     tracking.end_run(client, run_id)
     return run_id
+
+
+def log_rollout_report(
+    client: tracking.MlflowClient,
+    settings: Settings,
+    plan_tags: dict[str, str],
+    metrics: dict[str, float],
+    table: str,
+) -> str:
+    """A rollout's per-version report as one run of the inference experiment: each version's
+    figures as metrics (`<role>_<figure>`), the table as `rollout.md`."""
+    experiment = inference_experiment(client, settings)
+    name = f"rollout-{plan_tags['retrain.rollout_version']}"
+    run_id = tracking.start_parent_run(
+        client, experiment, name, {"retrain.stage": "rollout", **plan_tags}
+    )
+    tracking.log_parent_summary(client, run_id, {}, metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rollout.md"
+        path.write_text(table)
+        tracking.log_file(client, run_id, str(path))
+    tracking.end_run(client, run_id)
+    return run_id

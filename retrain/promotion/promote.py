@@ -28,6 +28,8 @@ from retrain.training.calibration import brier, expected_calibration_error
 from retrain.training.families import auroc
 from retrain.training.notes import version_note
 
+BAKING = "baking"  # a promoted canary's row until its bake settles it
+
 
 @dataclass(frozen=True)
 class PromotionReport:
@@ -41,12 +43,15 @@ class PromotionReport:
     attempt_id: int
     aliases_before: dict[str, str | None] = field(default_factory=dict)
     bootstrap: Bootstrap | None = None
+    baking: bool = False  # promoted as a canary: the bake decides, no alias has moved yet
 
     @property
     def promoted(self) -> bool:
         return self.decision.promote
 
     def describe(self) -> str:
+        if self.baking:
+            return f"challenger version {self.challenger} goes to a canary: {self.decision.reason}"
         verb = "promoted" if self.promoted else "kept the champion over"
         return f"{verb} challenger version {self.challenger}: {self.decision.reason}"
 
@@ -78,16 +83,20 @@ def promote_if_better(
     rules: PromotionRules,
     flow_run_id: str | None = None,
     challenger: str | None = None,
+    busy: str | None = None,
+    hold: bool = False,
 ) -> PromotionReport:
     """Compare `challenger` (default: `@challenger`) with `@champion` on the current holdout;
     move aliases and tags. The nightly flow names the version it tuned, so a run that waited
-    for another's promotion still judges its own model."""
+    for another's promotion still judges its own model. `busy` (a rollout in progress) keeps
+    the champion with that reason; `hold` (a canary rollout) decides without moving an
+    alias: the row says `baking` until the bake settles it."""
     before = tracking.read_aliases(client, settings.model_name)
     challenger, champion = challenger or before["challenger"], before["champion"]
     if challenger is None:
         raise StageFailed("no challenger is registered yet; run `retrain tune` first")
-    if challenger == champion:
-        decision = Decision(False, f"version {challenger} is already the champion")
+    if challenger == champion or busy:
+        decision = Decision(False, busy or f"version {challenger} is already the champion")
         return _record(engine, settings, decision, before, challenger, None, None, flow_run_id)
     cleaned = read_training_rows(engine, tables, settings)[0]  # the window tuning judged on
     schema = settings.load_schema()
@@ -96,15 +105,18 @@ def promote_if_better(
     decision = decide(aurocs[challenger], aurocs.get(champion), rules, boot)
     briers = {v: c[0] for v, c in calibration.items()}
     decision = check_calibration(decision, briers[challenger], briers.get(champion), rules)
-    apply_decision(aliases_for(client, engine, settings, flow_run_id), decision, challenger)
+    baking = hold and decision.promote and champion is not None
+    if not baking:
+        apply_decision(aliases_for(client, engine, settings, flow_run_id), decision, challenger)
+    name = BAKING if baking else decision.name
     tracking.log_promotion(
-        client, settings.model_name, challenger, decision.name, aurocs[challenger],
+        client, settings.model_name, challenger, name, aurocs[challenger],
         aurocs.get(champion), calibration_metrics(calibration, challenger, champion),
     )  # fmt: skip
-    note_decision(client, settings.model_name, challenger, decision.name, aurocs.get(champion))
+    note_decision(client, settings.model_name, challenger, name, aurocs.get(champion))
     return _record(
         engine, settings, decision, before, challenger, aurocs[challenger],
-        aurocs.get(champion), flow_run_id, boot,
+        aurocs.get(champion), flow_run_id, boot, name,
     )  # fmt: skip
 
 
@@ -179,13 +191,14 @@ def _record(
     champion_auroc: float | None,
     flow_run_id: str | None,
     boot: Bootstrap | None = None,
+    name: str | None = None,
 ) -> PromotionReport:
     attempt = Attempt(
         settings.dataset, challenger, before["champion"], challenger_auroc,
-        champion_auroc, decision.name, decision.reason, flow_run_id,
+        champion_auroc, name or decision.name, decision.reason, flow_run_id,
     )  # fmt: skip
     attempt_id = audit.record_attempt(engine, attempt)
     return PromotionReport(
         decision, challenger, before["champion"], challenger_auroc, champion_auroc,
-        attempt_id, before, boot,
+        attempt_id, before, boot, name == BAKING,
     )  # fmt: skip

@@ -353,14 +353,17 @@ def spare_port(settings: Settings, also: tuple[int, ...] = ()) -> int:
     return model_server.spare_port(avoid)
 
 
-def start_server(settings: Settings, model_uri: str, version: str, host: str, port: int) -> Served:
+def start_server(
+    settings: Settings, model_uri: str, version: str, host: str, port: int, role: str = "champion"
+) -> Served:
     """A model server with its metrics on a free loopback port and, unless
-    RETRAIN_PREDICTION_LOG=off, its prediction log writing to the data store."""
+    RETRAIN_PREDICTION_LOG=off, its prediction log writing to the data store (each row with
+    the server's `role`: champion, or canary/ab while a rollout runs)."""
     metrics_port = spare_port(settings, also=(port,))
     context = ServingContext(
         settings.dataset, settings.model_name, version,
         settings.database_url if settings.prediction_log else None, "127.0.0.1", metrics_port,
-        settings.prediction_buffer, settings.load_schema().roles.ids,
+        settings.prediction_buffer, settings.load_schema().roles.ids, role=role,
     )  # fmt: skip
     return model_server.start(
         settings.home, settings.tracking_uri, model_uri, version, host, port,

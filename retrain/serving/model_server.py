@@ -66,6 +66,7 @@ class Served:
 
 
 MAIN, SPARE = "serving.json", "serving-spare.json"
+CANDIDATE = "serving-candidate.json"  # the second version a rollout serves beside the champion
 
 
 def state_file(home: Path, role: str = MAIN) -> Path:
@@ -189,7 +190,7 @@ def spare_port(avoid: Collection[int], draw: Callable[[], int] = free_port, trie
 def recorded_ports(home: Path) -> set[int]:
     """Every port the state files of `home` name: servers, their metrics, the proxy."""
     ports: set[int] = set()
-    for role in (MAIN, SPARE):
+    for role in (MAIN, SPARE, CANDIDATE):
         record = read_record(home, role)
         if record:
             ports |= {record.port, record.metrics_port or 0}
