@@ -580,6 +580,95 @@ def serve_supervise(
     )
 
 
+rollout_app = typer.Typer(
+    no_args_is_help=True,
+    help="A second version beside the champion: canary, A/B split, their bake and report.",
+)
+app.add_typer(rollout_app, name="rollout")
+VersionOpt = Annotated[str, typer.Option("--version", help="registered version to serve beside")]
+PercentOpt = Annotated[
+    float | None,
+    typer.Option("--percent", min=0.01, max=99.99, help="its share of requests (percent)"),
+]
+
+
+@rollout_app.command("ab")
+def rollout_ab(
+    version: VersionOpt,
+    percent: PercentOpt = None,
+    hours: Annotated[float, typer.Option("--hours", min=0.001, help="how long to split")] = 24,
+) -> None:
+    """Split traffic between the champion and --version for --hours, promoting neither; on a
+    Prefect server the split's watch runs as its own flow run, else here until it ends."""
+    from flows.rollout import start_rollout
+
+    check_settings()
+    typer.echo(run_flow(lambda: start_rollout(version, "ab", percent, hours * 60)))
+
+
+@rollout_app.command("canary")
+def rollout_canary(
+    version: VersionOpt,
+    percent: PercentOpt = None,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", min=0.01, help="bake; RETRAIN_BAKE_MINUTES")
+    ] = None,
+) -> None:
+    """Serve --version as a canary: its share of requests through a bake that promotes it if
+    its guard metrics hold, and rolls it back at the first breach."""
+    from flows.rollout import start_rollout
+
+    check_settings()
+    typer.echo(run_flow(lambda: start_rollout(version, "canary", percent, minutes)))
+
+
+@rollout_app.command("status")
+def rollout_status() -> None:
+    """The running rollout (else the last one): versions, share, time left, each guard."""
+    from retrain.io import store
+    from retrain.serving import bake, rollout
+
+    settings = check_settings()
+    plan = run_stage(lambda: rollout.current_or_last(settings.home))
+    typer.echo(plan.describe())
+    engine, _ = run_stage(lambda: store.open_dataset(settings))
+    reading = run_stage(lambda: bake.observe(settings, engine, plan))
+    typer.echo(reading.line())
+
+
+@rollout_app.command("promote")
+def rollout_promote() -> None:
+    """Make the rollout's version champion now (guards or not) and serve it, verified."""
+    from flows.rollout import promote_now
+
+    check_settings()
+    typer.echo(run_flow(promote_now))
+
+
+@rollout_app.command("abort")
+def rollout_abort() -> None:
+    """End the rollout now: every request to the champion, the other version stopped."""
+    from flows.rollout import abort_now
+
+    check_settings()
+    typer.echo(run_flow(abort_now))
+
+
+@rollout_app.command("report")
+def rollout_report() -> None:
+    """Per version over the running (or last) rollout: requests, rows, latency p50/p95, class
+    shares, error rate, realized AUROC and the interval on the difference; also a Prefect
+    artifact and an MLflow run in <experiment>-inference."""
+    from flows.rollout import report
+
+    check_settings()
+    reading = run_flow(report)
+    typer.echo(reading.markdown())
+    for summary in (reading.champion, reading.candidate):
+        shares = ", ".join(f"{k} {v:.1%}" for k, v in summary.class_shares.items()) or "none"
+        typer.echo(f"v{summary.version} class shares: {shares}")
+
+
 @app.command()
 def score(
     source: Annotated[

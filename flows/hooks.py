@@ -163,6 +163,10 @@ def announce_promotion(
     )
     if rolled_back is not None:
         return
+    if report.baking:  # the bake announces its verdict
+        emit_model_event(settings, "canary", {"challenger": report.challenger,
+                                              "champion": report.champion})  # fmt: skip
+        return
     emit_model_event(
         settings, "promoted" if report.promoted else "kept",
         {"challenger": report.challenger, "champion": report.champion,

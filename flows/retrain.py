@@ -26,10 +26,12 @@ from flows.ingest import ingest
 from flows.locking import promotion_section
 from flows.performance import label_batches, performance
 from flows.promote import promote
+from flows.rollout import hand_over, start_canary
 from flows.tune import tune
 from retrain.config.settings import FAMILIES, Settings, load_settings
 from retrain.data.clean import BatchReport
 from retrain.data.ingest import LoadReport
+from retrain.errors import StageFailed
 from retrain.io.nightly_metrics import NightlyFigures
 from retrain.monitoring.performance import Degradation
 from retrain.promotion.promote import PromotionReport
@@ -90,7 +92,7 @@ class RunSummary:
         if self.promotion:
             p = self.promotion
             rolled = any(s.name == "deploy" and s.outcome.startswith("failed") for s in self.stages)
-            decision = "rolled back" if rolled else p.decision.name
+            decision = "rolled back" if rolled else decision_of(p)
             champion = (
                 f"champion v{p.champion} {shown(p.champion_auroc)}" if p.champion
                 else "no champion yet"
@@ -109,7 +111,7 @@ class RunSummary:
         """The run in numbers, for the nightly metrics."""
         rolled = any(s.name == "deploy" and s.outcome.startswith("failed") for s in self.stages)
         p = self.promotion
-        decision = "rolled_back" if rolled else p.decision.name if p else "none"
+        decision = "rolled_back" if rolled else decision_of(p) if p else "none"
         return NightlyFigures(
             dataset, succeeded, decision if succeeded or rolled else "failed",
             sum(r.rows for r in self.loaded if not r.already_loaded),
@@ -134,6 +136,11 @@ class RunSummary:
         shown = f"{score:.4f}" if score is not None else "n/a"
         where = self.deployed.url if self.deployed else "not restarted (--no-serve or kept)"
         return f"champion: version {version}, holdout AUROC {shown}; serving: {where}"
+
+
+def decision_of(report: PromotionReport) -> str:
+    """The promotion's decision as its audit row says it (`baking` while a canary bakes)."""
+    return "baking" if report.baking else report.decision.name
 
 
 NAMES = "|".join(FAMILIES)  # the families are named once, in the settings
@@ -206,7 +213,7 @@ def retrain(
         serve: restart the model server when a challenger is promoted.
     """
     settings = load_settings()
-    summary, succeeded = RunSummary(), False
+    summary, succeeded, canary = RunSummary(), False, None
     try:
         summary.loaded = staged(summary, "ingest", lambda: ingest(source=source or None))
         # the drift event's origin keeps retrain-on-drift from starting a second retrain
@@ -229,12 +236,20 @@ def retrain(
                     require_significance=require_significance,
                     challenger=summary.tuned.version,
                     announce=False,
+                    hold=serve and canary_rollout(settings),
                 ),
             )
-            if serve and summary.promotion.promoted:
+            if serve and summary.promotion.baking:
+                announce_promotion(settings, summary.promotion)
+                canary = staged(
+                    summary, "canary", lambda: start_canary(settings, summary.promotion)
+                )
+            elif serve and summary.promotion.promoted:
                 summary.deployed = deploy_then_announce(settings, summary)
             else:
                 announce_promotion(settings, summary.promotion)
+        if canary is not None:  # outside the promotion section: the bake takes it to decide
+            staged(summary, "bake", lambda: hand_over(settings, canary))
         succeeded = True
         informational(summary, "predictions", lambda: report_yesterday(settings))
         summary.performance = informational(summary, "performance", lambda: performance(days=14))
@@ -246,6 +261,16 @@ def retrain(
         except Exception as err:  # the night's own error, if any, must be the one raised
             get_run_logger().warning(f"nightly metrics not written: {err}")
     return summary
+
+
+def canary_rollout(settings: Settings) -> bool:
+    """RETRAIN_ROLLOUT=canary: a promoted challenger goes through a canary's bake."""
+    if settings.rollout == "shadow":
+        raise StageFailed(
+            "RETRAIN_ROLLOUT=shadow is not built yet: use canary (a share of the real requests "
+            "through a bake) or direct"
+        )
+    return settings.rollout == "canary"
 
 
 def deploy_then_announce(settings: Settings, summary: RunSummary) -> DeployReport:

@@ -10,6 +10,7 @@ person in a hurry.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -100,15 +101,29 @@ def announce_rolled_back(settings: Settings, end: BakeEnd) -> None:
            kind="failure")  # fmt: skip
 
 
-def hand_over(settings: Settings, plan: Rollout) -> str:
+@dataclass(frozen=True)
+class Handed:
+    """Where the bake went: its own flow run (`run_name`), or its verdict here."""
+
+    text: str
+    run_name: str | None = None
+    end: BakeEnd | None = None
+
+    def describe(self) -> str:
+        return self.text
+
+
+def hand_over(settings: Settings, plan: Rollout) -> Handed:
     """Start the bake as its own flow run of `rollout-bake` when the Prefect server has that
     deployment (the caller ends now); else bake here, blocking until the verdict."""
     name = f"rollout-{settings.dataset}-{plan.version}"
     try:
         run = run_deployment(BAKE_DEPLOYMENT, timeout=0, as_subflow=False, flow_run_name=name)
     except ObjectNotFound:
-        return bake().describe()
-    return f"the bake runs as flow run {run.name} ({BAKE_DEPLOYMENT}); {plan.describe()}"
+        end = bake()
+        return Handed(end.describe(), end=end)
+    text = f"the bake runs as flow run {run.name} ({BAKE_DEPLOYMENT}); {plan.describe()}"
+    return Handed(text, run.name)
 
 
 @flow(name="rollout-start", flow_run_name=run_name("rollout-start"), timeout_seconds=BAKE_TIMEOUT,
@@ -132,15 +147,15 @@ def start_rollout(
     plan = split_traffic(settings, version, mode, percent or settings.canary_percent,
                          minutes or settings.bake_minutes)  # fmt: skip
     get_run_logger().info(plan.describe())
-    return hand_over(settings, plan)
+    return hand_over(settings, plan).describe()
 
 
-def start_canary(settings: Settings, promotion: PromotionReport) -> str:
-    """The nightly run's rollout: the promoted challenger as a canary, then the bake."""
+def start_canary(settings: Settings, promotion: PromotionReport) -> Rollout:
+    """The nightly run's rollout: the promoted challenger as a canary (the bake follows)."""
     plan = split_traffic(settings, promotion.challenger, "canary", settings.canary_percent,
                          settings.bake_minutes, promotion)  # fmt: skip
     get_run_logger().info(plan.describe())
-    return hand_over(settings, plan)
+    return plan
 
 
 @flow(name="rollout-promote", flow_run_name=run_name("rollout-promote"), timeout_seconds=1800,

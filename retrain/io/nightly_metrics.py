@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
-DECISIONS = ("promoted", "kept", "rolled_back", "failed", "none")
+DECISIONS = ("promoted", "kept", "rolled_back", "failed", "none", "baking")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ PURE = (
     "retrain.data.split", "retrain.training.families", "retrain.training.pictures",
     "retrain.training.notes", "retrain.promotion.rules", "retrain.monitoring.drift",
     "retrain.monitoring.usage", "retrain.monitoring.performance",
-    "retrain.training.calibration", "retrain.training.leakage",
+    "retrain.training.calibration", "retrain.training.leakage", "retrain.promotion.guards",
 )  # fmt: skip
 ADAPTER_LIBRARIES = ("sqlalchemy", "pymysql", "mlflow", "prefect", "subprocess", "pyspark",
                      "urllib.request", "requests", "httpx", "socket")  # fmt: skip
