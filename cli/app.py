@@ -532,13 +532,16 @@ def echo_proxy_and_supervisor(served: Any, watcher: dict | None) -> None:
 def serve_stop() -> None:
     """Stop the model server and the proxy retrain started (nothing else is ever signalled)."""
     from retrain.config.settings import load_settings
-    from retrain.serving import haproxy, model_server
+    from retrain.serving import haproxy, model_server, rollout
 
     settings = run_stage(load_settings)  # no MLflow client: stopping needs only the state file
     with model_server.serving_lock(settings.home):  # the supervisor does not restart what stops
         watcher = run_stage(lambda: model_server.stop_supervisor(settings.home))
         if watcher:
             typer.echo(f"stopped the serving supervisor (pid {watcher['pid']})")
+        ended = rollout.close(settings.home, "aborted", "serving was stopped")
+        if ended:
+            typer.echo(f"stopped the rollout's version {ended.version} (its split ended)")
         served, front = model_server.read_record(settings.home), haproxy.recorded(settings.home)
         if front:
             run_stage(lambda: haproxy.stop(front))

@@ -181,6 +181,7 @@ def nightly_parameters(settings: Settings, source: str | None = None) -> dict[st
         "min_improvement": settings.min_improvement,
         "require_significance": settings.require_significance,
         "serve": True,
+        "rollout": settings.rollout,
     }
 
 
@@ -195,6 +196,7 @@ def retrain(
     min_improvement: Margin = DEFAULT["min_improvement"],
     require_significance: bool = DEFAULT["require_significance"],
     serve: bool = True,
+    rollout: Literal["direct", "canary", "shadow"] = DEFAULT["rollout"],
 ) -> RunSummary:
     """Ingest new source data, clean it, measure its drift, tune a challenger, promote it if
     better, serve it; then log yesterday's prediction log as one MLflow run.
@@ -211,6 +213,9 @@ def retrain(
         min_improvement: AUROC margin a challenger must beat the champion by.
         require_significance: also require a paired bootstrap to find the challenger better.
         serve: restart the model server when a challenger is promoted.
+        rollout: how a promoted challenger reaches traffic: direct (the verified swap) or
+            canary (RETRAIN_CANARY_PERCENT of the requests through a bake of
+            RETRAIN_BAKE_MINUTES that promotes it or rolls it back); shadow is not built yet.
     """
     settings = load_settings()
     summary, succeeded, canary = RunSummary(), False, None
@@ -236,7 +241,7 @@ def retrain(
                     require_significance=require_significance,
                     challenger=summary.tuned.version,
                     announce=False,
-                    hold=serve and canary_rollout(settings),
+                    hold=serve and canary_rollout(rollout),
                 ),
             )
             if serve and summary.promotion.baking:
@@ -263,14 +268,14 @@ def retrain(
     return summary
 
 
-def canary_rollout(settings: Settings) -> bool:
+def canary_rollout(mode: str) -> bool:
     """RETRAIN_ROLLOUT=canary: a promoted challenger goes through a canary's bake."""
-    if settings.rollout == "shadow":
+    if mode == "shadow":
         raise StageFailed(
             "RETRAIN_ROLLOUT=shadow is not built yet: use canary (a share of the real requests "
             "through a bake) or direct"
         )
-    return settings.rollout == "canary"
+    return mode == "canary"
 
 
 def deploy_then_announce(settings: Settings, summary: RunSummary) -> DeployReport:

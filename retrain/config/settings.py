@@ -271,6 +271,9 @@ class Settings(BaseSettings):
     guard_max_p95_ratio: float = Field(
         2.0, gt=1.0, description="candidate p95 latency over the champion's, same period"
     )
+    guard_p95_slack_ms: float = Field(
+        25.0, ge=0.0, description="milliseconds of p95 a candidate may add beyond that ratio"
+    )
     guard_max_psi: float = Field(
         0.2, gt=0.0,
         description="population stability index of the candidate's probabilities against "

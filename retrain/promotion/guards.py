@@ -30,6 +30,7 @@ class GuardLimits:
 
     max_error_rate: float = 0.05
     max_p95_ratio: float = 2.0
+    p95_slack_ms: float = 25.0  # milliseconds of p95 a candidate may add beyond the ratio
     max_psi: float = 0.2
     max_auroc_drop: float = 0.02
     min_requests: int = 20
@@ -179,14 +180,15 @@ def read_guards(
 def latency_reading(
     champion: pd.DataFrame, candidate: pd.DataFrame, limits: GuardLimits
 ) -> Reading:
+    """The candidate's p95 latency against ratio x the champion's p95 + a slack: a model of a
+    few milliseconds varies by more than 2x between requests."""
     before, after = latencies(champion), latencies(candidate)
-    enough = min(len(before), len(after)) >= limits.min_requests
-    if not enough:
-        return Reading("p95_ratio", None, limits.max_p95_ratio, False)
+    if min(len(before), len(after)) < limits.min_requests:
+        return Reading("p95_ms", None, 0.0, False)
     p95_before, p95_after = quantile(before, 0.95), quantile(after, 0.95)
-    ratio = p95_after / max(p95_before, 1e-3)
-    detail = f"p95 {p95_after:.1f} ms against the champion's {p95_before:.1f} ms"
-    return Reading("p95_ratio", ratio, limits.max_p95_ratio, True, detail)
+    limit = limits.max_p95_ratio * p95_before + limits.p95_slack_ms
+    detail = f"the champion's p95 {p95_before:.1f} ms"
+    return Reading("p95_ms", p95_after, limit, True, detail)
 
 
 def auroc_reading(

@@ -40,8 +40,8 @@ from retrain.serving.rollout import Rollout
 
 def limits_of(settings: Settings) -> GuardLimits:
     return GuardLimits(
-        settings.guard_max_error_rate, settings.guard_max_p95_ratio, settings.guard_max_psi,
-        settings.guard_max_auroc_drop, settings.guard_min_requests,
+        settings.guard_max_error_rate, settings.guard_max_p95_ratio, settings.guard_p95_slack_ms,
+        settings.guard_max_psi, settings.guard_max_auroc_drop, settings.guard_min_requests,
     )  # fmt: skip
 
 
@@ -251,8 +251,8 @@ def abort(
 
 @dataclass(frozen=True)
 class BakeEnd:
-    """How a bake ended: promoted, rolled_back, ended (an A/B's time is up), or gone (ended
-    by hand while it watched)."""
+    """How a bake ended: promoted, rolled_back, kept (too few requests to judge), ended (an
+    A/B's time is up), or gone (ended by hand while it watched)."""
 
     outcome: str
     reason: str
@@ -312,6 +312,15 @@ def finish(
     if plan.mode == "ab":
         finished = rollout.end_split(settings, "ended", f"its {minutes:g} minutes are over")
         return BakeEnd("ended", finished.reason if finished else "", reading, finished)
+    seen = reading.candidate.requests
+    if seen < settings.guard_min_requests:
+        reason = (f"the canary answered {seen} requests in its {minutes:g}-minute bake, too few "
+                  f"to judge (RETRAIN_GUARD_MIN_REQUESTS={settings.guard_min_requests}); the "
+                  "champion stays")  # fmt: skip
+        finished = rollout.end_split(settings, "kept", reason)
+        if finished is not None:
+            settle_attempt(engine, settings, finished, "kept", reason, flow_run_id)
+        return BakeEnd("kept", reason, reading, finished)
     held = f"the canary held every guard over its {minutes:g}-minute bake"
     promotion, deployed = promote_candidate(engine, client, settings, held, flow_run_id)
     return BakeEnd(

@@ -134,6 +134,11 @@ def swap_to(
 ) -> DeployReport:
     """serve_verified's body, under the serving lock."""
     home, host, port = settings.home, settings.serve_host, settings.serve_port
+    if model_server.state_file(home, model_server.ROLLOUT).exists():
+        raise ServeFailed(
+            "a rollout splits the traffic now; end it first with `retrain rollout promote` or "
+            "`retrain rollout abort` (`retrain rollout status` shows it)"
+        )
     old = model_server.read_state(home)
     url = f"http://{host}:{port}"
     if old and old.version == version and old.public_url == url and model_server.ping_url(url):

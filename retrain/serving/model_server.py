@@ -67,6 +67,7 @@ class Served:
 
 MAIN, SPARE = "serving.json", "serving-spare.json"
 CANDIDATE = "serving-candidate.json"  # the second version a rollout serves beside the champion
+ROLLOUT = "rollout.json"  # the running rollout (retrain.serving.rollout writes it)
 
 
 def state_file(home: Path, role: str = MAIN) -> Path:

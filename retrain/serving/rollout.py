@@ -23,7 +23,7 @@ from retrain.promotion.guards import Counts
 from retrain.serving import deploy, haproxy, model_server
 from retrain.serving.model_server import CANDIDATE, Served, ServeFailed
 
-STATE, LAST = "rollout.json", "rollout-last.json"
+STATE, LAST = model_server.ROLLOUT, "rollout-last.json"
 MODES = ("canary", "ab")
 
 
@@ -177,21 +177,27 @@ def end_split(settings: Settings, outcome: str, reason: str) -> Rollout | None:
     candidate stopped; the rollout is kept as the last one with its outcome."""
     home = settings.home
     with model_server.serving_lock(home):
-        rollout = read_rollout(home)
         front = haproxy.recorded(home)
         if front is not None and front.slot:
             haproxy.unsplit(front)
             haproxy.retire(front, haproxy.idle_slot(front))
-        counts = served_counts(candidate(home))
-        model_server.stop_recorded(home, CANDIDATE)
-        if rollout is None:
-            return None
-        finished = replace(
-            rollout, outcome=outcome, reason=reason, finished_at=utc_now().isoformat(),
-            candidate_counts=[counts.ok, counts.errors],
-        )  # fmt: skip
-        write_rollout(home, finished, LAST)
-        write_rollout(home, None)
+        return close(home, outcome, reason)
+
+
+def close(home: Path, outcome: str, reason: str) -> Rollout | None:
+    """Stop the candidate and file the rollout as the last one (the caller holds the serving
+    lock and has given the champion its traffic back, or stops serving altogether)."""
+    rollout = read_rollout(home)
+    counts = served_counts(candidate(home))
+    model_server.stop_recorded(home, CANDIDATE)
+    if rollout is None:
+        return None
+    finished = replace(
+        rollout, outcome=outcome, reason=reason, finished_at=utc_now().isoformat(),
+        candidate_counts=[counts.ok, counts.errors],
+    )  # fmt: skip
+    write_rollout(home, finished, LAST)
+    write_rollout(home, None)
     return finished
 
 

@@ -56,7 +56,8 @@ def test_errors_latency_and_a_probability_shift_each_breach_their_own_guard() ->
     readings = {r.metric: r for r in read_guards(champion, slow_and_shifted, Counts(60, 30),
                                                  GuardLimits())}  # fmt: skip
     assert readings["error_rate"].breached and readings["error_rate"].value == 30 / 90
-    assert readings["p95_ratio"].breached and readings["p95_ratio"].value == 10.0
+    assert readings["p95_ms"].breached and readings["p95_ms"].value == 50.0
+    assert readings["p95_ms"].limit == 2.0 * 5.0 + 25.0
     assert readings["psi"].breached and readings["psi"].value > 1
 
 
