@@ -18,9 +18,10 @@ import pandas as pd
 from retrain.monitoring.performance import probability_matrix, realized_auroc
 from retrain.training.families import auroc
 
-BINS = 10
-EPSILON = 1e-4  # the share an empty bin counts as, so that the index stays finite
-MIN_SHIFT_ROWS = 50  # rows each side before the probability shift is judged
+BINS = 5  # of the probability shift: wider bins, less noise on a few hundred rows
+SMOOTHING = 0.5  # rows added to every bin of either side
+MIN_SHIFT_ROWS = 100  # rows each side before the probability shift is judged: two forests of
+# the same data measure 0.1 to 0.3 on 60 rows, under 0.11 on 100 or more
 RESAMPLES = 200
 
 
@@ -126,15 +127,15 @@ def labelled_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = BINS) -> float:
-    """Population stability index of `actual` against `expected`, on the expected values'
-    quantile bins: sum((a - e) * ln(a / e)) over the bins' shares."""
-    edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:  # a constant expectation: anything else is a shift
-        edges = np.array([edges[0] - 1e-9, edges[0] + 1e-9])
+    """Population stability index of `actual` against `expected` probabilities: the sum of
+    (a - e) * ln(a / e) over the bins' shares. Equal-width bins of [0, 1], not the expected
+    values' quantiles (a forest's probabilities are steps: quantile edges on tied values
+    call two forests of the same data a shift), and half a row added to every bin (an empty
+    bin would otherwise weigh like a shift)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
     edges[0], edges[-1] = -np.inf, np.inf
-    e = np.histogram(expected, edges)[0] / len(expected)
-    a = np.histogram(actual, edges)[0] / len(actual)
-    e, a = np.clip(e, EPSILON, None), np.clip(a, EPSILON, None)
+    counts = [np.histogram(values, edges)[0] for values in (expected, actual)]
+    e, a = ((c + SMOOTHING) / (c.sum() + SMOOTHING * bins) for c in counts)
     return float(np.sum((a - e) * np.log(a / e)))
 
 

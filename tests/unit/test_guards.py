@@ -34,6 +34,7 @@ def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_pushed_one()
     rng = np.random.default_rng(0)
     before = rng.beta(2, 2, 2000)
     assert psi(before, rng.beta(2, 2, 2000)) < 0.02
+    assert psi(before[:100], rng.beta(2, 2, 100)) < 0.1  # no empty bin weighs like a shift
     assert psi(before, np.clip(before + 0.3, 0, 1)) > 0.5
 
 

@@ -1,0 +1,240 @@
+"""Rollouts with real components: the iris champion served by `mlflow models serve` behind a
+real HAProxy, a second real model server for the candidate, the flows run on the session's
+real Prefect server, the alert sent to a real local receiver, the prediction log on SQLite.
+
+The candidates are real scikit-learn Pipelines with a real fault: one takes the log of its
+inputs and fails (a 500) on a row with a negative value, which the champion answers; one
+pushes its probabilities towards one class."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sqlalchemy import text
+
+from retrain.data.features import prepare_features
+from retrain.data.split import dataset_of
+from retrain.io import audit, engines, store, tracking
+from retrain.io.bundled_iris import write_bundled_iris
+from retrain.serving import model_server, rollout
+from retrain.training.tuning import log_and_register
+from tests.integration.test_promote_and_serve import (
+    COLUMNS,
+    context,
+    deploy_now,
+    promote_now,
+    register,
+    strong_model,
+)
+from tests.integration.test_tune import load_and_clean
+from tests.support.services import model_events, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]  # fmt: skip
+
+
+@pytest.fixture
+def served_champion(env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: str,
+                    receiver) -> list[dict]:  # fmt: skip
+    """Iris loaded, cleaned, version 1 promoted and served behind HAProxy; the bake checks
+    every second and judges from 10 requests; alerts go to the receiver (its bodies are
+    returned). The candidate a test leaves running is stopped by its recorded pid."""
+    url, received = receiver
+    for key, value in {"RETRAIN_ALERT_URL": url, "RETRAIN_BAKE_CHECK_SECONDS": "1",
+                       "RETRAIN_GUARD_MIN_REQUESTS": "10"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    load_and_clean(write_bundled_iris(tmp_path / "src"))
+    register(strong_model())
+    assert promote_now().promoted
+    served = deploy_now()
+    assert served.proxied, "the rollout tests need HAProxy (./dev test installs it)"
+    yield received
+    model_server.stop_recorded(Path(env["RETRAIN_HOME"]), model_server.CANDIDATE)
+
+
+def register_pipeline(pipeline: Pipeline) -> str:
+    """Fit a whole Pipeline (no standard preprocessing) on the training rows; register it."""
+    settings, engine, tables, client = context()
+    with engine.connect() as conn:
+        data = dataset_of(store.read_cleaned(conn, tables), settings.load_schema())
+    pipeline.fit(prepare_features(data.train, data.kinds), data.labels(data.train))
+    experiment = tracking.ensure_experiment(client, settings.experiment, settings.artifact_root)
+    run = tracking.start_parent_run(client, experiment, "tune", {"retrain.stage": "tune"})
+    return log_and_register(settings, client, run, pipeline, data, {})
+
+
+def log_scale_model() -> Pipeline:
+    """Logistic regression on log inputs: a real model that fails on a negative value."""
+    return Pipeline([("log", FunctionTransformer(np.log)),
+                     ("clf", LogisticRegression(max_iter=500))])  # fmt: skip
+
+
+def pushed_model() -> Pipeline:
+    """A model that puts most of its probability on setosa: the same labels to learn, its
+    scores shifted towards one class."""
+    weights = {"setosa": 60.0, "versicolor": 1.0, "virginica": 1.0}
+    return Pipeline([("clf", LogisticRegression(C=0.05, class_weight=weights, max_iter=500))])
+
+
+def iris_rows(n: int, seed: int, negative: bool = False) -> pd.DataFrame:
+    """`n` real iris rows with a little noise, as traffic would bring them."""
+    from sklearn.datasets import load_iris
+
+    rng = np.random.default_rng(seed)
+    flowers = load_iris().data
+    picked = flowers[rng.integers(0, len(flowers), n)] * rng.normal(1.0, 0.03, (n, 4))
+    rows = pd.DataFrame(picked.round(2), columns=COLUMNS)
+    if negative:
+        rows.iloc[0, 1] = -1.0  # the log model fails on this request; the champion answers it
+    return rows
+
+
+def send(n: int, url: str, failing_every: int = 0) -> int:
+    """`n` requests of 3 rows; every `failing_every`-th carries a negative value. Returns
+    how many requests a client saw fail (each is retried by nobody but HAProxy)."""
+    failed = 0
+    for i in range(n):
+        rows = iris_rows(3, i, negative=bool(failing_every) and i % failing_every == 0)
+        try:
+            assert len(model_server.invoke(url, rows)) == 3
+        except OSError:
+            failed += 1
+    return failed
+
+
+def logged_rows(settings) -> dict[tuple[str, str], int]:
+    engine = engines.make_engine(settings.database_url)
+    query = (
+        f"SELECT model_version, role, COUNT(*) FROM {settings.dataset}_predictions GROUP BY 1, 2"
+    )
+    with engine.connect() as conn:
+        return {(str(v), str(r)): int(n) for v, r, n in conn.execute(text(query))}
+
+
+def wait_logged(settings, rows: int) -> dict[tuple[str, str], int]:
+    """The prediction log once its writers have flushed `rows` rows in all."""
+    return wait_for(lambda: (got := logged_rows(settings)) and sum(got.values()) >= rows and got,
+                    30, f"{rows} rows in the prediction log")  # fmt: skip
+
+
+def test_an_ab_split_at_20_percent_sends_a_fifth_of_the_rows_and_its_report_compares_both(
+    served_champion: list[dict],
+) -> None:
+    from flows.rollout import hand_over, report
+
+    settings, _, _, client = context()
+    version = register(RandomForestClassifier(n_estimators=15, random_state=3))
+    plan = rollout.start_split(settings, version, "ab", 20, minutes=0.05)
+    assert rollout.in_progress(settings.home) == f"rollout of version {version} in progress"
+    url = model_server.read_state(settings.home).public_url
+    assert send(100, url) == 0
+    logged = wait_logged(settings, 300 + 6)  # two smoke requests of 3 rows each
+    share = logged[(version, "ab")] / (logged[(version, "ab")] + logged[("1", "champion")])
+    assert 0.15 <= share <= 0.25, logged
+    end = hand_over(settings, plan).end  # no bake deployment: the watch runs here
+    assert end.outcome == "ended" and rollout.read_rollout(settings.home) is None
+    assert tracking.alias_version(client, settings.model_name, "champion") == "1"
+    assert model_server.read_state(settings.home, model_server.CANDIDATE) is None
+    assert rollout.read_rollout(settings.home, rollout.LAST).outcome == "ended"
+    assert send(10, url) == 0  # the champion alone again
+    reading = report()
+    assert (reading.champion.version, reading.candidate.version) == ("1", version)
+    assert reading.candidate.requests + reading.champion.requests >= 100
+    assert reading.candidate.p95_ms is not None and sum(reading.candidate.class_shares.values())
+    runs = client.search_runs(
+        [tracking.ensure_experiment(client, f"{settings.experiment}-inference")],
+        f"tags.`retrain.rollout_version` = '{version}'",
+    )
+    assert runs and runs[0].data.metrics["candidate_requests"] == reading.candidate.requests
+
+
+def test_a_canary_failing_a_third_of_its_requests_is_rolled_back_and_no_client_fails(
+    served_champion: list[dict],
+) -> None:
+    from flows.rollout import bake
+
+    settings, engine, _, client = context()
+    version = register_pipeline(log_scale_model())
+    rollout.start_split(settings, version, "canary", 50, minutes=5)
+    url = model_server.read_state(settings.home).public_url
+    assert send(60, url, failing_every=3) == 0  # HAProxy retried every 500 on the champion
+    started = time.monotonic()
+    end = bake()
+    assert time.monotonic() - started < 60, "the breach ends the bake at once"
+    assert end.outcome == "rolled_back" and end.breach.metric == "error_rate"
+    assert 0.2 <= end.breach.value <= 0.5
+    assert rollout.read_rollout(settings.home) is None
+    assert model_server.read_state(settings.home, model_server.CANDIDATE) is None
+    assert tracking.alias_version(client, settings.model_name, "champion") == "1"
+    (row,) = [
+        a
+        for a in audit.recent_attempts(engine, settings.dataset)
+        if a.challenger_version == version
+    ]
+    assert row.decision == "rolled_back" and "error_rate" in row.reason
+    alert = [r for r in served_champion if r["kind"] == "failure" and r["stage"] == "rollout"]
+    assert alert and "error_rate" in alert[0]["reason"]
+    events = wait_for(lambda: model_events(settings.model_name).get("rolled_back"), 30,
+                      "the rolled_back event")  # fmt: skip
+    assert events[0].payload["metric"] == "error_rate"
+    assert send(10, url) == 0
+
+
+def test_a_canary_whose_probabilities_shift_is_rolled_back_by_the_stability_guard(
+    served_champion: list[dict],
+) -> None:
+    from flows.rollout import start_rollout
+
+    settings, engine, _, client = context()
+    version = register_pipeline(pushed_model())
+    url = model_server.read_state(settings.home).public_url
+
+    said: list[str] = []  # the flow splits, then bakes while this thread sends the traffic
+    baking = threading.Thread(target=lambda: said.append(start_rollout(version, "canary", 50, 5)))
+    baking.start()
+    wait_for(lambda: rollout.read_rollout(settings.home), 120, "the canary's split")
+    failed = send(80, url)
+    baking.join(120)
+    assert failed == 0 and said and said[0].startswith("rolled_back: psi"), said
+    assert tracking.alias_version(client, settings.model_name, "champion") == "1"
+    (row,) = [
+        a
+        for a in audit.recent_attempts(engine, settings.dataset)
+        if a.challenger_version == version
+    ]
+    assert row.decision == "rolled_back" and "psi" in row.reason
+
+
+def test_a_healthy_canary_is_promoted_at_the_end_of_its_bake(served_champion: list[dict]) -> None:
+    from flows.rollout import bake
+
+    settings, engine, _, client = context()
+    version = register(RandomForestClassifier(n_estimators=30, random_state=5))
+    rollout.start_split(settings, version, "canary", 50, minutes=0.25)
+    url = model_server.read_state(settings.home).public_url
+    assert send(80, url) == 0
+    end = bake()
+    assert end.outcome == "promoted", end.describe()
+    guards = {r.metric: r for r in end.reading.readings}
+    assert guards["psi"].judged and guards["error_rate"].judged and guards["p95_ms"].judged
+    assert tracking.alias_version(client, settings.model_name, "champion") == version
+    assert tracking.alias_version(client, settings.model_name, "previous_champion") == "1"
+    served = model_server.read_state(settings.home)
+    assert served.version == version and model_server.ping_url(served.public_url)
+    assert send(5, url) == 0
+    (row,) = [
+        a
+        for a in audit.recent_attempts(engine, settings.dataset)
+        if a.challenger_version == version
+    ]
+    assert row.decision == "promoted"
+    assert logged_rows(settings).get((version, "canary")), "the canary's rows carry its role"
