@@ -1,7 +1,9 @@
-"""Serving speed and swaps: what clients see during a swap behind HAProxy and without it, and
-what the proxy and the prediction log cost per request, in one run.
+"""Serving speed and swaps: what clients see during a swap behind HAProxy and without it,
+during a canary bake beside a direct swap, and what the proxy and the prediction log cost per
+request, in one run.
 
     ./dev python -m bench.serve [--requests 300] [--batches 50] [--clients 4]
+        [--bake-seconds 30] [--canary-percent 10]
 
 Everything runs in a temp RETRAIN_HOME on the embedded stores: bundled iris is loaded and
 cleaned, a weak model becomes champion and is served behind HAProxy (RETRAIN_PROXY=auto), then
@@ -11,10 +13,20 @@ main port. Then, on the same version:
 - single-row p50/p95 latency and 100-row rows/s through the proxy with the prediction log on,
   against a plain `mlflow models serve` of the same version (no proxy, no log, no metrics):
   the ratio's target is at most 1.15;
-- the same swap with RETRAIN_PROXY=off (a rollback to the weak version): the main port goes
-  down while the model server restarts, and requests fail inside that window.
+- a canary behind HAProxy: a refit of the same forest (a third version, the same answers, so
+  its guards hold) gets `--canary-percent` of the requests beside the champion for
+  `--bake-seconds` (guards read every 2 s, judged from 20 canary requests), then the bake
+  promotes it, which serves it with the same verified swap, while the same clients send
+  requests;
+- the same swap with RETRAIN_PROXY=off (a rollback to the version the canary replaced): the
+  main port goes down while the model server restarts, and requests fail inside that window.
 
-Prints each swap's failed requests (target 0 behind the proxy) and wrong answers (target 0).
+Prints each bake check, each swap's failed requests (target 0 behind the proxy) and wrong
+answers (target 0), and a table of the client's view of the two ways a version reaches traffic
+behind HAProxy: requests, failed requests, and p50/p99 latency of the answered ones, for the
+requests sent inside each measured window (the direct swap: the deploy call's start to its end,
+the promotion decision before it left out; the canary: the split's start to the bake's end,
+its final swap included), and the canary / direct ratio of p50 and p99.
 """
 
 from __future__ import annotations
@@ -27,7 +39,9 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
@@ -43,7 +57,8 @@ from retrain.io.bundled_iris import write_bundled_iris
 from retrain.model import logged_model
 from retrain.promotion import promote
 from retrain.promotion.rules import PromotionRules
-from retrain.serving import deploy, haproxy, model_server
+from retrain.serving import bake, deploy, haproxy, model_server, rollout
+from retrain.serving.bake import BakeEnd
 from retrain.training.families import fit_model, pipeline_of
 from retrain.training.tuning import log_and_register
 from tests.support.services import stop_model_server
@@ -72,10 +87,25 @@ def register(settings: Settings, stores, client, model) -> pd.DataFrame:
     return data.holdout[data.features]
 
 
-def promote_and_deploy(settings: Settings, stores, client):
+class Window:
+    """The monotonic start and end of the call whose requests are measured."""
+
+    start = end = 0.0
+
+    def measure(self, call: Callable[[], object]) -> object:
+        self.start = time.monotonic()
+        try:
+            return call()
+        finally:
+            self.end = time.monotonic()
+
+
+def promote_and_deploy(settings: Settings, stores, client, window: Window | None = None):
     engine, tables = stores
     report = promote.promote_if_better(engine, tables, client, settings, PromotionRules())
-    return deploy.deploy_champion(engine, client, settings, report)
+    return (window or Window()).measure(
+        lambda: deploy.deploy_champion(engine, client, settings, report)
+    )
 
 
 def latency(url: str, rows: pd.DataFrame, requests: int) -> tuple[float, float]:
@@ -96,32 +126,43 @@ def throughput(url: str, rows: pd.DataFrame, batches: int) -> float:
     return 100 * batches / (time.perf_counter() - started)
 
 
-def swap_under_load(settings: Settings, clients: int, swap) -> tuple[object, list, tuple]:
-    """Run `swap()` while `clients` threads send one-row requests to the main port; returns
-    its report, the log of (time, answer or None) and the row sent."""
-    frame, log, stop = IRIS_ROW, [], threading.Event()
+class Swapped(NamedTuple):
+    """A swap under load: its report, the clients' log of (sent, done, answer or None) in
+    time.monotonic(), the row sent, and the measured window of the swap."""
+
+    report: object
+    log: list
+    frame: pd.DataFrame
+    window: Window
+
+
+def swap_under_load(settings: Settings, clients: int, swap: Callable[[Window], object]) -> Swapped:
+    """Run `swap(window)` while `clients` threads send one-row requests to the main port; the
+    swap marks the part whose requests count with `window.measure`."""
+    frame, log, stop, window = IRIS_ROW, [], threading.Event(), Window()
 
     def hammer() -> None:
         while not stop.is_set():
+            sent = time.monotonic()
             try:
-                log.append(
-                    (time.monotonic(), tuple(model_server.invoke(settings.serve_url, frame, 5)))
-                )
+                answer = tuple(model_server.invoke(settings.serve_url, frame, 5))
             except OSError:
-                log.append((time.monotonic(), None))
+                answer = None
+            log.append((sent, time.monotonic(), answer))
+            if answer is None:
                 time.sleep(0.02)
 
     threads = [threading.Thread(target=hammer) for _ in range(clients)]
     for thread in threads:
         thread.start()
     try:
-        report = swap()
+        report = swap(window)
         time.sleep(1)  # requests after the switch, to the new version
     finally:
         stop.set()
         for thread in threads:
             thread.join()
-    return report, log, frame
+    return Swapped(report, log, frame, window)
 
 
 IRIS_ROW = pd.DataFrame(
@@ -130,21 +171,76 @@ IRIS_ROW = pd.DataFrame(
 )
 
 
-def describe_swap(name: str, settings: Settings, deployed, log: list, frame) -> str:
+def describe_swap(
+    name: str, settings: Settings, swapped: Swapped, versions: tuple | None = None
+) -> str:
+    """Requests, failures and wrong answers (neither of `versions`, by default the deploy's
+    previous and new one) over the whole run of the swap, and the main port's downtime."""
+    deployed, log, frame = swapped.report, swapped.log, swapped.frame
     allowed = {
         tuple(
             logged_model.load_version(settings.tracking_uri, settings.model_name, v).predict_labels(
                 frame
             )
         )
-        for v in (deployed.previous_version, deployed.version)
+        for v in versions or (deployed.previous_version, deployed.version)
     }
-    answered = [a for _, a in log if a is not None]
-    failed = sum(a is None for _, a in log)
+    answered = [a for _, _, a in log if a is not None]
+    failed = sum(a is None for _, _, a in log)
+    down = f"; main port down {deployed.downtime_seconds:.1f} s" if deployed else ""
     return (
         f"{name}: {len(log)} requests, {failed} failed, {sum(a not in allowed for a in answered)} "
-        f"wrong; main port down {deployed.downtime_seconds:.1f} s"
+        f"wrong{down}"
     )
+
+
+class ClientView(NamedTuple):
+    """What the clients saw of the requests they sent inside a swap's window."""
+
+    requests: int
+    failed: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+def client_view(swapped: Swapped) -> ClientView:
+    start, end = swapped.window.start, swapped.window.end
+    inside = [(done - sent, a) for sent, done, a in swapped.log if start <= sent <= end]
+    times = sorted(seconds * 1000 for seconds, a in inside if a is not None)
+    if len(times) < 2:
+        return ClientView(len(inside), len(inside) - len(times), None, None)
+    p99 = statistics.quantiles(times, n=100, method="inclusive")[98]
+    return ClientView(len(inside), len(inside) - len(times), statistics.median(times), p99)
+
+
+def canary_bake(
+    settings: Settings, stores, client, version: str, percent: float, seconds: float
+) -> Callable[[Window], BakeEnd]:
+    """The swap of a canary: `version` beside the champion with `percent` of the requests
+    for `seconds`, the bake printing each check, then its verdict (a promotion deploys it)."""
+    engine, _ = stores
+
+    def split_and_bake() -> BakeEnd:
+        rollout.start_split(settings, version, "canary", percent, seconds / 60)
+        return bake.bake(engine, client, settings, lambda r: print(f"  bake: {r.line()}"))
+
+    return lambda window: window.measure(split_and_bake)
+
+
+def table(direct: ClientView, canary: ClientView, percent: float, seconds: float) -> list[str]:
+    def ms(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "n/a" if a is None or not b else f"{a / b:.2f}"
+
+    rows = [("direct swap", direct), (f"canary {percent:g}%, {seconds:g} s bake", canary)]
+    lines = [f"  {'phase':<26} {'requests':>8} {'failed':>6} {'p50 ms':>7} {'p99 ms':>7}"]
+    lines += [f"  {name:<26} {v.requests:>8,} {v.failed:>6,} {ms(v.p50_ms):>7} {ms(v.p99_ms):>7}"
+              for name, v in rows]  # fmt: skip
+    lines.append(f"  canary / direct: p50 {ratio(canary.p50_ms, direct.p50_ms)}, "
+                 f"p99 {ratio(canary.p99_ms, direct.p99_ms)}")  # fmt: skip
+    return lines
 
 
 def plain_server(settings: Settings, version: str) -> model_server.Served:
@@ -171,6 +267,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--bake-seconds", type=float, default=30)
+    parser.add_argument("--canary-percent", type=float, default=10)
     args = parser.parse_args()
     quiet_behind_haproxy("bench.serve")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
@@ -178,6 +276,7 @@ def main() -> None:
         try:
             run(settings, stores, client, args)
         finally:
+            model_server.stop_recorded(settings.home, model_server.CANDIDATE)
             stop_model_server(settings.home)
 
 
@@ -186,7 +285,7 @@ def run(settings: Settings, stores, client, args: argparse.Namespace) -> None:
     promote_and_deploy(settings, stores, client)
     register(settings, stores, client, RandomForestClassifier(200, random_state=0))
     proxied = swap_under_load(
-        settings, args.clients, lambda: promote_and_deploy(settings, stores, client)
+        settings, args.clients, lambda window: promote_and_deploy(settings, stores, client, window)
     )
     served = model_server.read_state(settings.home)
     p50, p95 = latency(settings.serve_url, rows, args.requests)
@@ -197,14 +296,31 @@ def run(settings: Settings, stores, client, args: argparse.Namespace) -> None:
         plain_rate = throughput(plain.url, rows, args.batches)
     finally:
         model_server.stop(plain)
+    os.environ["RETRAIN_BAKE_CHECK_SECONDS"] = "2"
+    os.environ["RETRAIN_GUARD_MIN_REQUESTS"] = "20"
+    canary_settings = load_settings()
+    register(settings, stores, client, RandomForestClassifier(200, random_state=0))
+    version = tracking.alias_version(client, settings.model_name, "challenger")
+    print(f"canary of version {version} ({args.canary_percent:g}% of requests, "
+          f"{args.bake_seconds:g} s bake) beside version {served.version}:")  # fmt: skip
+    canary = swap_under_load(
+        canary_settings, args.clients,
+        canary_bake(canary_settings, stores, client, version, args.canary_percent,
+                    args.bake_seconds),
+    )  # fmt: skip
+    end: BakeEnd = canary.report
+    print(f"  {end.describe()}")
     stop_model_server(settings.home)
     os.environ["RETRAIN_PROXY"] = "off"
     direct_settings = load_settings()
     engine, _ = stores
-    deploy.serve_start(direct_settings, served.version, direct_settings.health_timeout)
+    now_served = tracking.alias_version(client, settings.model_name, "champion")
+    deploy.serve_start(direct_settings, now_served, direct_settings.health_timeout)
     direct = swap_under_load(
         direct_settings, args.clients,
-        lambda: deploy.rollback_champion(engine, client, direct_settings)[1],
+        lambda window: window.measure(
+            lambda: deploy.rollback_champion(engine, client, direct_settings)[1]
+        ),
     )  # fmt: skip
     print(f"single-row latency ({args.requests} requests, ms):")
     print(f"  behind HAProxy, prediction log on: p50 {p50:.2f}, p95 {p95:.2f}")
@@ -215,8 +331,17 @@ def run(settings: Settings, stores, client, args: argparse.Namespace) -> None:
         f"{plain_rate:,.0f} rows/s plain (ratio {rate / plain_rate:.2f})"
     )
     print(f"swaps under load ({args.clients} clients):")
-    print("  " + describe_swap("behind HAProxy", settings, *proxied))
-    print("  " + describe_swap("RETRAIN_PROXY=off", direct_settings, *direct))
+    print("  " + describe_swap("behind HAProxy", settings, proxied))
+    baked = canary._replace(report=end.deployed)
+    outcome = f"canary bake behind HAProxy ({end.outcome})"
+    print("  " + describe_swap(outcome, settings, baked, (served.version, version)))
+    print("  " + describe_swap("RETRAIN_PROXY=off", direct_settings, direct))
+    print(f"canary bake against direct swap behind HAProxy ({args.clients} clients; requests "
+          "sent inside each window, p50/p99 of the answered ones; direct swap: the deploy call, "
+          "canary: split start to bake end, its final swap included):")  # fmt: skip
+    for line in table(client_view(proxied), client_view(canary), args.canary_percent,
+                      args.bake_seconds):  # fmt: skip
+        print(line)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def announce_promotion(
     )
     if rolled_back is not None:
         return
-    if report.baking:  # the bake announces its verdict
+    if report.pending:  # the rollout announces its verdict
         emit_model_event(settings, "canary", {"challenger": report.challenger,
                                               "champion": report.champion})  # fmt: skip
         return

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from prefect import flow, get_run_logger, tags
 from pydantic import Field
 
+from flows.approval import ask_approval
 from flows.clean import clean
 from flows.deploy import deploy
 from flows.hooks import (
@@ -139,8 +140,8 @@ class RunSummary:
 
 
 def decision_of(report: PromotionReport) -> str:
-    """The promotion's decision as its audit row says it (`baking` while a canary bakes)."""
-    return "baking" if report.baking else report.decision.name
+    """The promotion's decision as its audit row says it (`pending` while its rollout runs)."""
+    return "pending" if report.pending else report.decision.name
 
 
 NAMES = "|".join(FAMILIES)  # the families are named once, in the settings
@@ -241,20 +242,24 @@ def retrain(
                     require_significance=require_significance,
                     challenger=summary.tuned.version,
                     announce=False,
-                    hold=serve and canary_rollout(rollout),
+                    hold=serve and rollout_decides(settings, rollout),
                 ),
             )
-            if serve and summary.promotion.baking:
+            if serve and summary.promotion.pending:
                 announce_promotion(settings, summary.promotion)
-                canary = staged(
-                    summary, "canary", lambda: start_canary(settings, summary.promotion)
-                )
+                if canary_rollout(rollout):
+                    canary = staged(summary, "canary",
+                                    lambda: start_canary(settings, summary.promotion))  # fmt: skip
             elif serve and summary.promotion.promoted:
                 summary.deployed = deploy_then_announce(settings, summary)
             else:
                 announce_promotion(settings, summary.promotion)
-        if canary is not None:  # outside the promotion section: the bake takes it to decide
+        # outside the promotion section: the bake, or the approval, takes it to decide
+        if canary is not None:
             staged(summary, "bake", lambda: hand_over(settings, canary))
+        elif serve and summary.promotion.pending:  # a direct rollout a person approves
+            p = summary.promotion
+            staged(summary, "approval", lambda: ask_approval(settings, p.challenger, p.attempt_id))
         succeeded = True
         informational(summary, "predictions", lambda: report_yesterday(settings))
         summary.performance = informational(summary, "performance", lambda: performance(days=14))
@@ -266,6 +271,12 @@ def retrain(
         except Exception as err:  # the night's own error, if any, must be the one raised
             get_run_logger().warning(f"nightly metrics not written: {err}")
     return summary
+
+
+def rollout_decides(settings: Settings, mode: str) -> bool:
+    """Whether a better challenger waits for its rollout (a canary's bake, a person's
+    approval) before the aliases move."""
+    return canary_rollout(mode) or settings.approval == "required"
 
 
 def canary_rollout(mode: str) -> bool:

@@ -80,7 +80,12 @@ def bake() -> BakeEnd:
     settings = load_settings()
     end = watch_rollout(settings, Progress().show, lambda: promotion_section(settings))
     get_run_logger().info(end.describe())
-    if end.outcome == "rolled_back":
+    if end.outcome == "approval":
+        from flows.approval import ask_approval
+
+        plan = end.rollout
+        get_run_logger().info(ask_approval(settings, plan.version, plan.attempt_id).describe())
+    elif end.outcome == "rolled_back":
         announce_rolled_back(settings, end)
     elif end.outcome == "promoted" and end.deployed:
         notify(settings, "rollout", end.deployed.describe_swap(), end.deployed.version,

@@ -13,7 +13,7 @@ from retrain.io import tracking
 from retrain.monitoring import inference_runs
 from retrain.promotion.promote import PromotionReport
 from retrain.serving import bake, rollout
-from retrain.serving.bake import BakeEnd, BakeReading
+from retrain.serving.bake import Answer, BakeEnd, BakeReading
 from retrain.serving.deploy import DeployReport
 from retrain.serving.rollout import Rollout
 from tasks.data import open_dataset
@@ -79,4 +79,28 @@ def log_rollout_report(settings: Settings, reading: BakeReading) -> str:
     with tracking.reporting_errors(settings.tracking_uri):
         return inference_runs.log_rollout_report(
             client, settings, reading.tags(), reading.figures(), reading.markdown()
+        )
+
+
+@task(cache_policy=NO_CACHE)
+def describe_for_approval(settings: Settings, version: str, attempt_id: int | None) -> str:
+    """The approval form's description: holdout AUROCs, the decision, the canary's guards."""
+    engine, _ = open_dataset(settings)
+    plan = rollout.read_rollout(settings.home)
+    attempt = attempt_id if attempt_id is not None else plan.attempt_id if plan else None
+    return bake.comparison(engine, settings, version, attempt)
+
+
+@task(cache_policy=NO_CACHE, timeout_seconds=1800)
+def settle_approval(
+    settings: Settings, version: str, attempt_id: int | None, answer: Answer | None
+) -> BakeEnd:
+    """Promote on an approval; keep the champion on a rejection or no answer."""
+    engine, _ = open_dataset(settings)
+    client = tracking.make_client(settings.tracking_uri)
+    plan = rollout.read_rollout(settings.home)
+    attempt = attempt_id if attempt_id is not None else plan.attempt_id if plan else None
+    with tracking.reporting_errors(settings.tracking_uri):
+        return bake.settle_approval(
+            engine, client, settings, version, attempt, answer, current_flow_run_id()
         )

@@ -28,6 +28,7 @@ PATTERN_WORDS = {
     "dataset": "letters, digits and _, starting with a letter, at most 41 characters",
     "proxy": "auto, haproxy or off",
     "rollout": "direct, canary or shadow",
+    "approval": "off or required",
     "objective": "auroc or accuracy",
     "artifacts_uri": "an object-store URI such as s3://bucket/prefix",
     "serve_token": "at least 16 characters among letters, digits and . _ ~ + / = -",
@@ -282,6 +283,16 @@ class Settings(BaseSettings):
     guard_max_auroc_drop: float = Field(
         0.02, ge=0.0, le=1.0,
         description="realized AUROC the candidate may trail the champion by, once labels came",
+    )  # fmt: skip
+    approval: str = Field(
+        "off",
+        pattern="^(off|required)$",
+        description="required: a person approves each promotion in the Prefect UI (after a "
+        "canary's bake, or instead of it with a direct rollout)",
+    )
+    approval_hours: float = Field(
+        24, gt=0, le=24 * 30,
+        description="hours an approval waits for an answer; then the champion stays",
     )  # fmt: skip
     guard_min_requests: int = Field(
         20, ge=1, description="candidate requests before a guard judges at all"

@@ -26,8 +26,8 @@ from sqlalchemy import (
 
 from retrain.io.engines import INNODB_UTF8, now_utc, reporting_errors
 
-# baking: a canary's row while its bake runs; the bake settles it to one of the others
-DECISIONS = ("promoted", "kept", "rolled_back", "deploy_failed", "baking")
+# pending: a promotion whose canary bakes or awaits approval; its end settles the row
+DECISIONS = ("promoted", "kept", "rolled_back", "deploy_failed", "pending")
 
 PROMOTIONS = Table(
     "promotions",
@@ -107,3 +107,12 @@ def format_attempts(attempts: list[Attempt]) -> list[str]:
 
 def _auroc(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
+
+
+def read_attempt(engine: Engine, attempt_id: int) -> Attempt | None:
+    """One attempt by its id, None when there is no such row."""
+    query = select(PROMOTIONS).where(PROMOTIONS.c.id == attempt_id)
+    with reporting_errors(engine), engine.begin() as conn:
+        PROMOTIONS.create(conn, checkfirst=True)
+        row = conn.execute(query).mappings().first()
+    return Attempt(**row) if row else None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
-DECISIONS = ("promoted", "kept", "rolled_back", "failed", "none", "baking")
+DECISIONS = ("promoted", "kept", "rolled_back", "failed", "none", "pending")
 
 
 @dataclass(frozen=True)

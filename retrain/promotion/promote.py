@@ -28,7 +28,7 @@ from retrain.training.calibration import brier, expected_calibration_error
 from retrain.training.families import auroc
 from retrain.training.notes import version_note
 
-BAKING = "baking"  # a promoted canary's row until its bake settles it
+PENDING = "pending"  # a promotion whose canary bakes or awaits approval: its end settles it
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,16 @@ class PromotionReport:
     attempt_id: int
     aliases_before: dict[str, str | None] = field(default_factory=dict)
     bootstrap: Bootstrap | None = None
-    baking: bool = False  # promoted as a canary: the bake decides, no alias has moved yet
+    pending: bool = False  # a canary's bake or a person's approval decides; no alias moved yet
 
     @property
     def promoted(self) -> bool:
         return self.decision.promote
 
     def describe(self) -> str:
-        if self.baking:
-            return f"challenger version {self.challenger} goes to a canary: {self.decision.reason}"
+        if self.pending:
+            return (f"challenger version {self.challenger} is better; its rollout decides: "
+                    f"{self.decision.reason}")  # fmt: skip
         verb = "promoted" if self.promoted else "kept the champion over"
         return f"{verb} challenger version {self.challenger}: {self.decision.reason}"
 
@@ -90,7 +91,7 @@ def promote_if_better(
     move aliases and tags. The nightly flow names the version it tuned, so a run that waited
     for another's promotion still judges its own model. `busy` (a rollout in progress) keeps
     the champion with that reason; `hold` (a canary rollout) decides without moving an
-    alias: the row says `baking` until the bake settles it."""
+    alias: the row says `pending` until the bake or the approval settles it."""
     before = tracking.read_aliases(client, settings.model_name)
     challenger, champion = challenger or before["challenger"], before["champion"]
     if challenger is None:
@@ -105,10 +106,10 @@ def promote_if_better(
     decision = decide(aurocs[challenger], aurocs.get(champion), rules, boot)
     briers = {v: c[0] for v, c in calibration.items()}
     decision = check_calibration(decision, briers[challenger], briers.get(champion), rules)
-    baking = hold and decision.promote and champion is not None
-    if not baking:
+    pending = hold and decision.promote and champion is not None
+    if not pending:
         apply_decision(aliases_for(client, engine, settings, flow_run_id), decision, challenger)
-    name = BAKING if baking else decision.name
+    name = PENDING if pending else decision.name
     tracking.log_promotion(
         client, settings.model_name, challenger, name, aurocs[challenger],
         aurocs.get(champion), calibration_metrics(calibration, challenger, champion),
@@ -200,5 +201,5 @@ def _record(
     attempt_id = audit.record_attempt(engine, attempt)
     return PromotionReport(
         decision, challenger, before["champion"], challenger_auroc, champion_auroc,
-        attempt_id, before, boot, name == BAKING,
+        attempt_id, before, boot, name == PENDING,
     )  # fmt: skip

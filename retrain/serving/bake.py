@@ -224,16 +224,30 @@ def promote_candidate(
     finished = rollout.end_split(settings, "promoted", reason)
     if finished is None:
         raise StageFailed("no rollout runs; `retrain rollout status` shows the last one")
+    attempt_id = settle_attempt(engine, settings, finished, "promoted", reason, flow_run_id)
+    return crown_and_serve(engine, client, settings, finished.version, attempt_id, reason,
+                           flow_run_id)  # fmt: skip
+
+
+def crown_and_serve(
+    engine: store.Engine,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    version: str,
+    attempt_id: int,
+    reason: str,
+    flow_run_id: str | None,
+) -> tuple[PromotionReport, DeployReport]:
+    """`champion` -> `version` (its row already says promoted), then the verified deploy,
+    which puts the aliases and the row back if the version cannot be served."""
     aliases = aliases_for(client, engine, settings, flow_run_id)
     before = aliases.read()
-    aliases.crown(finished.version, f"promoted after its rollout: {reason}")
-    tracking.set_validation(client, settings.model_name, finished.version, "passed", reason)
-    note_decision(client, settings.model_name, finished.version, "promoted")
-    attempt_id = settle_attempt(engine, settings, finished, "promoted", reason, flow_run_id)
+    aliases.crown(version, f"promoted: {reason}")
+    tracking.set_validation(client, settings.model_name, version, "passed", reason)
+    note_decision(client, settings.model_name, version, "promoted")
     report = PromotionReport(
-        Decision(True, reason), finished.version, before["champion"], None, None, attempt_id,
-        before,
-    )  # fmt: skip
+        Decision(True, reason), version, before["champion"], None, None, attempt_id, before
+    )
     return report, deploy.deploy_champion(engine, client, settings, report, flow_run_id)
 
 
@@ -251,8 +265,9 @@ def abort(
 
 @dataclass(frozen=True)
 class BakeEnd:
-    """How a bake ended: promoted, rolled_back, kept (too few requests to judge), ended (an
-    A/B's time is up), or gone (ended by hand while it watched)."""
+    """How a bake ended: promoted, rolled_back, kept (too few requests to judge), approval
+    (held, and RETRAIN_APPROVAL=required: a person decides), ended (an A/B's time is up), or
+    gone (ended by hand while it watched)."""
 
     outcome: str
     reason: str
@@ -322,7 +337,70 @@ def finish(
             settle_attempt(engine, settings, finished, "kept", reason, flow_run_id)
         return BakeEnd("kept", reason, reading, finished)
     held = f"the canary held every guard over its {minutes:g}-minute bake"
+    if settings.approval == "required":  # the canary keeps its share while a person decides
+        return BakeEnd("approval", f"{held}; awaiting approval", reading, plan)
     promotion, deployed = promote_candidate(engine, client, settings, held, flow_run_id)
     return BakeEnd(
         "promoted", held, reading, replace(plan, outcome="promoted"), None, promotion, deployed
     )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A person's answer to an approval form (Prefect OSS has no users: the name is typed)."""
+
+    approve: bool
+    name: str
+    comment: str = ""
+
+
+def comparison(
+    engine: store.Engine, settings: Settings, version: str, attempt_id: int | None
+) -> str:
+    """What a person approves: the holdout AUROCs and the decision's reason (its bootstrap
+    interval when one was required), and the running canary's traffic and guards."""
+    row = audit.read_attempt(engine, attempt_id) if attempt_id is not None else None
+    lines = [f"**Promote version {version} of {settings.model_name}?**", ""]
+    if row is not None:
+        lines += [f"Holdout AUROC: challenger v{version} {shown(row.challenger_auroc, 4)}, "
+                  f"champion v{row.champion_version} {shown(row.champion_auroc, 4)}.",
+                  f"Decision: {row.reason}"]  # fmt: skip
+    plan = rollout.read_rollout(settings.home)
+    if plan is not None and plan.version == version:
+        lines += ["", observe(settings, engine, plan).markdown()]
+    return "\n".join(lines)
+
+
+def settle_approval(
+    engine: store.Engine,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    version: str,
+    attempt_id: int | None,
+    answer: Answer | None,
+    flow_run_id: str | None = None,
+) -> BakeEnd:
+    """Approved: the version becomes champion (a canary's split ends first). Rejected, or no
+    answer within RETRAIN_APPROVAL_HOURS (`answer` None): the champion stays, a canary is
+    stopped, and the row says `kept` with who decided and why (no failure: nothing failed)."""
+    if answer is None:
+        outcome, reason = "kept", f"no approval within {settings.approval_hours:g} h"
+    elif answer.approve:
+        outcome, reason = "promoted", f"approved by {answer.name}: {answer.comment or '-'}"
+    else:
+        outcome, reason = "kept", f"rejected by {answer.name}: {answer.comment or '-'}"
+    plan = rollout.read_rollout(settings.home)
+    canary = plan is not None and plan.version == version
+    if outcome == "promoted" and canary:
+        promotion, deployed = promote_candidate(engine, client, settings, reason, flow_run_id)
+        return BakeEnd(outcome, reason, None, plan, promotion=promotion, deployed=deployed)
+    if outcome == "promoted":
+        audit.mark_attempt(engine, attempt_id, outcome, reason)
+        promotion, deployed = crown_and_serve(engine, client, settings, version, attempt_id,
+                                              reason, flow_run_id)  # fmt: skip
+        return BakeEnd(outcome, reason, None, None, promotion=promotion, deployed=deployed)
+    finished = rollout.end_split(settings, "kept", reason) if canary else None
+    if attempt_id is not None:
+        audit.mark_attempt(engine, attempt_id, "kept", reason)
+    tracking.set_validation(client, settings.model_name, version, "failed", reason)
+    return BakeEnd(outcome, reason, None, finished)

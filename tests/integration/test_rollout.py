@@ -8,6 +8,7 @@ pushes its probabilities towards one class."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from retrain.data.features import prepare_features
 from retrain.data.split import dataset_of
 from retrain.io import audit, engines, store, tracking
 from retrain.io.bundled_iris import write_bundled_iris
+from retrain.promotion import promote
+from retrain.promotion.rules import PromotionRules
 from retrain.serving import model_server, rollout
 from retrain.training.tuning import log_and_register
 from tests.integration.test_promote_and_serve import (
@@ -199,7 +202,10 @@ def test_a_canary_whose_probabilities_shift_is_rolled_back_by_the_stability_guar
     url = model_server.read_state(settings.home).public_url
 
     said: list[str] = []  # the flow splits, then bakes while this thread sends the traffic
-    baking = threading.Thread(target=lambda: said.append(start_rollout(version, "canary", 50, 5)))
+    here = contextvars.copy_context()  # the session's Prefect server for the thread's flow too
+    baking = threading.Thread(
+        target=lambda: said.append(here.run(start_rollout, version, "canary", 50, 5))
+    )
     baking.start()
     wait_for(lambda: rollout.read_rollout(settings.home), 120, "the canary's split")
     failed = send(80, url)
@@ -238,3 +244,80 @@ def test_a_healthy_canary_is_promoted_at_the_end_of_its_bake(served_champion: li
     ]
     assert row.decision == "promoted"
     assert logged_rows(settings).get((version, "canary")), "the canary's rows carry its role"
+
+
+def pending_promotion(version: str) -> int:
+    """A promotion of `version` held for its rollout (any challenger passes the margin)."""
+    settings, engine, tables, client = context()
+    report = promote.promote_if_better(
+        engine, tables, client, settings, PromotionRules(min_improvement=-1.0), None, version,
+        hold=True,
+    )  # fmt: skip
+    assert report.pending and tracking.alias_version(client, settings.model_name, "champion") == "1"
+    (row,) = [
+        a for a in audit.recent_attempts(engine, settings.dataset) if a.id == report.attempt_id
+    ]
+    assert row.decision == "pending"
+    return report.attempt_id
+
+
+def paused_run(name: str) -> object:
+    """The flow run called `name` once it is paused (waiting for its form)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    def look() -> object | None:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+            )
+        return next((r for r in runs if r.state and r.state.is_paused()), None)
+
+    return wait_for(look, 120, f"flow run {name} paused")
+
+
+def test_an_approval_resumed_through_the_api_promotes_with_the_name_and_comment(
+    served_champion: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.approval import approval
+
+    monkeypatch.setenv("RETRAIN_APPROVAL", "required")
+    settings, engine, _, client = context()
+    version = register(RandomForestClassifier(n_estimators=30, random_state=7))
+    attempt = pending_promotion(version)
+    ended: list = []
+    # the thread runs on the session's Prefect server too (its settings live in the context)
+    here = contextvars.copy_context()
+    waiting = threading.Thread(target=lambda: ended.append(here.run(approval, version, attempt)))
+    waiting.start()
+    run = paused_run(f"approval-{settings.dataset}-{version}")
+    form = run.state.state_details.run_input_keyset
+    assert form, "the paused run asks for its form"
+    resume_flow_run(run.id, run_input={"decision": "approve", "name": "Ada", "comment": "fine"})
+    waiting.join(300)
+    assert ended and ended[0].outcome == "promoted", ended
+    assert tracking.alias_version(client, settings.model_name, "champion") == version
+    assert model_server.read_state(settings.home).version == version
+    (row,) = [a for a in audit.recent_attempts(engine, settings.dataset) if a.id == attempt]
+    assert row.decision == "promoted" and row.reason == "approved by Ada: fine"
+
+
+def test_an_approval_left_unanswered_keeps_the_champion_and_alerts_nobody(
+    served_champion: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.approval import approval
+
+    monkeypatch.setenv("RETRAIN_APPROVAL", "required")
+    monkeypatch.setenv("RETRAIN_APPROVAL_HOURS", str(8 / 3600))  # eight seconds
+    settings, engine, _, client = context()
+    version = register(RandomForestClassifier(n_estimators=30, random_state=8))
+    attempt = pending_promotion(version)
+    end = approval(version, attempt)
+    assert end.outcome == "kept" and "no approval within" in end.reason
+    assert tracking.alias_version(client, settings.model_name, "champion") == "1"
+    assert model_server.read_state(settings.home).version == "1"
+    (row,) = [a for a in audit.recent_attempts(engine, settings.dataset) if a.id == attempt]
+    assert row.decision == "kept" and "no approval within" in row.reason
+    assert not [r for r in served_champion if r["kind"] == "failure"]
