@@ -142,7 +142,7 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     settings = {
         **env, "RETRAIN_ALERT_URL": url, "RETRAIN_TIMEZONE": "Europe/Paris", "RETRAIN_TRIALS": "3",
         "RETRAIN_DRIFT_RETRAIN": "true",
-        "RETRAIN_DEGRADATION_RETRAIN": "true",
+        "RETRAIN_DEGRADATION_RETRAIN": "true", "RETRAIN_BAKE_CHECK_SECONDS": "2",
         "PREFECT_API_AUTH_STRING": os.environ["PREFECT_API_AUTH_STRING"],
     }  # fmt: skip
     home = Path(env["RETRAIN_HOME"])
@@ -166,6 +166,7 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     required = manual.parameter_openapi_schema["required"]
     assert set(required) == set(form), "a stored field would read (Optional)"
     assert form["trials"]["minimum"] == 1 and form["objective"]["enum"] == ["auroc", "accuracy"]
+    assert form["rollout"]["enum"] == ["direct", "canary", "shadow"]
     scoring = asyncio.run(_deployment("batch-score/batch-score")).parameter_openapi_schema
     assert scoring["required"] == ["source"] and set(scoring["properties"]) == {"source", "output"}
     limit = asyncio.run(_promotion_limit())
@@ -252,6 +253,7 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
         revived = model_server.read_state(home)
         assert revived.version == served.version and revived.pid != served.pid
         assert model_server.ping_url(revived.public_url)
+        check_bake_runs_on_its_own(env, home, served.version)
         rows = tmp_path / "to_score.csv"
         rows.write_text(Path(env["RETRAIN_SOURCE"]).read_text())
         scored = run_deployment(
@@ -272,3 +274,18 @@ def test_bootstrap_worker_manual_run_alerts_and_schedules(
     asyncio.run(_delete_flow_runs(started))
 
     stop_model_server(Path(env["RETRAIN_HOME"]))
+
+
+def check_bake_runs_on_its_own(env: dict, home: Path, champion: str) -> None:
+    """A canary started here hands its bake to the `rollout-bake` deployment: the call
+    returns at once and the worker's run decides; with no traffic it keeps the champion."""
+    from flows.rollout import start_rollout
+    from retrain.serving import rollout
+
+    said = start_rollout("1", "canary", 20, 0.2)
+    run_name = f"rollout-{env['RETRAIN_DATASET']}-1"
+    assert said.startswith(f"the bake runs as flow run {run_name}"), said
+    last = wait_for(lambda: rollout.read_rollout(home, rollout.LAST), 180, "the bake's verdict")
+    assert last.version == "1" and last.outcome == "kept" and "too few" in last.reason
+    assert model_server.read_state(home).version == champion
+    assert model_server.read_state(home, model_server.CANDIDATE) is None
