@@ -625,6 +625,21 @@ def rollout_canary(
     typer.echo(run_flow(lambda: start_rollout(version, "canary", percent, minutes)))
 
 
+@rollout_app.command("shadow")
+def rollout_shadow(
+    version: VersionOpt,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", min=0.01, help="bake; RETRAIN_BAKE_MINUTES")
+    ] = None,
+) -> None:
+    """Serve --version as a shadow: every request the champion answers is replayed to it
+    (no client sees its answers) through a bake that promotes it or rolls it back."""
+    from flows.rollout import start_rollout
+
+    check_settings()
+    typer.echo(run_flow(lambda: start_rollout(version, "shadow", None, minutes)))
+
+
 @rollout_app.command("status")
 def rollout_status() -> None:
     """The running rollout (else the last one): versions, share, time left, each guard."""

@@ -32,7 +32,6 @@ from flows.tune import tune
 from retrain.config.settings import FAMILIES, Settings, load_settings
 from retrain.data.clean import BatchReport
 from retrain.data.ingest import LoadReport
-from retrain.errors import StageFailed
 from retrain.io.nightly_metrics import NightlyFigures
 from retrain.monitoring.performance import Degradation
 from retrain.promotion.promote import PromotionReport
@@ -216,7 +215,8 @@ def retrain(
         serve: restart the model server when a challenger is promoted.
         rollout: how a promoted challenger reaches traffic: direct (the verified swap) or
             canary (RETRAIN_CANARY_PERCENT of the requests through a bake of
-            RETRAIN_BAKE_MINUTES that promotes it or rolls it back); shadow is not built yet.
+            RETRAIN_BAKE_MINUTES that promotes it or rolls it back), shadow (the same bake on
+            the champion's logged requests replayed to it; no client sees its answers).
     """
     settings = load_settings()
     summary, succeeded, canary = RunSummary(), False, None
@@ -248,8 +248,8 @@ def retrain(
             if serve and summary.promotion.pending:
                 announce_promotion(settings, summary.promotion)
                 if canary_rollout(rollout):
-                    canary = staged(summary, "canary",
-                                    lambda: start_canary(settings, summary.promotion))  # fmt: skip
+                    p = summary.promotion
+                    canary = staged(summary, rollout, lambda: start_canary(settings, p, rollout))
             elif serve and summary.promotion.promoted:
                 summary.deployed = deploy_then_announce(settings, summary)
             else:
@@ -280,13 +280,8 @@ def rollout_decides(settings: Settings, mode: str) -> bool:
 
 
 def canary_rollout(mode: str) -> bool:
-    """RETRAIN_ROLLOUT=canary: a promoted challenger goes through a canary's bake."""
-    if mode == "shadow":
-        raise StageFailed(
-            "RETRAIN_ROLLOUT=shadow is not built yet: use canary (a share of the real requests "
-            "through a bake) or direct"
-        )
-    return mode == "canary"
+    """RETRAIN_ROLLOUT=canary or shadow: a better challenger goes through a bake."""
+    return mode in ("canary", "shadow")
 
 
 def deploy_then_announce(settings: Settings, summary: RunSummary) -> DeployReport:

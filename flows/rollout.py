@@ -102,7 +102,8 @@ def announce_rolled_back(settings: Settings, end: BakeEnd) -> None:
                "limit": end.breach.limit if end.breach else None}  # fmt: skip
     emit_model_event(settings, "rolled_back", payload)
     version, champion = (plan.version, plan.champion) if plan else (None, None)
-    notify(settings, "rollout", f"canary rolled back: {end.reason}", version, champion,
+    what = plan.mode if plan else "rollout"
+    notify(settings, "rollout", f"{what} rolled back: {end.reason}", version, champion,
            kind="failure")  # fmt: skip
 
 
@@ -135,7 +136,7 @@ def hand_over(settings: Settings, plan: Rollout) -> Handed:
       **FAILURE_HOOKS)  # fmt: skip
 def start_rollout(
     version: str,
-    mode: Literal["canary", "ab"] = "canary",
+    mode: Literal["canary", "ab", "shadow"] = "canary",
     percent: float | None = None,
     minutes: float | None = None,
 ) -> str:
@@ -143,8 +144,9 @@ def start_rollout(
 
     Args:
         version: the registered version to serve beside the champion.
-        mode: canary (the bake promotes it or rolls it back) or ab (a comparison that ends
-            after `minutes` and promotes nobody).
+        mode: canary (the bake promotes it or rolls it back), shadow (the same, on the
+            champion's logged requests replayed to it: no client sees its answers) or ab (a
+            comparison that ends after `minutes` and promotes nobody).
         percent: its share of the requests; empty: RETRAIN_CANARY_PERCENT.
         minutes: how long; empty: RETRAIN_BAKE_MINUTES.
     """
@@ -155,9 +157,10 @@ def start_rollout(
     return hand_over(settings, plan).describe()
 
 
-def start_canary(settings: Settings, promotion: PromotionReport) -> Rollout:
-    """The nightly run's rollout: the promoted challenger as a canary (the bake follows)."""
-    plan = split_traffic(settings, promotion.challenger, "canary", settings.canary_percent,
+def start_canary(settings: Settings, promotion: PromotionReport, mode: str = "canary") -> Rollout:
+    """The nightly run's rollout: the promoted challenger as a canary or a shadow (the bake
+    follows)."""
+    plan = split_traffic(settings, promotion.challenger, mode, settings.canary_percent,
                          settings.bake_minutes, promotion)  # fmt: skip
     get_run_logger().info(plan.describe())
     return plan

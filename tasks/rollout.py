@@ -86,9 +86,7 @@ def log_rollout_report(settings: Settings, reading: BakeReading) -> str:
 def describe_for_approval(settings: Settings, version: str, attempt_id: int | None) -> str:
     """The approval form's description: holdout AUROCs, the decision, the canary's guards."""
     engine, _ = open_dataset(settings)
-    plan = rollout.read_rollout(settings.home)
-    attempt = attempt_id if attempt_id is not None else plan.attempt_id if plan else None
-    return bake.comparison(engine, settings, version, attempt)
+    return bake.comparison(engine, settings, version, attempt_of(settings, attempt_id))
 
 
 @task(cache_policy=NO_CACHE, timeout_seconds=1800)
@@ -98,9 +96,14 @@ def settle_approval(
     """Promote on an approval; keep the champion on a rejection or no answer."""
     engine, _ = open_dataset(settings)
     client = tracking.make_client(settings.tracking_uri)
-    plan = rollout.read_rollout(settings.home)
-    attempt = attempt_id if attempt_id is not None else plan.attempt_id if plan else None
+    attempt = attempt_of(settings, attempt_id)
     with tracking.reporting_errors(settings.tracking_uri):
         return bake.settle_approval(
             engine, client, settings, version, attempt, answer, current_flow_run_id()
         )
+
+
+def attempt_of(settings: Settings, attempt_id: int | None) -> int | None:
+    """The `promotions` row an approval settles: the one given, else the running canary's."""
+    plan = rollout.read_rollout(settings.home)
+    return attempt_id if attempt_id is not None else plan.attempt_id if plan else None

@@ -254,7 +254,8 @@ class Settings(BaseSettings):
         "direct",
         pattern="^(direct|shadow|canary)$",
         description="how a promoted challenger reaches traffic: direct (the verified swap), "
-        "canary (RETRAIN_CANARY_PERCENT of requests through a bake), shadow (not built yet)",
+        "canary (RETRAIN_CANARY_PERCENT of requests through a bake), shadow (the champion's "
+        "logged requests replayed to it through a bake; no client sees its answers)",
     )
     canary_percent: float = Field(
         10, gt=0, lt=100, description="share of requests (percent) a canary answers"
@@ -293,6 +294,10 @@ class Settings(BaseSettings):
     approval_hours: float = Field(
         24, gt=0, le=24 * 30,
         description="hours an approval waits for an answer; then the champion stays",
+    )  # fmt: skip
+    guard_max_disagreement: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description="share of replayed rows a shadow may answer unlike the champion did",
     )  # fmt: skip
     guard_min_requests: int = Field(
         20, ge=1, description="candidate requests before a guard judges at all"

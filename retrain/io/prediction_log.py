@@ -225,6 +225,23 @@ def write_rows(
     return len(rows)
 
 
+def read_answered_after(
+    engine: Engine, dataset: str, version: str, after_id: int, limit: int
+) -> list[tuple[int, str, str, str]]:
+    """(id, request_id, inputs, prediction) of the rows `version` answered as champion with
+    an id above `after_id`, oldest first, at most `limit`: what a shadow replays, in order."""
+    table = predictions_table(dataset)
+    champion = table.c.role.is_(None) | (table.c.role == "champion")
+    query = (
+        select(table.c.id, table.c.request_id, table.c.inputs, table.c.prediction)
+        .where(table.c.id > after_id, table.c.model_version == version, champion)
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    with reporting_errors(engine), engine.connect() as conn:
+        return [(int(i), str(r), str(t), str(label)) for i, r, t, label in conn.execute(query)]
+
+
 def read_window(
     engine: Engine, dataset: str, since: datetime, until: datetime | None = None
 ) -> Iterator[tuple]:

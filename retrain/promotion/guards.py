@@ -35,6 +35,7 @@ class GuardLimits:
     max_psi: float = 0.2
     max_auroc_drop: float = 0.02
     min_requests: int = 20
+    max_disagreement: float = 0.2  # a shadow's: share of rows answered unlike the champion
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,11 @@ def read_guards(
     counts: Counts,
     limits: GuardLimits,
     positive: object = None,
+    agreement: tuple[int, int] | None = None,
 ) -> list[Reading]:
     """Every guard of a bake, from both versions' rows over the same period and the
-    candidate's own counters."""
+    candidate's own counters; a shadow's (rows compared, rows answered differently) adds
+    the disagreement guard."""
     enough = counts.ok + counts.errors >= limits.min_requests
     rate = counts.error_rate
     readings = [Reading("error_rate", rate, limits.max_error_rate, enough,
@@ -175,6 +178,11 @@ def read_guards(
     readings.append(Reading("psi", shift[0] if shift else None, limits.max_psi,
                             shift is not None, shift[1] if shift else ""))  # fmt: skip
     readings.append(auroc_reading(champion, candidate, limits, positive))
+    if agreement is not None:
+        compared, differing = agreement
+        share = differing / compared if compared else None
+        enough, detail = compared >= MIN_SHIFT_ROWS, f"{differing} of {compared} rows"
+        readings.append(Reading("disagreement", share, limits.max_disagreement, enough, detail))
     return readings
 
 

@@ -9,6 +9,8 @@ nobody: it ends, and its report stays readable.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -19,7 +21,7 @@ import pandas as pd
 
 from retrain.config.settings import Settings
 from retrain.errors import StageFailed
-from retrain.io import audit, labels, store, tracking
+from retrain.io import audit, labels, prediction_log, store, tracking
 from retrain.io.audit import Attempt
 from retrain.model.aliases import aliases_for
 from retrain.promotion.guards import (
@@ -42,6 +44,7 @@ def limits_of(settings: Settings) -> GuardLimits:
     return GuardLimits(
         settings.guard_max_error_rate, settings.guard_max_p95_ratio, settings.guard_p95_slack_ms,
         settings.guard_max_psi, settings.guard_max_auroc_drop, settings.guard_min_requests,
+        settings.guard_max_disagreement,
     )  # fmt: skip
 
 
@@ -147,6 +150,37 @@ def split_rows(rows: pd.DataFrame, plan: Rollout) -> tuple[pd.DataFrame, pd.Data
     return champion, rows[(version == plan.version) & (rows["role"] == plan.mode)]
 
 
+REPLAY_ROWS = 5000  # rows of the champion's log replayed to a shadow per check, at most
+
+
+def replay(settings: Settings, engine: store.Engine, plan: Rollout) -> Rollout:
+    """Send a shadow the requests the champion answered since the last check, each logged
+    request as one request (its own log records its answers, role `shadow`), and count the
+    rows it answers unlike the champion did. HAProxy cannot mirror traffic; the log holds
+    every answered request, so the shadow sees the same rows, a few seconds later."""
+    served = rollout.candidate(settings.home)
+    logged = prediction_log.read_answered_after(
+        engine, settings.dataset, plan.champion, plan.replayed_id, REPLAY_ROWS
+    )
+    if served is None or not logged:
+        return plan
+    compared, differing = plan.compared, plan.differing
+    for _, group in itertools.groupby(logged, key=lambda row: row[1]):
+        rows = list(group)
+        frame = pd.DataFrame([json.loads(row[2]) for row in rows])
+        try:
+            answers = model_server.invoke(served.url, frame)
+        except OSError:  # a failure: its own counters count it for the error-rate guard
+            continue
+        compared += len(rows)
+        differing += sum(str(a) != row[3] for a, row in zip(answers, rows, strict=False))
+    updated = replace(plan, replayed_id=logged[-1][0], compared=compared, differing=differing)
+    with model_server.serving_lock(settings.home):
+        if rollout.read_rollout(settings.home) is not None:  # not ended by hand meanwhile
+            rollout.write_rollout(settings.home, updated)
+    return updated
+
+
 def observe(settings: Settings, engine: store.Engine, plan: Rollout) -> BakeReading:
     """Read the guards of a running rollout from the prediction log and the servers."""
     champion_rows, candidate_rows = split_rows(
@@ -156,7 +190,9 @@ def observe(settings: Settings, engine: store.Engine, plan: Rollout) -> BakeRead
     counts = (Counts(*plan.candidate_counts) if plan.candidate_counts
               else rollout.served_counts(served))  # fmt: skip
     positive = settings.load_schema().positive_class
-    readings = read_guards(champion_rows, candidate_rows, counts, limits_of(settings), positive)
+    agreement = (plan.compared, plan.differing) if plan.mode == "shadow" else None
+    readings = read_guards(champion_rows, candidate_rows, counts, limits_of(settings), positive,
+                           agreement)  # fmt: skip
     if served is None and plan.finished_at is None:
         readings.insert(0, Reading("candidate_down", 1.0, 0.0, True, "its server stopped"))
     champion_counts = since_start(
@@ -290,17 +326,20 @@ def bake(
     flow_run_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BakeEnd:
-    """Watch the running rollout every RETRAIN_BAKE_CHECK_SECONDS until its end; a canary's
-    breach ends it at once (rolled back), a canary that held is promoted, an A/B ends. The
-    verdict is taken inside `finishing` (the promotion section)."""
+    """Watch the running rollout every RETRAIN_BAKE_CHECK_SECONDS until its end (a shadow is
+    first sent the requests logged since the last check); a canary's or a shadow's breach
+    ends it at once (rolled back), one that held is promoted, an A/B ends. The verdict is
+    taken inside `finishing` (the promotion section)."""
     reading = None
     while True:
         plan = rollout.read_rollout(settings.home)
         if plan is None:
             return BakeEnd("gone", "the rollout was ended by hand", reading)
+        if plan.mode == "shadow":
+            plan = replay(settings, engine, plan)
         reading = observe(settings, engine, plan)
         progress(reading)
-        breach = reading.breach if plan.mode == "canary" else None
+        breach = reading.breach if plan.mode != "ab" else None
         if breach is not None or reading.at >= plan.ends:
             with finishing():
                 return finish(engine, client, settings, reading, breach, flow_run_id)
@@ -329,14 +368,14 @@ def finish(
         return BakeEnd("ended", finished.reason if finished else "", reading, finished)
     seen = reading.candidate.requests
     if seen < settings.guard_min_requests:
-        reason = (f"the canary answered {seen} requests in its {minutes:g}-minute bake, too few "
-                  f"to judge (RETRAIN_GUARD_MIN_REQUESTS={settings.guard_min_requests}); the "
-                  "champion stays")  # fmt: skip
+        reason = (f"the {plan.mode} answered {seen} requests in its {minutes:g}-minute bake, "
+                  f"too few to judge (RETRAIN_GUARD_MIN_REQUESTS="
+                  f"{settings.guard_min_requests}); the champion stays")  # fmt: skip
         finished = rollout.end_split(settings, "kept", reason)
         if finished is not None:
             settle_attempt(engine, settings, finished, "kept", reason, flow_run_id)
         return BakeEnd("kept", reason, reading, finished)
-    held = f"the canary held every guard over its {minutes:g}-minute bake"
+    held = f"the {plan.mode} held every guard over its {minutes:g}-minute bake"
     if settings.approval == "required":  # the canary keeps its share while a person decides
         return BakeEnd("approval", f"{held}; awaiting approval", reading, plan)
     promotion, deployed = promote_candidate(engine, client, settings, held, flow_run_id)

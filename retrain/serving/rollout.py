@@ -24,14 +24,14 @@ from retrain.serving import deploy, haproxy, model_server
 from retrain.serving.model_server import CANDIDATE, Served, ServeFailed
 
 STATE, LAST = model_server.ROLLOUT, "rollout-last.json"
-MODES = ("canary", "ab")
+MODES = ("canary", "ab", "shadow")
 
 
 @dataclass(frozen=True)
 class Rollout:
     """A running split: who serves beside whom, at what share, since and until when (UTC)."""
 
-    mode: str  # canary (a bake decides) or ab (a comparison that promotes nobody)
+    mode: str  # canary, shadow (a bake decides) or ab (a comparison that promotes nobody)
     version: str
     champion: str
     percent: float
@@ -44,6 +44,9 @@ class Rollout:
     reason: str | None = None
     finished_at: str | None = None
     candidate_counts: list[int] | None = None  # its predict calls (ok, errors) at the end
+    replayed_id: int = 0  # a shadow's: the last prediction-log row replayed to it
+    compared: int = 0  # rows a shadow answered beside the champion's logged answer
+    differing: int = 0  # of them, rows it answered differently
 
     @property
     def started(self) -> datetime:
@@ -58,9 +61,11 @@ class Rollout:
         return max((self.ends - now).total_seconds(), 0.0)
 
     def describe(self) -> str:
-        what = "canary" if self.mode == "canary" else "A/B split"
+        what = {"canary": "canary", "ab": "A/B split", "shadow": "shadow"}[self.mode]
+        share = ("the champion's logged requests replayed" if self.mode == "shadow"
+                 else f"{self.percent:g}% of requests")  # fmt: skip
         head = (f"{what} of version {self.version} beside champion {self.champion}: "
-                f"{self.percent:g}% of requests since {self.started_at[:19]} UTC")  # fmt: skip
+                f"{share} since {self.started_at[:19]} UTC")  # fmt: skip
         if self.outcome:
             return f"{head}; {self.outcome}: {self.reason}"
         return f"{head}, until {self.ends_at[:19]} UTC"
@@ -114,10 +119,11 @@ def start_split(
         raise StageFailed(f"rollout mode {mode!r} is not one of {', '.join(MODES)}")
     home = settings.home
     with model_server.serving_lock(home):
-        champion, front = split_ready(settings, version)
+        champion, front = split_ready(settings, version, needs_proxy=mode != "shadow")
         served = start_candidate(settings, version, mode)
         try:
-            haproxy.split(front, served.port, served.metrics_port, percent)
+            if mode != "shadow":  # a shadow answers replayed requests, no client's
+                haproxy.split(front, served.port, served.metrics_port, percent)
         except Exception:
             model_server.stop_recorded(home, CANDIDATE)
             raise
@@ -131,9 +137,11 @@ def start_split(
     return rollout
 
 
-def split_ready(settings: Settings, version: str) -> tuple[Served, haproxy.Proxy]:
+def split_ready(
+    settings: Settings, version: str, needs_proxy: bool = True
+) -> tuple[Served, haproxy.Proxy | None]:
     """The served champion and its proxy, when a split can start; else why not, and what
-    to do."""
+    to do (a shadow needs no proxy: no client reaches it)."""
     home = settings.home
     running = read_rollout(home)
     if running:
@@ -143,7 +151,7 @@ def split_ready(settings: Settings, version: str) -> tuple[Served, haproxy.Proxy
     if champion is None:
         raise StageFailed("no model is served to split traffic with; `retrain serve start` first")
     front = deploy.running_proxy(settings)
-    if not champion.proxy or front is None or not front.slot:
+    if needs_proxy and (not champion.proxy or front is None or not front.slot):
         raise StageFailed("a split needs HAProxy in front of the model servers: apt-get install "
                           "haproxy, unset RETRAIN_PROXY=off, then `retrain deploy`")  # fmt: skip
     if champion.version == version:

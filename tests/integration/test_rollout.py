@@ -321,3 +321,25 @@ def test_an_approval_left_unanswered_keeps_the_champion_and_alerts_nobody(
     (row,) = [a for a in audit.recent_attempts(engine, settings.dataset) if a.id == attempt]
     assert row.decision == "kept" and "no approval within" in row.reason
     assert not [r for r in served_champion if r["kind"] == "failure"]
+
+
+def test_a_shadow_answers_the_replayed_requests_unseen_and_is_rolled_back_when_it_disagrees(
+    served_champion: list[dict],
+) -> None:
+    from flows.rollout import bake
+
+    settings, engine, _, client = context()
+    version = register_pipeline(pushed_model())
+    rollout.start_split(settings, version, "shadow", 10, minutes=5)
+    url = model_server.read_state(settings.home).public_url
+    assert send(60, url) == 0
+    wait_logged(settings, 180 + 6)
+    end = bake()
+    assert end.outcome == "rolled_back" and end.breach.metric in ("disagreement", "psi"), end
+    logged = logged_rows(settings)
+    assert {role for v, role in logged if v == version} == {"shadow"}, "no client reached it"
+    assert logged[(version, "shadow")] >= 180  # the 60 requests replayed (and its smoke test)
+    assert tracking.alias_version(client, settings.model_name, "champion") == "1"
+    (row,) = [a for a in audit.recent_attempts(engine, settings.dataset)
+              if a.challenger_version == version]  # fmt: skip
+    assert row.decision == "rolled_back"
