@@ -513,6 +513,11 @@ def serve_status(
     if champion.disagreement:
         typer.echo(champion.disagreement)
     echo_proxy_and_supervisor(served, model_server.live_supervisor(settings.home))
+    running = model_server.state_file(settings.home, model_server.ROLLOUT)
+    if running.exists():  # read here: the rollout module would import MLflow
+        plan = json.loads(running.read_text())
+        typer.echo(f"a {plan['mode']} of version {plan['version']} runs beside it "
+                   "(`retrain rollout status`)")  # fmt: skip
 
 
 def echo_proxy_and_supervisor(served: Any, watcher: dict | None) -> None:

@@ -131,6 +131,9 @@ class RunSummary:
 
     def champion_line(self) -> str:
         p = self.promotion
+        if p.pending:
+            return (f"champion: version {p.champion}, still; version {p.challenger} is in its "
+                    "rollout (`retrain rollout status`)")  # fmt: skip
         version = p.challenger if p.promoted else p.champion
         score = p.challenger_auroc if p.promoted else p.champion_auroc
         shown = f"{score:.4f}" if score is not None else "n/a"
