@@ -8,6 +8,7 @@ and the rest of `retrain/` stay free of Prefect). Exit status: 0 done, 1 a stage
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import signal
