@@ -14,10 +14,12 @@ deploy is replacing.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from retrain.config.settings import Settings
 from retrain.io.alerts import Alert, send_alert
@@ -92,7 +94,8 @@ class Supervisor:
         self.missed = 0
         self.own.add(served.started_at)
         return (
-            f"version {record.version} stopped answering; serving it again at {served.public_url}"
+            f"version {record.version} stopped answering; serving it again at "
+            f"{served.public_url}{keep_split(self.settings.home)}"
         )
 
     def restart_proxy(self, record: Served) -> str:
@@ -110,7 +113,9 @@ class Supervisor:
         updated = replace(record, proxy=front.as_dict())
         model_server.write_state(self.settings.home, updated)
         self.own.add(updated.started_at)
-        return f"haproxy died; started it again on port {front.port} for version {record.version}"
+        kept = keep_split(self.settings.home)
+        return (f"haproxy died; started it again on port {front.port} for version "
+                f"{record.version}{kept}")  # fmt: skip
 
     def give_up(self, record: Served) -> str:
         return (
@@ -127,6 +132,25 @@ class Supervisor:
 
     def send(self, alert: Alert) -> str | None:
         return send_alert(self.settings.alert_url, alert)
+
+
+def keep_split(home: Path) -> str:
+    """After a restart pointed the proxy at the champion alone: a running canary's or A/B
+    split gets its share again (its own server never stopped). Returns words for the report
+    ("" when no split runs)."""
+    path = model_server.state_file(home, model_server.ROLLOUT)
+    candidate = model_server.read_state(home, model_server.CANDIDATE)
+    front = haproxy.recorded(home)
+    if not path.exists() or candidate is None or front is None or not front.slot:
+        return ""
+    plan = json.loads(path.read_text())  # the rollout module would import MLflow
+    if plan["mode"] == "shadow":
+        return ""
+    try:
+        haproxy.split(front, candidate.port, candidate.metrics_port, plan["percent"])
+    except (ServeFailed, OSError) as err:
+        return f"; the {plan['mode']} of version {candidate.version} lost its share: {err}"
+    return f"; the {plan['mode']} of version {candidate.version} has its {plan['percent']:g}% again"
 
 
 def restart_recorded(settings: Settings, record: Served) -> Served:

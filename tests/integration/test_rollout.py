@@ -28,7 +28,8 @@ from retrain.io import audit, engines, store, tracking
 from retrain.io.bundled_iris import write_bundled_iris
 from retrain.promotion import promote
 from retrain.promotion.rules import PromotionRules
-from retrain.serving import model_server, rollout
+from retrain.serving import haproxy, model_server, rollout
+from retrain.serving.supervisor import Supervisor
 from retrain.training.tuning import log_and_register
 from tests.integration.test_promote_and_serve import (
     COLUMNS,
@@ -143,6 +144,12 @@ def test_an_ab_split_at_20_percent_sends_a_fifth_of_the_rows_and_its_report_comp
     logged = wait_logged(settings, 300 + 6)  # two smoke requests of 3 rows each
     share = logged[(version, "ab")] / (logged[(version, "ab")] + logged[("1", "champion")])
     assert 0.15 <= share <= 0.25, logged
+    haproxy.stop(haproxy.recorded(settings.home))  # the supervisor restarts it, split kept
+    said = Supervisor(settings, notify=lambda alert: None).check()
+    assert said and "has its 20% again" in said, said
+    assert send(50, url) == 0
+    again = wait_logged(settings, 306 + 150)
+    assert again[(version, "ab")] - logged[(version, "ab")] == 30  # 10 of the 50 requests
     end = hand_over(settings, plan).end  # no bake deployment: the watch runs here
     assert end.outcome == "ended" and rollout.read_rollout(settings.home) is None
     assert tracking.alias_version(client, settings.model_name, "champion") == "1"
