@@ -16,8 +16,6 @@ from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -25,7 +23,7 @@ from pydantic import Field
 
 from flows.hooks import FAILURE_HOOKS, emit_model_event, notify
 from flows.locking import promotion_section
-from flows.rollout import Handed
+from flows.rollout import Handed, start_elsewhere
 from retrain.config.settings import Settings, load_settings
 from retrain.errors import RetrainError
 from retrain.serving.bake import Answer, BakeEnd
@@ -117,11 +115,8 @@ def ask_approval(settings: Settings, version: str, attempt_id: int | None) -> Ha
     """Start the approval as its own flow run of `approval` when the Prefect server has that
     deployment (the caller ends now); else wait for it here."""
     parameters = {"version": version, "attempt_id": attempt_id}
-    try:
-        run = run_deployment(APPROVAL_DEPLOYMENT, parameters=parameters, timeout=0,
-                             as_subflow=False)  # fmt: skip
-    except ObjectNotFound:
+    name = start_elsewhere(APPROVAL_DEPLOYMENT, parameters)
+    if name is None:
         end = approval(version, attempt_id)
         return Handed(end.describe(), end=end)
-    text = f"approval of version {version} awaits a person in flow run {run.name}"
-    return Handed(text, run.name)
+    return Handed(f"approval of version {version} awaits a person in flow run {name}", name)

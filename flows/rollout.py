@@ -119,17 +119,37 @@ class Handed:
         return self.text
 
 
+def start_elsewhere(deployment: str, parameters: dict, name: str | None = None) -> str | None:
+    """The name of a new run of `deployment` when the Prefect server has it and a worker of
+    its pool is online (the caller then ends); None when the work must run here (Prefect's
+    temporary API, or no worker to pick the run up: it would wait forever)."""
+    from prefect import get_client
+    from prefect.client.schemas.objects import WorkerStatus
+
+    try:
+        with get_client(sync_client=True) as client:
+            pool = client.read_deployment_by_name(deployment).work_pool_name
+            workers = client.read_workers_for_work_pool(pool) if pool else []
+    except ObjectNotFound:
+        return None
+    if not any(w.status == WorkerStatus.ONLINE for w in workers):
+        get_run_logger().info(f"no worker of pool {pool} is online: {deployment} runs here")
+        return None
+    run = run_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False,
+                         flow_run_name=name)  # fmt: skip
+    return run.name
+
+
 def hand_over(settings: Settings, plan: Rollout) -> Handed:
     """Start the bake as its own flow run of `rollout-bake` when the Prefect server has that
-    deployment (the caller ends now); else bake here, blocking until the verdict."""
-    name = f"rollout-{settings.dataset}-{plan.version}"
-    try:
-        run = run_deployment(BAKE_DEPLOYMENT, timeout=0, as_subflow=False, flow_run_name=name)
-    except ObjectNotFound:
+    deployment and a worker for it (the caller ends now); else bake here, blocking until the
+    verdict."""
+    name = start_elsewhere(BAKE_DEPLOYMENT, {}, f"rollout-{settings.dataset}-{plan.version}")
+    if name is None:
         end = bake()
         return Handed(end.describe(), end=end)
-    text = f"the bake runs as flow run {run.name} ({BAKE_DEPLOYMENT}); {plan.describe()}"
-    return Handed(text, run.name)
+    text = f"the bake runs as flow run {name} ({BAKE_DEPLOYMENT}); {plan.describe()}"
+    return Handed(text, name)
 
 
 @flow(name="rollout-start", flow_run_name=run_name("rollout-start"), timeout_seconds=BAKE_TIMEOUT,
