@@ -133,12 +133,15 @@ def wait_logged(settings, rows: int) -> dict[tuple[str, str], int]:
 def test_an_ab_split_at_20_percent_sends_a_fifth_of_the_rows_and_its_report_compares_both(
     served_champion: list[dict],
 ) -> None:
+    from flows.promote import promote as promote_flow
     from flows.rollout import bake, report
 
     settings, _, _, client = context()
     version = register(RandomForestClassifier(n_estimators=15, random_state=3))
     rollout.start_split(settings, version, "ab", 20, minutes=0.05)
     assert rollout.in_progress(settings.home) == f"rollout of version {version} in progress"
+    night = promote_flow(challenger=version)  # the next night's promotion waits its turn
+    assert not night.promoted and night.decision.reason == rollout.in_progress(settings.home)
     url = model_server.read_state(settings.home).public_url
     assert send(100, url) == 0
     logged = wait_logged(settings, 300 + 6)  # two smoke requests of 3 rows each
@@ -232,9 +235,12 @@ def test_a_healthy_canary_is_promoted_at_the_end_of_its_bake(served_champion: li
 
     settings, engine, _, client = context()
     version = register(RandomForestClassifier(n_estimators=30, random_state=5))
-    rollout.start_split(settings, version, "canary", 50, minutes=0.25)
+    rollout.start_split(settings, version, "canary", 20, minutes=0.25)
     url = model_server.read_state(settings.home).public_url
-    assert send(80, url) == 0
+    assert send(170, url) == 0
+    logged = wait_logged(settings, 510 + 6)
+    share = logged[(version, "canary")] / (logged[(version, "canary")] + logged[("1", "champion")])
+    assert 0.15 <= share <= 0.25, logged  # a 20% canary gets 20% +- 5% of the logged rows
     end = bake()
     assert end.outcome == "promoted", end.describe()
     guards = {r.metric: r for r in end.reading.readings}
