@@ -65,6 +65,13 @@ def served_champion(env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     model_server.stop_recorded(Path(env["RETRAIN_HOME"]), model_server.CANDIDATE)
 
 
+def attempt_row(engine, dataset: str, version: str | None = None, attempt_id: int | None = None):
+    """The one `promotions` row of `version` (or with id `attempt_id`)."""
+    (row,) = [a for a in audit.recent_attempts(engine, dataset)
+              if a.challenger_version == version or a.id == attempt_id]  # fmt: skip
+    return row
+
+
 def register_pipeline(pipeline: Pipeline) -> str:
     """Fit a whole Pipeline (no standard preprocessing) on the training rows; register it."""
     settings, engine, tables, client = context()
@@ -188,11 +195,7 @@ def test_a_canary_failing_a_third_of_its_requests_is_rolled_back_and_no_client_f
     assert rollout.read_rollout(settings.home) is None
     assert model_server.read_state(settings.home, model_server.CANDIDATE) is None
     assert tracking.alias_version(client, settings.model_name, "champion") == "1"
-    (row,) = [
-        a
-        for a in audit.recent_attempts(engine, settings.dataset)
-        if a.challenger_version == version
-    ]
+    row = attempt_row(engine, settings.dataset, version=version)
     assert row.decision == "rolled_back" and "error_rate" in row.reason
     alert = [r for r in served_champion if r["kind"] == "failure" and r["stage"] == "rollout"]
     assert alert and "error_rate" in alert[0]["reason"]
@@ -222,11 +225,7 @@ def test_a_canary_whose_probabilities_shift_is_rolled_back_by_the_stability_guar
     baking.join(120)
     assert failed == 0 and said and said[0].startswith("rolled_back: psi"), said
     assert tracking.alias_version(client, settings.model_name, "champion") == "1"
-    (row,) = [
-        a
-        for a in audit.recent_attempts(engine, settings.dataset)
-        if a.challenger_version == version
-    ]
+    row = attempt_row(engine, settings.dataset, version=version)
     assert row.decision == "rolled_back" and "psi" in row.reason
 
 
@@ -250,11 +249,7 @@ def test_a_healthy_canary_is_promoted_at_the_end_of_its_bake(served_champion: li
     served = model_server.read_state(settings.home)
     assert served.version == version and model_server.ping_url(served.public_url)
     assert send(5, url) == 0
-    (row,) = [
-        a
-        for a in audit.recent_attempts(engine, settings.dataset)
-        if a.challenger_version == version
-    ]
+    row = attempt_row(engine, settings.dataset, version=version)
     assert row.decision == "promoted"
     assert logged_rows(settings).get((version, "canary")), "the canary's rows carry its role"
 
@@ -267,9 +262,7 @@ def pending_promotion(version: str) -> int:
         hold=True,
     )  # fmt: skip
     assert report.pending and tracking.alias_version(client, settings.model_name, "champion") == "1"
-    (row,) = [
-        a for a in audit.recent_attempts(engine, settings.dataset) if a.id == report.attempt_id
-    ]
+    row = attempt_row(engine, settings.dataset, attempt_id=report.attempt_id)
     assert row.decision == "pending"
     return report.attempt_id
 
@@ -313,7 +306,7 @@ def test_an_approval_resumed_through_the_api_promotes_with_the_name_and_comment(
     assert ended and ended[0].outcome == "promoted", ended
     assert tracking.alias_version(client, settings.model_name, "champion") == version
     assert model_server.read_state(settings.home).version == version
-    (row,) = [a for a in audit.recent_attempts(engine, settings.dataset) if a.id == attempt]
+    row = attempt_row(engine, settings.dataset, attempt_id=attempt)
     assert row.decision == "promoted" and row.reason == "approved by Ada: fine"
 
 
@@ -331,7 +324,7 @@ def test_an_approval_left_unanswered_keeps_the_champion_and_alerts_nobody(
     assert end.outcome == "kept" and "no approval within" in end.reason
     assert tracking.alias_version(client, settings.model_name, "champion") == "1"
     assert model_server.read_state(settings.home).version == "1"
-    (row,) = [a for a in audit.recent_attempts(engine, settings.dataset) if a.id == attempt]
+    row = attempt_row(engine, settings.dataset, attempt_id=attempt)
     assert row.decision == "kept" and "no approval within" in row.reason
     assert not [r for r in served_champion if r["kind"] == "failure"]
 
@@ -353,6 +346,5 @@ def test_a_shadow_answers_the_replayed_requests_unseen_and_is_rolled_back_when_i
     logged = logged_rows(settings)  # (its last rows may die with it in its log's queue)
     assert {role for v, role in logged if v == version} == {"shadow"}, "no client reached it"
     assert tracking.alias_version(client, settings.model_name, "champion") == "1"
-    (row,) = [a for a in audit.recent_attempts(engine, settings.dataset)
-              if a.challenger_version == version]  # fmt: skip
+    row = attempt_row(engine, settings.dataset, version=version)
     assert row.decision == "rolled_back"
