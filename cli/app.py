@@ -8,7 +8,6 @@ and the rest of `retrain/` stay free of Prefect). Exit status: 0 done, 1 a stage
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import signal
@@ -514,9 +513,8 @@ def serve_status(
     if champion.disagreement:
         typer.echo(champion.disagreement)
     echo_proxy_and_supervisor(served, model_server.live_supervisor(settings.home))
-    running = model_server.state_file(settings.home, model_server.ROLLOUT)
-    if running.exists():  # read here: the rollout module would import MLflow
-        plan = json.loads(running.read_text())
+    plan = model_server.rollout_record(settings.home)
+    if plan is not None:
         typer.echo(f"a {plan['mode']} of version {plan['version']} runs beside it "
                    "(`retrain rollout status`)")  # fmt: skip
 

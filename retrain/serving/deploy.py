@@ -88,10 +88,13 @@ class Candidate:
 
 def load_candidate(settings: Settings, version: str) -> Candidate:
     """The version, its input example and the labels the same wrapper gives it in this
-    process (what the server must answer)."""
-    model, example = logged_model.load_version_and_example(
-        settings.tracking_uri, settings.model_name, version
-    )
+    process (what the server must answer); a version that cannot load is a ServeFailed."""
+    try:
+        model, example = logged_model.load_version_and_example(
+            settings.tracking_uri, settings.model_name, version
+        )
+    except Exception as err:  # any loader error means the version cannot be served
+        raise ServeFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
     expected = np.asarray(model.predict_labels(example)).tolist()
     return Candidate(version, tracking.model_uri(settings.model_name, version), example, expected)
 
@@ -149,10 +152,7 @@ def swap_to(
             f"port {port} on {host} is held by a process retrain did not start; stop it or "
             "set RETRAIN_SERVE_PORT"
         )
-    try:
-        candidate = load_candidate(settings, version)
-    except Exception as err:  # any loader error means the version cannot be served
-        raise ServeFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
+    candidate = load_candidate(settings, version)
     if uses_proxy(settings) or haproxy.recorded(home):
         return swap_behind_proxy(settings, candidate, old, health_timeout, check)
     try_on_spare_port(settings, candidate, health_timeout, check)
@@ -233,14 +233,9 @@ def swap_behind_proxy(
     server answer its last requests, stop it. A candidate that fails its check is stopped and
     the old one never stopped serving."""
     home = settings.home
-    model_server.stop_recorded(home, model_server.SPARE)  # a candidate a killed deploy left behind
-    new = start_server(
-        settings, candidate.model_uri, candidate.version, "127.0.0.1", spare_port(settings)
-    )
-    model_server.write_state(home, new, model_server.SPARE)
+    new = start_checked(settings, candidate, model_server.SPARE, timeout, check)
     front, started = None, False
     try:
-        check_server(home, new, candidate, timeout, check)
         front, down_from, started = front_proxy(settings, old)
         switched = haproxy.switch(front, new.port, new.metrics_port)
     except Exception:
@@ -306,17 +301,35 @@ def front_proxy(settings: Settings, old: Served | None) -> tuple[haproxy.Proxy, 
 def try_on_spare_port(
     settings: Settings, candidate: Candidate, timeout: float, check: AnswerCheck
 ) -> None:
-    """Run the candidate on a free loopback port, check it, stop it (whatever happens). It is
-    recorded while it runs, so a cancelled or crashed deploy can still stop it."""
-    model_server.stop_recorded(settings.home, model_server.SPARE)
-    spare = start_server(
-        settings, candidate.model_uri, candidate.version, "127.0.0.1", spare_port(settings)
-    )
-    model_server.write_state(settings.home, spare, model_server.SPARE)
+    """Run the candidate on a free loopback port, check it, stop it (whatever happens)."""
     try:
-        check_server(settings.home, spare, candidate, timeout, check)
+        start_checked(settings, candidate, model_server.SPARE, timeout, check)
     finally:
         model_server.stop_recorded(settings.home, model_server.SPARE)
+
+
+def start_checked(
+    settings: Settings,
+    candidate: Candidate,
+    record: str,
+    timeout: float,
+    check: AnswerCheck,
+    role: str = "champion",
+) -> Served:
+    """The candidate's server on a free loopback port, recorded under `record` while it runs
+    (so a cancelled or crashed run can still stop it, and the next one stops what a killed
+    one left behind), then checked; stopped and cleared when the check fails."""
+    home = settings.home
+    model_server.stop_recorded(home, record)
+    served = start_server(settings, candidate.model_uri, candidate.version, "127.0.0.1",
+                          spare_port(settings), role)  # fmt: skip
+    model_server.write_state(home, served, record)
+    try:
+        check_server(home, served, candidate, timeout, check)
+    except Exception:
+        model_server.stop_recorded(home, record)
+        raise
+    return served
 
 
 def swap_main_port(

@@ -148,6 +148,16 @@ def read_state(home: Path, role: str = MAIN) -> Served | None:
     return served if served and is_running(served) else None
 
 
+def rollout_record(home: Path, name: str = ROLLOUT) -> dict | None:
+    """The rollout recorded under `name` (the running one by default) as a plain dict, None
+    when there is none: `retrain.serving.rollout` reads it into its Rollout; `serve status`
+    and the supervisor read it here, without that module's MLflow imports."""
+    try:
+        return json.loads((home / name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_state(home: Path, served: Served | None, role: str = MAIN) -> None:
     """Record (or clear) a server; written whole then renamed. A new main record keeps the
     supervisor the old one named: a deploy swaps the server, not who watches it."""

@@ -21,7 +21,7 @@ from retrain.config.settings import Settings
 from retrain.errors import StageFailed
 from retrain.promotion.guards import Counts
 from retrain.serving import deploy, haproxy, model_server
-from retrain.serving.model_server import CANDIDATE, Served, ServeFailed
+from retrain.serving.model_server import CANDIDATE, Served
 
 STATE, LAST = model_server.ROLLOUT, "rollout-last.json"
 MODES = ("canary", "ab", "shadow")
@@ -77,9 +77,10 @@ def utc_now() -> datetime:
 
 def read_rollout(home: Path, name: str = STATE) -> Rollout | None:
     """The running rollout (or with LAST, the one that finished last), None when none."""
+    record = model_server.rollout_record(home, name)
     try:
-        return Rollout(**json.loads((home / name).read_text()))
-    except (OSError, ValueError, TypeError):
+        return Rollout(**record) if record is not None else None
+    except TypeError:
         return None
 
 
@@ -162,22 +163,9 @@ def split_ready(
 def start_candidate(settings: Settings, version: str, role: str) -> Served:
     """The candidate's server on a free loopback port, recorded, checked like a deploy's; a
     candidate that fails its check is stopped before the error is raised."""
-    home = settings.home
-    model_server.stop_recorded(home, CANDIDATE)  # one a killed rollout left behind
-    try:
-        loaded = deploy.load_candidate(settings, version)
-    except Exception as err:  # any loader error means the version cannot be served
-        raise ServeFailed(f"version {version} cannot be loaded: {str(err)[:300]}") from err
-    served = deploy.start_server(
-        settings, loaded.model_uri, version, "127.0.0.1", deploy.spare_port(settings), role=role
-    )
-    model_server.write_state(home, served, CANDIDATE)
-    try:
-        deploy.check_server(home, served, loaded, settings.health_timeout, deploy.compare_answers)
-    except Exception:
-        model_server.stop_recorded(home, CANDIDATE)
-        raise
-    return served
+    loaded = deploy.load_candidate(settings, version)
+    return deploy.start_checked(settings, loaded, CANDIDATE, settings.health_timeout,
+                                deploy.compare_answers, role)  # fmt: skip
 
 
 def end_split(settings: Settings, outcome: str, reason: str) -> Rollout | None:

@@ -14,7 +14,6 @@ deploy is replacing.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -138,12 +137,11 @@ def keep_split(home: Path) -> str:
     """After a restart pointed the proxy at the champion alone: a running canary's or A/B
     split gets its share again (its own server never stopped). Returns words for the report
     ("" when no split runs)."""
-    path = model_server.state_file(home, model_server.ROLLOUT)
+    plan = model_server.rollout_record(home)
     candidate = model_server.read_state(home, model_server.CANDIDATE)
     front = haproxy.recorded(home)
-    if not path.exists() or candidate is None or front is None or not front.slot:
+    if plan is None or candidate is None or front is None or not front.slot:
         return ""
-    plan = json.loads(path.read_text())  # the rollout module would import MLflow
     if plan["mode"] == "shadow":
         return ""
     try:
