@@ -290,11 +290,12 @@ def crown_and_serve(
 def abort(
     engine: store.Engine, settings: Settings, reason: str, flow_run_id: str | None = None
 ) -> Rollout:
-    """End the split by hand; the champion keeps serving (a canary's row becomes `kept`)."""
+    """End the split by hand; the champion keeps serving (a canary's or a shadow's row
+    becomes `kept`; an A/B split has none)."""
     finished = rollout.end_split(settings, "aborted", reason)
     if finished is None:
         raise StageFailed("no rollout runs; `retrain rollout status` shows the last one")
-    if finished.mode == "canary":
+    if finished.mode != "ab":
         settle_attempt(engine, settings, finished, "kept", reason, flow_run_id)
     return finished
 
