@@ -120,20 +120,26 @@ def test_forward_folds_train_on_the_past_and_widen_a_block_lacking_a_class() -> 
 
 
 def test_an_auto_window_finds_that_only_the_recent_days_tell_the_truth() -> None:
-    """The concept flips on day 24 of 30: judged forward in time, a short window wins, and
+    """The concept flips on day 18 of 30: judged forward in time, a short window wins, and
     the refit trains on that window alone."""
     import optuna
 
     from retrain.data.split import AUTO_WINDOWS, Dataset, HoldoutChoice, holdout_of
-    from retrain.training.tuning import TuneConfig, refit_best, run_trials
+    from retrain.training.tuning import (
+        TuneConfig,
+        best_window,
+        compare_windows,
+        refit_best,
+        run_trials,
+    )
 
     rng = np.random.default_rng(0)
     day = np.repeat(np.arange(30), 60)
     x = rng.normal(size=len(day))
-    sign = np.where(day < 24, 1.0, -1.0)
+    sign = np.where(day < 18, 1.0, -1.0)
     label = np.where(sign * x + rng.normal(0, 0.3, len(day)) > 0, "yes", "no")
-    frame = pd.DataFrame({"seen": pd.Timestamp("2026-11-01") + pd.to_timedelta(day, "D"),
-                          "x": x, "label": label})  # fmt: skip
+    seen = pd.to_timedelta(day, "D") + pd.to_timedelta(rng.uniform(0, 86_400, len(day)), "s")
+    frame = pd.DataFrame({"seen": pd.Timestamp("2026-11-01") + seen, "x": x, "label": label})
     choice = HoldoutChoice("time", 0.1, None, "seen")
     mask, _ = holdout_of(frame, "label", choice)
     data = Dataset(frame[~mask], frame[mask], {"x": "numeric"}, "label", "yes")
@@ -141,7 +147,18 @@ def test_an_auto_window_finds_that_only_the_recent_days_tell_the_truth() -> None
                         windows=AUTO_WINDOWS, prune=False)  # fmt: skip
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
     study = run_trials(data, config, study, 12, lambda *_: None)
-    chosen = study.best_trial.user_attrs["window_days"]
+    scores = compare_windows(data, study, config)
+    assert set(scores) == set(AUTO_WINDOWS)  # every candidate, with the best trial's model
+    assert scores[study.best_trial.user_attrs["window_days"]] == study.best_value
+    chosen = best_window(scores)
     assert chosen is not None and chosen <= 3
-    refit = refit_best(data, study, seed=1, time_column="seen")
-    assert refit.test_auroc > 0.9  # all history would average the two concepts away
+    assert scores[chosen] > scores[None] + 0.1  # all history averages the two concepts away
+    refit = refit_best(data, study, seed=1, time_column="seen", days=chosen)
+    assert refit.test_auroc > 0.9
+
+
+def test_the_best_window_breaks_a_tie_towards_the_shorter() -> None:
+    from retrain.training.tuning import best_window
+
+    assert best_window({None: 0.9, 7.0: 0.9, 3.0: 0.9, 1.0: 0.89}) == 3.0
+    assert best_window({None: 0.95, 3.0: 0.9}) is None
