@@ -101,9 +101,9 @@ CONFIGS: dict[str, dict[str, str]] = {
     "auto": {"RETRAIN_HOLDOUT": "time", "RETRAIN_TRAIN_WINDOW_DAYS": "auto"},
 }
 COLUMNS = (
-    "night", "rows so far", "logged holdout AUROC", "realized next night",
+    "night", "rows so far", "logged holdout AUROC", "expected AUROC", "realized next night",
     "default LightGBM, last 3 nights", "default LightGBM, all nights", "run wall s",
-    "champion", "oracle next night",
+    "champion", "window", "oracle next night",
 )  # fmt: skip
 
 
@@ -297,6 +297,8 @@ class Night:
     last: float
     every: float
     oracle: float
+    expected: float | None = None  # the run's `expected_auroc` (None: a checkout without it)
+    window: str = "-"  # the run's `train_window_chosen` (auto), else "-"
 
 
 @dataclass
@@ -364,20 +366,26 @@ def realized_auroc(model: Any, frame: pd.DataFrame) -> float:
 def score_night(config: Config, night: int, wall: float, stream: Stream, base: Baselines) -> Night:
     """After night `night`'s run: @champion's logged and realized AUROC and the baselines, read
     with the run's environment (its settings; MLflow's download progress bar off)."""
-    logged = realized = None
+    logged = realized = expected = None
+    window = "-"
     with environment(config.env):
         settings = load_settings()
         client = tracking.make_client(settings.tracking_uri)
         version = tracking.alias_version(client, settings.model_name, "champion")
         if version is not None:
             logged = champion_score(settings, wall).auroc
+            run = client.get_run(client.get_model_version(settings.model_name, version).run_id)
+            expected = run.data.metrics.get("expected_auroc")
+            window = run.data.params.get("train_window_chosen", "-")
             model = config.champion_model(settings, version)
             realized = realized_auroc(model, base.frames[night + 1])
     last, every = base.of(night, settings.load_schema().feature_kinds)
     rows = stream.rows * (night + 1)
     champion = f"v{version}" if version else "none"
     oracle = stream.oracle[night + 1]
-    return Night(night, rows, wall, champion, logged, realized, last, every, oracle)
+    return Night(
+        night, rows, wall, champion, logged, realized, last, every, oracle, expected, window
+    )
 
 
 def run_nights(
@@ -432,14 +440,15 @@ def cell(value: float | None) -> str:
 def night_line(n: Night) -> str:
     return (
         f"night {n.index}: run {n.wall:.1f} s, champion {n.champion}, logged {cell(n.logged)}, "
-        f"realized {cell(n.realized)}, last {WINDOW} {cell(n.last)}, all {cell(n.every)}"
+        f"expected {cell(n.expected)}, realized {cell(n.realized)}, last {WINDOW} "
+        f"{cell(n.last)}, all {cell(n.every)}, window {n.window}"
     )
 
 
 def table_row(n: Night) -> str:
     cells = (
-        str(n.index), f"{n.rows_so_far:,}", cell(n.logged), cell(n.realized), cell(n.last),
-        cell(n.every), f"{n.wall:.1f}", n.champion, cell(n.oracle),
+        str(n.index), f"{n.rows_so_far:,}", cell(n.logged), cell(n.expected), cell(n.realized),
+        cell(n.last), cell(n.every), f"{n.wall:.1f}", n.champion, n.window, cell(n.oracle),
     )  # fmt: skip
     return "| " + " | ".join(cells) + " |"
 
@@ -452,12 +461,15 @@ def summary_lines(nights: list[Night]) -> list[str]:
     """The means over the nights that have a champion, and the cost ratio."""
     scored = [n for n in nights if n.logged is not None and n.realized is not None]
     gaps = [n.logged - n.realized for n in scored]
+    misses = [n.expected - n.realized for n in scored if n.expected is not None]
     ratio = "-"
     if len(nights) >= WINDOW:
         ratio = f"{nights[-1].wall / nights[WINDOW - 1].wall:.2f}"
     return [
         f"- mean(logged - realized): {cell(mean(gaps))}",
         f"- mean |logged - realized|: {cell(mean([abs(g) for g in gaps]))}",
+        f"- mean(expected - realized): {cell(mean(misses))}",
+        f"- mean |expected - realized|: {cell(mean([abs(m) for m in misses]))}",
         f"- mean realized: {cell(mean([n.realized for n in scored]))}",
         f"- mean default LightGBM, last {WINDOW} nights: {cell(mean([n.last for n in nights]))}",
         f"- mean default LightGBM, all nights: {cell(mean([n.every for n in nights]))}",

@@ -32,6 +32,7 @@ from retrain.data.split import (
     Dataset,
     HoldoutChoice,
     TrainWindow,
+    align_proba,
     as_times,
     dataset_of,
     holdout_choice_of,
@@ -55,6 +56,7 @@ from retrain.training.calibration import (
     held_back_rows,
 )
 from retrain.training.families import (
+    auroc,
     build_model,
     example_rows,
     fit_model,
@@ -71,6 +73,13 @@ from retrain.training.families import (
 )
 from retrain.training.leakage import rows_to_look_at, suspected_leaks
 from retrain.training.notes import tuning_note, version_note
+from retrain.training.tomorrow import (
+    ChampionCheck,
+    enough_to_judge,
+    expected_auroc,
+    rows_after,
+    trained_through,
+)
 
 
 @dataclass(frozen=True)
@@ -853,6 +862,8 @@ def finish_tuning(
             served, judged = refit_with_holdout(run.data, refit, config.seed), refit.model
         tags["retrain.refit"] = "window+holdout"
         tracking.tag_run(client, parent, "retrain.refit", "window+holdout")
+    if config.forward:
+        tags |= note_tomorrow(run, client, settings, config, refit)
     with timed(seconds, "register"):
         version = log_and_register(settings, client, parent, served, run.data, tags, engine, judged)
     finish = {f"finish_seconds_{k}": v for k, v in seconds.items()}
@@ -885,6 +896,58 @@ def choose_window(
     params = {"train_window_chosen": window_name(days), "window_scores": said}
     tracking.log_params(client, run.parent_run_id, params)
     return days
+
+
+TRAINED_THROUGH = "retrain.trained_through"  # version tag: the newest row the model was fit on
+
+
+def note_tomorrow(
+    run: TuningRun,
+    client: tracking.MlflowClient,
+    settings: Settings,
+    config: TuneConfig,
+    refit: Refit,
+) -> dict[str, str]:
+    """Log `expected_auroc` (the holdout AUROC less the champion's last overstatement) with
+    its basis, and the champion's check; returns the new version's `retrain.trained_through`
+    tag (the newest row its served model is fit on: the holdout's too after a refit on it)."""
+    column = config.holdout.time_column
+    check = check_champion(settings, client, run.data, column)
+    expected, basis = expected_auroc(refit.test_auroc, check)
+    metrics = {"expected_auroc": expected}
+    if check is not None:
+        metrics |= {"champion_unseen_auroc": check.unseen, "champion_holdout_gap": check.gap}
+    tracking.log_parent_summary(client, run.parent_run_id, {}, metrics)
+    tracking.log_params(client, run.parent_run_id, {"expected_auroc_basis": basis[:500]})
+    fitted = [refit.train, refit.held_back] + ([run.data.holdout] if config.refit_holdout else [])
+    through = trained_through(pd.concat(fitted), column)
+    return {TRAINED_THROUGH: through} if through else {}
+
+
+def check_champion(
+    settings: Settings, client: tracking.MlflowClient, data: Dataset, time_column: str
+) -> ChampionCheck | None:
+    """The champion, as served, scored on today's cleaned rows newer than the newest it was
+    fit on. None: no champion, one registered before versions were tagged with
+    `retrain.trained_through`, too few such rows, or a champion that cannot be loaded (the
+    promote stage reports that)."""
+    champion = tracking.alias_version(client, settings.model_name, "champion")
+    if champion is None:
+        return None
+    tags, logged = tracking.version_facts(client, settings.model_name, champion)
+    if TRAINED_THROUGH not in tags or logged is None:
+        return None
+    rows = rows_after(pd.concat([data.train, data.holdout]), time_column, tags[TRAINED_THROUGH])
+    y, classes = data.labels(rows), data.known_classes
+    if not enough_to_judge(y, classes):
+        return None
+    try:
+        model = logged_model.load_version(settings.tracking_uri, settings.model_name, champion)
+    except Exception:  # any loader error: no check tonight; promotion names the failure
+        return None
+    proba = align_proba(model.predict_proba(rows[data.features]), model.classes, classes)
+    unseen = auroc(y, proba, classes, data.positive)
+    return ChampionCheck(champion, logged, unseen, len(rows), tags[TRAINED_THROUGH])
 
 
 def require_a_completed_trial(

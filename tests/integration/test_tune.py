@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -228,6 +229,49 @@ def test_a_table_with_a_timestamp_is_judged_on_its_newest_rows(
     }
     rows = {name: {t.key: t.value for t in d.tags}["retrain.rows"] for name, d in inputs.items()}
     assert rows == {"training": "100", "holdout": "100"}  # widened to half the window
+    check_the_promise_meets_the_next_rows(tmp_path, monkeypatch, report, rng)
+
+
+def check_the_promise_meets_the_next_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: Any, rng: Any
+) -> None:
+    """The champion (version 1, fit on every row up to 2026-11-30) is scored on the next
+    batch's rows, all newer; the new challenger's expected AUROC is its holdout AUROC less
+    by how much version 1's holdout AUROC overstated that score."""
+    import numpy as np
+
+    from retrain.data.split import align_proba
+    from retrain.model import logged_model
+    from retrain.training.families import auroc
+    from retrain.training.tuning import tune_config_of
+
+    monkeypatch.delenv("RETRAIN_TRAIN_WINDOW_DAYS")
+    settings = load_settings()
+    engine, tables = open_store()
+    client = tracking.make_client(settings.tracking_uri)
+    first_run = client.get_run(first.parent_run_id).data
+    assert first_run.metrics["expected_auroc"] == first.test_auroc  # no champion to check yet
+    assert first_run.params["expected_auroc_basis"].startswith("the holdout AUROC: no champion")
+    champion = client.get_model_version(settings.model_name, first.version)
+    assert champion.tags["retrain.trained_through"] == "2026-11-30T00:00:00+00:00"
+    x = rng.normal(size=300)
+    labels = np.where(x + rng.normal(size=300) > 0, "yes", "no")
+    lines = [f"{1000 + i},2026-12-{1 + i // 20:02d},{v:.4f},{label}"
+             for i, (v, label) in enumerate(zip(x, labels, strict=True))]  # fmt: skip
+    newer = write_csv(tmp_path, "visits-december.csv", lines, header="visit_id,seen_at,x,converted")
+    batch = ingest.load_file(engine, tables, newer, "utf-8").batch_id
+    clean.clean_batch(engine, tables, settings.load_schema(), batch, 0.2)
+    config = replace(tune_config_of(settings, ("random_forest",)), trials=2, parallel_folds=1)
+    report = tune_and_register(engine, tables, client, settings, config)
+    served = logged_model.load_version(settings.tracking_uri, settings.model_name, first.version)
+    rows = pd.read_csv(newer)
+    proba = align_proba(served.predict_proba(rows), served.classes, np.array(["no", "yes"]))
+    by_hand = auroc(rows["converted"].to_numpy(), proba, np.array(["no", "yes"]), "yes")
+    metrics = client.get_run(report.parent_run_id).data.metrics
+    assert metrics["champion_unseen_auroc"] == pytest.approx(by_hand, abs=1e-9)
+    gap = first.test_auroc - by_hand
+    assert metrics["champion_holdout_gap"] == pytest.approx(gap, abs=1e-9)
+    assert metrics["expected_auroc"] == pytest.approx(report.test_auroc - gap, abs=1e-9)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

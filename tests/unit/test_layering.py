@@ -23,6 +23,7 @@ PURE = (
     "retrain.training.notes", "retrain.promotion.rules", "retrain.monitoring.drift",
     "retrain.monitoring.usage", "retrain.monitoring.performance",
     "retrain.training.calibration", "retrain.training.leakage", "retrain.promotion.guards",
+    "retrain.training.tomorrow",
 )  # fmt: skip
 ADAPTER_LIBRARIES = ("sqlalchemy", "pymysql", "mlflow", "prefect", "subprocess", "pyspark",
                      "urllib.request", "requests", "httpx", "socket")  # fmt: skip
