@@ -792,16 +792,22 @@ class TuneReport:
     fit_cpu_seconds: float
     experiment_id: str = ""
     leaks: tuple[str, ...] = ()
+    expected_auroc: float | None = None  # on tomorrow's rows (a time holdout only)
 
     def describe(self) -> str:
         leaks = (
             f"; suspected leaks (check them, then `retrain schema ignore`): {'; '.join(self.leaks)}"
             if self.leaks else ""
         )  # fmt: skip
+        expected = (
+            f", {self.expected_auroc:.4f} expected on tomorrow's rows (expected_auroc)"
+            if self.expected_auroc is not None and self.expected_auroc != self.test_auroc
+            else ""
+        )
         return (
             f"tuned {self.trials} trials: best CV AUROC {self.best_cv:.4f} (best_cv_auroc, "
-            f"{self.family}), holdout AUROC {self.test_auroc:.4f} (test_auroc); registered "
-            f"version {self.version} as challenger{leaks}"
+            f"{self.family}), holdout AUROC {self.test_auroc:.4f} (test_auroc){expected}; "
+            f"registered version {self.version} as challenger{leaks}"
         )
 
 
@@ -862,8 +868,10 @@ def finish_tuning(
             served, judged = refit_with_holdout(run.data, refit, config.seed), refit.model
         tags["retrain.refit"] = "window+holdout"
         tracking.tag_run(client, parent, "retrain.refit", "window+holdout")
+    expected = None
     if config.forward:
-        tags |= note_tomorrow(run, client, settings, config, refit)
+        expected, through = note_tomorrow(run, client, settings, config, refit)
+        tags |= {TRAINED_THROUGH: through} if through else {}
     with timed(seconds, "register"):
         version = log_and_register(settings, client, parent, served, run.data, tags, engine, judged)
     finish = {f"finish_seconds_{k}": v for k, v in seconds.items()}
@@ -875,6 +883,7 @@ def finish_tuning(
     return TuneReport(
         parent, version, len(trials), best_cv, refit.test_auroc, refit.test_accuracy,
         refit.family, refit.params, search_seconds, fit_cpu, run.experiment_id, run.leaks,
+        expected,
     )  # fmt: skip
 
 
@@ -907,10 +916,11 @@ def note_tomorrow(
     settings: Settings,
     config: TuneConfig,
     refit: Refit,
-) -> dict[str, str]:
+) -> tuple[float, str | None]:
     """Log `expected_auroc` (the holdout AUROC less the champion's last overstatement) with
-    its basis, and the champion's check; returns the new version's `retrain.trained_through`
-    tag (the newest row its served model is fit on: the holdout's too after a refit on it)."""
+    its basis, and the champion's check; returns it and the new version's
+    `retrain.trained_through` (the newest row its served model is fit on: the holdout's too
+    after a refit on it)."""
     column = config.holdout.time_column
     check = check_champion(settings, client, run.data, column)
     expected, basis = expected_auroc(refit.test_auroc, check)
@@ -920,8 +930,7 @@ def note_tomorrow(
     tracking.log_parent_summary(client, run.parent_run_id, {}, metrics)
     tracking.log_params(client, run.parent_run_id, {"expected_auroc_basis": basis[:500]})
     fitted = [refit.train, refit.held_back] + ([run.data.holdout] if config.refit_holdout else [])
-    through = trained_through(pd.concat(fitted), column)
-    return {TRAINED_THROUGH: through} if through else {}
+    return expected, trained_through(pd.concat(fitted), column)
 
 
 def check_champion(

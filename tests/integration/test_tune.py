@@ -272,6 +272,7 @@ def check_the_promise_meets_the_next_rows(
     gap = first.test_auroc - by_hand
     assert metrics["champion_holdout_gap"] == pytest.approx(gap, abs=1e-9)
     assert metrics["expected_auroc"] == pytest.approx(report.test_auroc - gap, abs=1e-9)
+    assert f"{metrics['expected_auroc']:.4f} expected on tomorrow's rows" in report.describe()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
