@@ -457,12 +457,15 @@ class Refit:
     test_auroc_uncalibrated: float = float("nan")  # the Pipeline's, as the learning curve ends
 
 
-def compare_windows(data: Dataset, study: optuna.Study, config: TuneConfig) -> dict:
+def compare_windows(
+    data: Dataset, study: optuna.Study, config: TuneConfig, deadline: float | None = None
+) -> dict:
     """The best trial's model cross-validated forward on every candidate window, everything
     else fixed: {days: mean AUROC}. Among a few trials a window's effect is small beside the
     model's, so the best trial's window is often an accident of the sampler (measured on
     bench/drift_stream.py: the study kept "all history" where 1 day scored higher and served
-    0.03 better); this compares the windows alike. The best trial's own window is not refit."""
+    0.03 better); this compares the windows alike. The best trial's own window is not refit,
+    and no window starts past the `deadline` (the budget's end)."""
     best = study.best_trial
     x, y = tuning_rows(data, config)
     folds = study_folds(data, config, x, y)
@@ -474,7 +477,7 @@ def compare_windows(data: Dataset, study: optuna.Study, config: TuneConfig) -> d
     scores = {own: float(best.user_attrs["mean_auroc"])}
     with Parallel(n_jobs=min(config.parallel_folds, config.n_folds), backend="loky") as parallel:
         for days in config.windows:
-            if days not in scores:
+            if days not in scores and seconds_left(deadline) != 0:
                 fits = parallel(delayed(score)(split=split) for split in folds.within(days))
                 scores[days] = _summarise(fits)["mean_auroc"]
     return scores
@@ -899,7 +902,7 @@ def choose_window(
     if not config.windows:
         return study.best_trial.user_attrs.get("window_days")
     with timed(seconds, "windows"):
-        scores = compare_windows(run.data, study, config)
+        scores = compare_windows(run.data, study, config, run.deadline)
     days = best_window(scores)
     said = ", ".join(f"{window_name(d)}: {scores[d]:.4f}" for d in config.windows if d in scores)
     params = {"train_window_chosen": window_name(days), "window_scores": said}

@@ -149,7 +149,9 @@ def test_an_auto_window_finds_that_only_the_recent_days_tell_the_truth() -> None
     study = run_trials(data, config, study, 12, lambda *_: None)
     scores = compare_windows(data, study, config)
     assert set(scores) == set(AUTO_WINDOWS)  # every candidate, with the best trial's model
-    assert scores[study.best_trial.user_attrs["window_days"]] == study.best_value
+    own = study.best_trial.user_attrs["window_days"]
+    assert scores[own] == study.best_value
+    assert list(compare_windows(data, study, config, deadline=1.0)) == [own]  # budget spent
     chosen = best_window(scores)
     assert chosen is not None and chosen <= 3
     assert scores[chosen] > scores[None] + 0.1  # all history averages the two concepts away
