@@ -159,7 +159,9 @@ def test_an_ab_split_at_20_percent_sends_a_fifth_of_the_rows_and_its_report_comp
     assert said and "has its 20% again" in said, said
     assert send(50, url) == 0
     again = wait_logged(settings, 306 + 150)
-    assert again[(version, "ab")] - logged[(version, "ab")] == 30  # 10 of the 50 requests
+    # 10 of the 50 requests (3 rows each) by weighted round robin; one more or fewer when the
+    # proxy retried a slow request on the other slot (seen with three suites' worth of load)
+    assert abs(again[(version, "ab")] - logged[(version, "ab")] - 30) <= 3, (logged, again)
     end = bake()
     assert end.outcome == "ended" and rollout.read_rollout(settings.home) is None
     assert tracking.alias_version(client, settings.model_name, "champion") == "1"
