@@ -350,3 +350,52 @@ def test_a_shadow_answers_the_replayed_requests_unseen_and_is_rolled_back_when_i
     assert tracking.alias_version(client, settings.model_name, "champion") == "1"
     row = attempt_row(engine, settings.dataset, version=version)
     assert row.decision == "rolled_back"
+
+
+def settled_rows(settings) -> dict[tuple[str, str], int]:
+    """The prediction log's counts once no writer has added a row for two seconds."""
+    last = None
+    for _ in range(30):
+        now = logged_rows(settings)
+        if now == last:
+            return now
+        last = now
+        time.sleep(2)
+    raise AssertionError(f"the prediction log kept growing: {last}")
+
+
+def test_aborting_by_hand_sends_everything_back_and_keeps_the_champion(
+    served_champion: list[dict],
+) -> None:
+    """`rollout abort` of a 50% canary: the candidate is stopped, every later request goes to
+    the champion, its held promotion is `kept` with the reason, no alias moves and no failure
+    alert goes out; a shadow's abort settles its row the same way."""
+    from flows.rollout import abort_now
+
+    settings, engine, _, client = context()
+    url = model_server.read_state(settings.home).public_url
+    for mode in ("canary", "shadow"):
+        pipeline = RandomForestClassifier(n_estimators=10, random_state=7)
+        version = register(pipeline) if mode == "canary" else register_pipeline(pushed_model())
+        attempt = pending_promotion(version)
+        rollout.start_split(settings, version, mode, 50, minutes=30, attempt_id=attempt)
+        candidate = model_server.read_state(settings.home, model_server.CANDIDATE)
+        assert candidate is not None and model_server.is_running(candidate)
+        start = settled_rows(settings)
+        assert send(20, url) == 0
+        during = wait_logged(settings, sum(start.values()) + 60)
+        if mode == "canary":
+            assert during.get((version, mode), 0) > start.get((version, mode), 0), during
+        said = abort_now(f"{mode}: no time to watch it")
+        assert "aborted" in said, said
+        assert not rollout.in_progress(settings.home)
+        assert not model_server.is_running(candidate), "the candidate is stopped"
+        before = settled_rows(settings)
+        assert send(20, url) == 0
+        after = wait_logged(settings, sum(before.values()) + 60)
+        assert after.get((version, mode), 0) == before.get((version, mode), 0)  # none reached it
+        assert after[("1", "champion")] - before[("1", "champion")] == 60
+        row = attempt_row(engine, settings.dataset, attempt_id=attempt)
+        assert row.decision == "kept" and f"{mode}: no time to watch it" in row.reason, row
+        assert tracking.alias_version(client, settings.model_name, "champion") == "1"
+    assert not [r for r in served_champion if r["kind"] == "failure"]
