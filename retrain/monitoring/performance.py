@@ -15,12 +15,10 @@ import pandas as pd
 
 from retrain.data.features import row_keys, to_categories
 from retrain.errors import BadInput
-from retrain.training.families import auroc
+from retrain.training.families import auroc, enough_to_judge
 
 LABELLED_AT = "labelled_at"
 REQUEST_ID = "request_id"
-MIN_ROWS = 200  # a day counts for the degradation verdict with this many labelled rows
-MIN_PER_CLASS = 20  # and this many of each class
 RESAMPLES = 200
 
 
@@ -167,8 +165,7 @@ def realized_auroc(
     key = None if positive is None else to_categories(pd.Series([positive])).iloc[0]
     score = auroc(y, proba, classes, key)
     low, high = bootstrap_interval(y, proba, classes, key, seed)
-    enough = len(y) >= MIN_ROWS and len(counts) == len(classes) and counts.min() >= MIN_PER_CLASS
-    return score, low, high, bool(enough)
+    return score, low, high, enough_to_judge(y, classes)
 
 
 def probability_matrix(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

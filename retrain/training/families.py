@@ -68,6 +68,21 @@ def auroc(
     return float(np.mean(pairs))
 
 
+JUDGED_ROWS = 200  # labelled rows an AUROC needs before anything is judged by it
+JUDGED_PER_CLASS = 20  # and this many of each class
+
+
+def enough_to_judge(labels: np.ndarray, classes: np.ndarray) -> bool:
+    """JUDGED_ROWS labelled rows holding every class at least JUDGED_PER_CLASS times: a
+    realized day that counts for the degradation verdict, a champion's check on new rows."""
+    counts = pd.Series(labels).value_counts()
+    return (
+        len(labels) >= JUDGED_ROWS
+        and len(counts) == len(classes)
+        and int(counts.min()) >= JUDGED_PER_CLASS
+    )
+
+
 def _rank_auc(positive: np.ndarray, score: np.ndarray) -> float:
     """P(score of a positive > score of a negative) + P(tie) / 2, from average ranks."""
     n_pos = int(positive.sum())

@@ -18,9 +18,6 @@ import pandas as pd
 
 from retrain.data.split import as_times
 
-MIN_ROWS = 200  # rows the champion must not have seen before its check counts
-MIN_PER_CLASS = 20  # and this many of each class
-
 
 def trained_through(rows: pd.DataFrame, time_column: str) -> str | None:
     """The newest time among the rows a model was fit on (ISO, UTC), for its version's tag."""
@@ -32,16 +29,6 @@ def rows_after(frame: pd.DataFrame, time_column: str, through: str) -> pd.DataFr
     """The rows strictly newer than `through` (a `trained_through` value)."""
     stamps = as_times(frame[time_column])
     return frame[(stamps > pd.Timestamp(through)).fillna(False).to_numpy(dtype=bool)]
-
-
-def enough_to_judge(labels: np.ndarray, classes: np.ndarray) -> bool:
-    """MIN_ROWS rows holding every class at least MIN_PER_CLASS times."""
-    found, counts = np.unique(labels, return_counts=True)
-    return (
-        len(labels) >= MIN_ROWS
-        and len(found) == len(classes)
-        and int(counts.min()) >= MIN_PER_CLASS
-    )
 
 
 @dataclass(frozen=True)

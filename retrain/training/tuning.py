@@ -58,6 +58,7 @@ from retrain.training.calibration import (
 from retrain.training.families import (
     auroc,
     build_model,
+    enough_to_judge,
     example_rows,
     fit_model,
     fold_splits,
@@ -73,13 +74,7 @@ from retrain.training.families import (
 )
 from retrain.training.leakage import rows_to_look_at, suspected_leaks
 from retrain.training.notes import tuning_note, version_note
-from retrain.training.tomorrow import (
-    ChampionCheck,
-    enough_to_judge,
-    expected_auroc,
-    rows_after,
-    trained_through,
-)
+from retrain.training.tomorrow import ChampionCheck, expected_auroc, rows_after, trained_through
 
 
 @dataclass(frozen=True)

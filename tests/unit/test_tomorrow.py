@@ -6,13 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain.training.tomorrow import (
-    ChampionCheck,
-    enough_to_judge,
-    expected_auroc,
-    rows_after,
-    trained_through,
-)
+from retrain.training.families import enough_to_judge
+from retrain.training.tomorrow import ChampionCheck, expected_auroc, rows_after, trained_through
 
 
 def test_trained_through_is_the_newest_time_and_rows_after_are_strictly_newer() -> None:
