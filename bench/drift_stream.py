@@ -64,7 +64,6 @@ from mlflow.exceptions import MlflowException
 
 from bench.scale import (
     base_env,
-    champion_score,
     default_lightgbm,
     retrain_command,
     warm_up_prefect,
@@ -373,8 +372,8 @@ def score_night(config: Config, night: int, wall: float, stream: Stream, base: B
         client = tracking.make_client(settings.tracking_uri)
         version = tracking.alias_version(client, settings.model_name, "champion")
         if version is not None:
-            logged = champion_score(settings, wall).auroc
             run = client.get_run(client.get_model_version(settings.model_name, version).run_id)
+            logged = run.data.metrics["test_auroc"]
             expected = run.data.metrics.get("expected_auroc")
             window = run.data.params.get("train_window_chosen", "-")
             model = config.champion_model(settings, version)
